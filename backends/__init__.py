@@ -1,0 +1,1 @@
+"""Remote backends: where encrypted vault objects live (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,149 @@
+"""The account model (SPEC §3): one value type every store converts to and from.
+
+Identity is kind + secret, so the same account read from two stores (or renamed in
+one) is recognised as one account. Secrets are excluded from ``repr``/``str`` so an
+account can be logged or shown in a traceback without leaking anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    TOTP = "totp"
+    HOTP = "hotp"
+    STEAM = "steam"
+
+
+class Algorithm(StrEnum):
+    SHA1 = "SHA1"
+    SHA256 = "SHA256"
+    SHA512 = "SHA512"
+
+    @classmethod
+    def parse(cls, text: str) -> Algorithm:
+        """Accept the spellings real exports use: ``sha256``, ``HMAC-SHA-256``, ``SHA-256``, ``HmacSHA256``."""
+        norm = re.sub(r"[^A-Z0-9]", "", text.upper())
+        for prefix in ("HMAC",):
+            if norm.startswith(prefix):
+                norm = norm[len(prefix):]
+        try:
+            return cls(norm)
+        except ValueError:
+            raise ValueError(f"unsupported algorithm {text!r} (use SHA1, SHA256 or SHA512)") from None
+
+
+MIN_DIGITS, MAX_DIGITS = 5, 10
+MAX_PERIOD = 24 * 3600
+MAX_SECRET_BYTES = 1024
+STEAM_DIGITS = 5
+
+
+def b32encode(secret: bytes) -> str:
+    """Canonical Base32: upper case, no padding (padding breaks phone apps)."""
+    return base64.b32encode(secret).decode("ascii").rstrip("=")
+
+
+def b32decode(text: str) -> bytes:
+    """Lenient Base32 as KeePassXC and oathtool read it: case, spaces, dashes and padding ignored."""
+    cleaned = re.sub(r"[\s\-=]", "", text).upper()
+    if not cleaned:
+        raise ValueError("the secret is empty")
+    if not re.fullmatch(r"[A-Z2-7]+", cleaned):
+        raise ValueError("the secret is not valid Base32 (letters A-Z and digits 2-7)")
+    if len(cleaned) % 8 in (1, 3, 6):
+        raise ValueError("the secret has an impossible Base32 length")
+    return base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
+
+
+@dataclass(frozen=True)
+class Account:
+    """One 2FA account. ``counter`` is the *next* HOTP counter to use."""
+
+    kind: Kind
+    secret: bytes = field(repr=False)
+    issuer: str = ""
+    name: str = ""
+    algorithm: Algorithm = Algorithm.SHA1
+    digits: int = 6
+    period: int = 30
+    counter: int = 0
+    folder: str = ""
+    note: str = field(default="", repr=False)
+    mtime: float | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", Kind(self.kind))
+        object.__setattr__(self, "algorithm", Algorithm(self.algorithm))
+        if isinstance(self.secret, bytearray | memoryview):
+            object.__setattr__(self, "secret", bytes(self.secret))
+        if not isinstance(self.secret, bytes) or not self.secret:
+            raise ValueError("the secret is empty")
+        if len(self.secret) > MAX_SECRET_BYTES:
+            raise ValueError(f"the secret is longer than {MAX_SECRET_BYTES} bytes")
+        # Normalise what a kind cannot hold, so equal accounts compare equal.
+        if self.kind is Kind.STEAM:
+            object.__setattr__(self, "digits", STEAM_DIGITS)
+            object.__setattr__(self, "algorithm", Algorithm.SHA1)
+        if self.kind is Kind.HOTP:
+            object.__setattr__(self, "period", 30)
+        else:
+            object.__setattr__(self, "counter", 0)
+        if not MIN_DIGITS <= int(self.digits) <= MAX_DIGITS:
+            raise ValueError(f"digits must be between {MIN_DIGITS} and {MAX_DIGITS}, not {self.digits}")
+        if not 1 <= int(self.period) <= MAX_PERIOD:
+            raise ValueError(f"period must be between 1 and {MAX_PERIOD} seconds, not {self.period}")
+        if int(self.counter) < 0:
+            raise ValueError("the HOTP counter cannot be negative")
+        for attr in ("issuer", "name", "folder", "note"):
+            value = getattr(self, attr)
+            if not isinstance(value, str):
+                raise ValueError(f"{attr} must be text")
+            if attr in ("issuer", "name"):
+                value = value.strip()
+                object.__setattr__(self, attr, value)
+            if attr != "note" and any(ord(c) < 32 for c in value):
+                raise ValueError(f"{attr} contains control characters")
+        object.__setattr__(self, "folder", self.folder.strip("/"))
+
+    # -- identity ---------------------------------------------------------------
+    @property
+    def identity(self) -> str:
+        """A stable id from kind + secret; a hash so it can be logged and stored safely."""
+        digest = hashlib.sha256(b"otpbridge/account-id/v1\0" + self.kind.value.encode() + b"\0" + self.secret)
+        return digest.hexdigest()[:32]
+
+    @property
+    def label(self) -> str:
+        """What a person calls the account: ``Issuer (name)`` or whichever part exists."""
+        if self.issuer and self.name:
+            return f"{self.issuer} ({self.name})"
+        return self.issuer or self.name or "(unnamed)"
+
+    @property
+    def secret_b32(self) -> str:
+        return b32encode(self.secret)
+
+    def replace(self, **changes: object) -> Account:
+        return replace(self, **changes)
+
+    def same_settings(self, other: Account) -> bool:
+        """Equal in everything a store holds (mtime aside)."""
+        return self == other
+
+
+def dedupe(accounts: list[Account]) -> list[Account]:
+    """Keep the first of each identity (SPEC §3: same kind + secret is one account)."""
+    seen: set[tuple[Kind, bytes]] = set()
+    out = []
+    for acc in accounts:
+        key = (acc.kind, acc.secret)
+        if key not in seen:
+            seen.add(key)
+            out.append(acc)
+    return out

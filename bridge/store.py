@@ -1,0 +1,260 @@
+"""The store plugin interface: what every format and password store implements.
+
+A store is read as sniff → read → decrypt → convert (Aegis's importers), collecting
+per-entry errors instead of failing the whole file. Writing comes in two shapes:
+export files are serialised whole (``write_all``); live databases (KeePass, pass)
+override ``apply`` to change only the OTP fields of matching entries and keep
+everything else byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import parse_qsl
+
+from .errors import EntryError, UsageError
+from .model import Account, dedupe
+from .secrets import Secret, store_password
+
+_SNIFF_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """``KIND:LOCATION[?option=value&…]`` (SPEC §4). ``kind`` is None when it must be detected."""
+
+    kind: str | None
+    location: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str, known_kinds: Iterable[str]) -> StoreSpec:
+        text = text.strip()
+        if not text:
+            raise UsageError("an empty store was given", hint="use KIND:PATH, e.g. aegis:backup.json")
+        kind: str | None = None
+        rest = text
+        head, sep, tail = text.partition(":")
+        if sep and head.lower() in set(known_kinds):
+            kind, rest = head.lower(), tail
+        location, options = rest, {}
+        if "?" in rest:
+            location, _, query = rest.rpartition("?")
+            try:
+                options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=True))
+            except ValueError:
+                raise UsageError(f"cannot read the options {query!r} of {text!r}", hint="use ?name=value&name=value") from None
+        if kind is None and not location:
+            raise UsageError(f"{text!r} names no file or folder")
+        return cls(kind, location, options)
+
+    @property
+    def path(self) -> Path:
+        return Path(os.path.expanduser(self.location)) if self.location else Path()
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.location}" if self.kind else self.location
+
+
+@dataclass
+class ReadResult:
+    accounts: list[Account] = field(default_factory=list)
+    errors: list[EntryError] = field(default_factory=list)
+
+    def deduplicated(self) -> ReadResult:
+        return ReadResult(dedupe(self.accounts), list(self.errors))
+
+
+@dataclass
+class WriteReport:
+    added: list[Account] = field(default_factory=list)
+    updated: list[Account] = field(default_factory=list)
+    removed: list[Account] = field(default_factory=list)
+    unchanged: int = 0
+    backup: Path | None = None
+    errors: list[EntryError] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+
+@dataclass
+class Context:
+    """What a store may use from the outside world; passed explicitly, never global."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    stats: Counter = field(default_factory=Counter)
+    progress: bool = False  # draw progress bars (the CLI sets it on a TTY)
+    warn: Callable[[str], None] = field(default=lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    info: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
+    cache_dir: Path | None = None  # where a store may keep a cache holding no secret
+
+    def password(self, spec: StoreSpec, *, label: str, required: bool = True) -> Secret | None:
+        return store_password(spec.options, store_label=label, kind=spec.kind or "", environ=self.environ, required=required)
+
+
+class Store(ABC):
+    """Base class of every store plugin; see docs/ARCHITECTURE.md for how to add one."""
+
+    kind: ClassVar[str]
+    title: ClassVar[str] = ""
+    reads: ClassVar[str] = ""
+    writes: ClassVar[str] = ""  # empty: read-only
+    loses: ClassVar[str] = ""  # what a write cannot keep (icons, unsupported kinds…)
+    #: a live database edited in place (KeePass, pass): it may exist and is merged into.
+    is_database: ClassVar[bool] = False
+    #: options this kind understands besides the password ones
+    options: ClassVar[tuple[str, ...]] = ()
+    #: detection order: higher is tried first (specific formats before generic ones)
+    sniff_priority: ClassVar[int] = 50
+
+    def __init__(self, spec: StoreSpec, ctx: Context) -> None:
+        self.spec = spec
+        self.ctx = ctx
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.spec}>"
+
+    @property
+    def path(self) -> Path:
+        return self.spec.path
+
+    @property
+    def label(self) -> str:
+        return str(self.spec)
+
+    @classmethod
+    def can_write(cls) -> bool:
+        return bool(cls.writes)
+
+    # -- detection ---------------------------------------------------------------
+    @classmethod
+    def sniff(cls, path: Path, head: bytes) -> bool:
+        """True when ``head`` (the first 256 KiB, or b"" for a folder) looks like this kind.
+
+        Must be cheap and import no optional dependency.
+        """
+        return False
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def fingerprint(self) -> str | None:
+        """A cheap token that changes when the store changes (the sync fast path)."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+    # -- reading and writing -------------------------------------------------------
+    @abstractmethod
+    def read(self) -> ReadResult:
+        """All accounts, plus per-entry errors for what could not be read."""
+
+    def write_all(self, accounts: Sequence[Account]) -> Path | None:
+        """Serialise ``accounts`` as the whole file (export formats); return a backup path."""
+        raise UsageError(f"{self.kind} stores cannot be written", hint="run 'otpbridge formats' to see which can")
+
+    def apply(
+        self,
+        upserts: Sequence[Account] = (),
+        removals: Sequence[Account] = (),
+        *,
+        dry_run: bool = False,
+    ) -> WriteReport:
+        """Add or update ``upserts`` and remove ``removals`` (matched by identity).
+
+        The default reads the existing file, merges, and rewrites it whole.
+        """
+        if not self.can_write():
+            self.write_all(())  # raises the uniform "cannot be written" error
+        existing = self.read().accounts if self.exists() else []
+        report = merge_accounts(existing, upserts, removals)
+        report.dry_run = dry_run
+        if not dry_run and (report.changed or not self.exists()):
+            report.backup = self.write_all(report_result(existing, report))
+        return report
+
+
+def merge_accounts(existing: Sequence[Account], upserts: Sequence[Account], removals: Sequence[Account]) -> WriteReport:
+    """What applying ``upserts``/``removals`` to ``existing`` changes, by identity."""
+    report = WriteReport()
+    index = {a.identity: a for a in existing}
+    for acc in dedupe(list(upserts)):
+        old = index.get(acc.identity)
+        if old is None:
+            report.added.append(acc)
+        elif old != acc:
+            report.updated.append(acc)
+        else:
+            report.unchanged += 1
+    gone = {a.identity for a in removals}
+    report.removed = [a for a in existing if a.identity in gone]
+    return report
+
+
+def report_result(existing: Sequence[Account], report: WriteReport) -> list[Account]:
+    """The account list after ``report`` is applied to ``existing`` (order kept, new ones last)."""
+    updates = {a.identity: a for a in report.updated}
+    gone = {a.identity for a in report.removed}
+    out = [updates.get(a.identity, a) for a in existing if a.identity not in gone]
+    return out + list(report.added)
+
+
+def read_head(path: Path) -> bytes:
+    if path.is_dir():
+        return b""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(_SNIFF_BYTES)
+    except OSError:
+        return b""
+
+
+def detect_kind(path: Path) -> str:
+    """The kind whose ``sniff`` recognises ``path``; a usage error when none does."""
+    from . import registry
+    from .errors import MissingDependencyError
+
+    if not path.exists():
+        raise UsageError(f"{str(path)!r} does not exist", hint="to create a new store, name its kind: KIND:PATH")
+    head = read_head(path)
+    classes = []
+    for kind in registry.plugin_kinds():
+        try:
+            classes.append(registry.load_plugin(kind))
+        except (MissingDependencyError, ImportError):
+            continue  # a broken third-party plugin must not stop detection of the others
+    for cls in sorted(classes, key=lambda c: -c.sniff_priority):
+        try:
+            if cls.sniff(path, head):
+                return cls.kind
+        except Exception:  # noqa: BLE001,S112 - a sniffer must never break detection
+            continue
+    raise UsageError(
+        f"cannot tell what kind of file {str(path)!r} is",
+        hint="name it as KIND:PATH; 'otpbridge formats' lists the kinds",
+    )
+
+
+def open_store(text: str | StoreSpec, ctx: Context) -> Store:
+    """Parse ``KIND:LOCATION?options`` (detecting the kind if absent) and build the store."""
+    from . import registry
+
+    spec = text if isinstance(text, StoreSpec) else StoreSpec.parse(text, registry.plugin_kinds())
+    if spec.kind is None:
+        kind = detect_kind(spec.path)
+        ctx.info(f"detected {kind}: {spec.location}")
+        spec = StoreSpec(kind, spec.location, spec.options)
+    cls = registry.load_plugin(spec.kind)
+    return cls(spec, ctx)
