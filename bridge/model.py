@@ -98,8 +98,8 @@ class Account:
             raise ValueError(f"digits must be between {MIN_DIGITS} and {MAX_DIGITS}, not {self.digits}")
         if not 1 <= int(self.period) <= MAX_PERIOD:
             raise ValueError(f"period must be between 1 and {MAX_PERIOD} seconds, not {self.period}")
-        if int(self.counter) < 0:
-            raise ValueError("the HOTP counter cannot be negative")
+        if not 0 <= int(self.counter) < 2**64:
+            raise ValueError("the HOTP counter must be between 0 and 2^64-1")
         for attr in ("issuer", "name", "folder", "note"):
             value = getattr(self, attr)
             if not isinstance(value, str):

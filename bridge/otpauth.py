@@ -56,7 +56,7 @@ def _int_param(params: dict[str, str], key: str, default: int) -> int:
     if raw is None or raw.strip() == "":
         return default
     text = unquote(raw).strip()
-    if not text.isdigit() or len(text) > 12:
+    if not text.isascii() or not text.isdigit() or len(text) > 20:
         raise UriError(f"{key} is not a whole number: {text[:20]!r}")
     return int(text)
 

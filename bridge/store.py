@@ -253,6 +253,11 @@ def open_store(text: str | StoreSpec, ctx: Context) -> Store:
 
     spec = text if isinstance(text, StoreSpec) else StoreSpec.parse(text, registry.plugin_kinds())
     if spec.kind is None:
+        head, sep, _ = spec.location.partition(":")
+        if sep and head.isalnum() and not spec.path.exists():
+            raise UsageError(
+                f"unknown store kind {head!r}", hint=f"known kinds: {', '.join(registry.plugin_kinds())}"
+            )
         kind = detect_kind(spec.path)
         ctx.info(f"detected {kind}: {spec.location}")
         spec = StoreSpec(kind, spec.location, spec.options)

@@ -1,0 +1,44 @@
+"""The ``otpbridge`` command.
+
+Subcommands live in small modules and are imported only when invoked (``LazyGroup``),
+so ``otpbridge --version`` never pays for crypto, rich or the plugins.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .. import __version__
+
+# name -> "module:attribute"; help summaries are kept here so `--help` imports nothing.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "formats": ("otpbridge.cli.basic:formats_cmd", "List store kinds and file formats: what each reads, writes and loses."),
+    "list": ("otpbridge.cli.basic:list_cmd", "List the 2FA accounts in a store or file (no secrets)."),
+    "code": ("otpbridge.cli.basic:code_cmd", "Show current one-time codes."),
+    "convert": ("otpbridge.cli.basic:convert_cmd", "Copy accounts from one store or file into another."),
+    "init": ("otpbridge.cli.vault_cmds:init_cmd", "Create an encrypted vault on a remote, or join one."),
+    "backup": ("otpbridge.cli.vault_cmds:backup_cmd", "Back up local stores to the vault (one way)."),
+    "sync": ("otpbridge.cli.vault_cmds:sync_cmd", "Two-way sync between local stores and the vault."),
+    "restore": ("otpbridge.cli.vault_cmds:restore_cmd", "Restore accounts from the vault into a store."),
+    "passphrase": ("otpbridge.cli.vault_cmds:passphrase_grp", "Change or check the backup passphrase."),
+    "status": ("otpbridge.cli.vault_cmds:status_cmd", "Show the last verified backup and sync state."),
+    "verify": ("otpbridge.cli.vault_cmds:verify_cmd", "Decrypt and check every object on the remote."),
+    "devices": ("otpbridge.cli.vault_cmds:devices_grp", "List or remove devices of the vault."),
+    "snapshots": ("otpbridge.cli.vault_cmds:snapshots_cmd", "List the vault's snapshots."),
+    "schedule": ("otpbridge.cli.automation:schedule_cmd", "Run sync periodically (systemd timer or cron)."),
+    "hook": ("otpbridge.cli.automation:hook_grp", "Install a git hook / pass extension that syncs after changes."),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--version"]:
+        print(f"otpbridge {__version__}")
+        return 0
+    from .app import run
+
+    return run(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from otpbridge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,107 @@
+"""The click application: global options, lazy subcommands and the error boundary."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import OtpBridgeError
+from . import COMMANDS
+from .common import State, render_error
+
+EPILOG = """\b
+Stores and files are named KIND:LOCATION[?option=value], e.g.
+  keepass:~/db.kdbx?keyfile=~/k.key   pass:   aegis:backup.json
+Without KIND: the format is detected. Remotes are rclone paths (myremote:otp)
+or local folders. Secrets never go on the command line: see 'otpbridge help secrets'
+in the README. Exit codes: 0 ok, 1 error, 2 usage, 3 wrong passphrase/password,
+4 integrity, 5 unreachable, 6 refused (would lose data), 7 partial.
+"""
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target[0].split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return _not_available(cmd_name)
+            raise
+        return getattr(module, attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, helptext) for name, (_target, helptext) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _not_available(name: str) -> click.Command:
+    @click.command(name)
+    def stub() -> None:
+        raise click.UsageError(f"'{name}' is not available in this build")
+
+    return stub
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="otpbridge", message="%(prog)s %(version)s")
+@click.option("--home", type=click.Path(file_okay=False), envvar="OTPBRIDGE_HOME", help="This device's config and state folder (env OTPBRIDGE_HOME).")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False), help="Read the backup passphrase from the first line of this file.")
+@click.option("--passphrase-fd", type=int, help="Read the backup passphrase from this inherited file descriptor.")
+@click.option("--new-passphrase-file", type=click.Path(dir_okay=False), help="Read the new passphrase (passphrase change) from this file.")
+@click.option("--new-passphrase-fd", type=int, help="Read the new passphrase from this file descriptor.")
+@click.option("--keyring", "use_keyring", is_flag=True, help="Take the backup passphrase from the OS keyring (opt-in).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors (for cron and hooks).")
+@click.option("-v", "--verbose", is_flag=True, help="Say more about what is done.")
+@click.pass_context
+def cli(ctx: click.Context, **options: object) -> None:
+    """otpbridge — keep your 2FA accounts safe and in step.
+
+    Read and write TOTP/HOTP accounts in KeePass/KeePassXC, pass (pass-otp) and the
+    exports of Aegis, Google Authenticator, 2FAS, andOTP, Bitwarden, Ente Auth and
+    FreeOTP+; back them up encrypted to any rclone remote; sync between devices.
+
+    \b
+    Examples:
+      otpbridge list aegis:backup.json
+      otpbridge convert gauth:export.txt keepass:~/otp.kdbx
+      otpbridge init myremote:otp --store keepass:~/otp.kdbx
+      otpbridge sync
+    """
+    ctx.obj = State(**options)  # type: ignore[arg-type]
+
+
+def run(args: list[str]) -> int:
+    try:
+        result = cli.main(args=args, prog_name="otpbridge", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except OtpBridgeError as err:
+        render_error(err)
+        return err.exit_code
+    except click.exceptions.NoArgsIsHelpError as err:
+        click.echo(err.ctx.get_help() if err.ctx else str(err), err=True)
+        return 2
+    except click.ClickException as err:
+        err.show()
+        return 2 if isinstance(err, click.UsageError) else err.exit_code
+    except click.exceptions.Exit as err:
+        return err.exit_code
+    except click.Abort:
+        click.echo("otpbridge: aborted", err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo("otpbridge: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 1

@@ -1,0 +1,223 @@
+"""formats, list, code, convert: the commands that work on stores and files directly."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import DataLossRefused, UsageError
+from ..model import Account, Kind
+from .common import State, account_json, errors_json, finish_partial, pass_state
+
+
+def _matches(account: Account, query: str | None) -> bool:
+    if not query:
+        return True
+    q = query.casefold()
+    return any(q in field.casefold() for field in (account.issuer, account.name, account.folder, account.label))
+
+
+@click.command("formats")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def formats_cmd(state: State, as_json: bool) -> None:
+    """List store kinds and file formats: what each reads, writes and loses.
+
+    \b
+    Example:
+      otpbridge formats
+    """
+    from .. import registry
+    from ..errors import MissingDependencyError
+
+    rows = []
+    for kind in registry.plugin_kinds():
+        try:
+            cls = registry.load_plugin(kind)
+        except MissingDependencyError as exc:
+            rows.append({"kind": kind, "title": "", "reads": "", "writes": "", "loses": "", "available": False, "hint": exc.hint})
+            continue
+        except ImportError as exc:  # a broken third-party plugin must not hide the others
+            rows.append({"kind": kind, "title": "", "reads": "", "writes": "", "loses": "", "available": False, "hint": f"broken: {exc}"})
+            continue
+        rows.append(
+            {
+                "kind": kind,
+                "title": cls.title,
+                "reads": cls.reads,
+                "writes": cls.writes,
+                "loses": cls.loses,
+                "available": True,
+            }
+        )
+    if as_json:
+        state.emit_json({"formats": rows})
+        return
+    state.table(
+        ["kind", "reads", "writes", "loses"],
+        [
+            (r["kind"], r["reads"] or "-", r["writes"] or "(read only)", r["loses"] or "-")
+            if r["available"]
+            else (r["kind"], f"not installed: {r['hint']}", "", "")
+            for r in rows
+        ],
+    )
+
+
+@click.command("list")
+@click.argument("source")
+@click.argument("query", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in docs/CLI.md).")
+@click.option("--show-secrets", is_flag=True, help="Include secrets and otpauth URIs in the output.")
+@pass_state
+def list_cmd(state: State, source: str, query: str | None, as_json: bool, show_secrets: bool) -> None:
+    """List the 2FA accounts in SOURCE, optionally only those matching QUERY.
+
+    \b
+    Examples:
+      otpbridge list aegis:backup.json
+      otpbridge list keepass:~/db.kdbx github --json
+    """
+    store = state.open_store(source)
+    result = store.read().deduplicated()
+    accounts = [a for a in result.accounts if _matches(a, query)]
+    if as_json:
+        state.emit_json(
+            {
+                "source": str(store.spec),
+                "accounts": [account_json(a, secrets=show_secrets) for a in accounts],
+                "errors": errors_json(result.errors),
+            }
+        )
+    else:
+        cols = ["issuer", "name", "kind", "digits", "period/counter", "algorithm", "folder"]
+        rows = [
+            (a.issuer, a.name, a.kind.value, a.digits, a.counter if a.kind is Kind.HOTP else f"{a.period}s", a.algorithm.value, a.folder)
+            for a in accounts
+        ]
+        if show_secrets:
+            from ..otpauth import format_uri
+
+            cols.append("uri")
+            rows = [(*r, format_uri(a)) for r, a in zip(rows, accounts, strict=True)]
+        state.table(cols, rows)
+        state.note(f"{len(accounts)} account(s) in {store.label}")
+    finish_partial(result.errors, "entries")
+
+
+@click.command("code")
+@click.argument("source")
+@click.argument("query", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--advance", is_flag=True, help="HOTP: use the code and store the next counter.")
+@pass_state
+def code_cmd(state: State, source: str, query: str | None, as_json: bool, advance: bool) -> None:
+    """Show the current codes of accounts in SOURCE (matching QUERY).
+
+    HOTP codes are shown for the next counter without using it up, unless --advance.
+
+    \b
+    Examples:
+      otpbridge code keepass:~/db.kdbx github
+      otpbridge code uris:codes.txt --json
+    """
+    import time
+
+    from ..codes import code_at, seconds_left
+
+    store = state.open_store(source)
+    result = store.read().deduplicated()
+    accounts = [a for a in result.accounts if _matches(a, query)]
+    if query and not accounts:
+        raise UsageError(f"no account matches {query!r}", hint=f"'otpbridge list {source}' shows them all")
+    now = time.time()
+    out = []
+    for acc in accounts:
+        out.append((acc, code_at(acc, now), seconds_left(acc, now)))
+    if advance:
+        used = [acc.replace(counter=acc.counter + 1) for acc in accounts if acc.kind is Kind.HOTP]
+        if used:
+            store.apply(upserts=used)
+    if as_json:
+        state.emit_json(
+            {
+                "source": str(store.spec),
+                "time": int(now),
+                "codes": [
+                    {**account_json(a), "code": c, **({"seconds_left": s} if s is not None else {})} for a, c, s in out
+                ],
+                "errors": errors_json(result.errors),
+            }
+        )
+    else:
+        state.table(
+            ["issuer", "name", "code", "valid"],
+            [(a.issuer, a.name, c, f"{s}s" if s is not None else f"counter {a.counter}") for a, c, s in out],
+        )
+    finish_partial(result.errors, "entries")
+
+
+@click.command("convert")
+@click.argument("source")
+@click.argument("dest")
+@click.option("--dry-run", is_flag=True, help="Show what would be written; change nothing.")
+@click.option("--merge", is_flag=True, help="Merge into an existing destination file instead of refusing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@pass_state
+def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool, as_json: bool) -> None:
+    """Copy every account from SOURCE into DEST (a migration between any two stores).
+
+    An existing destination file is never overwritten: use --merge to add to it.
+    Databases (KeePass, pass) are always merged into: matching entries get their OTP
+    fields updated, everything else in them is kept.
+
+    \b
+    Examples:
+      otpbridge convert aegis:backup.json keepass:~/otp.kdbx
+      otpbridge convert gauth:export.txt pass:
+      otpbridge convert 'aegis:enc.json?password-env=A' 'keepass:new.kdbx?password-env=B' --dry-run
+    """
+    src = state.open_store(source)
+    from .. import registry
+    from ..store import StoreSpec
+
+    dspec = StoreSpec.parse(dest, registry.plugin_kinds())
+    if dspec.kind is None:
+        if not dspec.path.exists():
+            raise UsageError(
+                f"cannot tell which format to write {dest!r} in",
+                hint="name it as KIND:PATH, e.g. aegis:out.json ('otpbridge formats' lists the kinds)",
+            )
+    dst = state.open_store(dspec)
+    if not dst.can_write():
+        raise UsageError(f"{dst.kind} cannot be written", hint="'otpbridge formats' shows the kinds that can")
+    if dst.exists() and not dst.is_database and not merge:
+        raise DataLossRefused(
+            f"{dst.label} already exists; refusing to overwrite it",
+            hint="add --merge to merge into it, or choose a new file",
+        )
+    result = src.read().deduplicated()
+    report = dst.apply(upserts=result.accounts, dry_run=dry_run)
+    if as_json:
+        state.emit_json(
+            {
+                "source": str(src.spec),
+                "dest": str(dst.spec),
+                "dry_run": dry_run,
+                "added": [account_json(a) for a in report.added],
+                "updated": [account_json(a) for a in report.updated],
+                "unchanged": report.unchanged,
+                "backup": str(report.backup) if report.backup else None,
+                "errors": errors_json(result.errors + report.errors),
+            }
+        )
+    else:
+        verb = "would add" if dry_run else "added"
+        for acc in report.added:
+            state.echo(f"{'+ ' if dry_run else ''}{verb}: {acc.label}")
+        for acc in report.updated:
+            state.echo(f"{'~ ' if dry_run else ''}{'would update' if dry_run else 'updated'}: {acc.label}")
+        summary = f"{len(report.added)} added, {len(report.updated)} updated, {report.unchanged} unchanged"
+        state.note(("dry run, nothing written: " if dry_run else "") + summary + f" in {dst.label}")
+        if report.backup:
+            state.note(f"previous file kept as {report.backup}")
+    finish_partial(result.errors + report.errors, "entries")

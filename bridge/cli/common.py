@@ -1,0 +1,174 @@
+"""What every command shares: the per-invocation state, output and error rendering.
+
+Human output goes to stdout; notes, warnings and progress go to stderr, so that
+``--json`` output on stdout is always exactly one JSON document.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import click
+
+from ..config import Config
+from ..errors import EntryError, OtpBridgeError, PartialError
+from ..model import Account
+from ..secrets import SecretSource, has_tty
+from ..store import Context, Store, open_store
+
+
+def render_error(err: OtpBridgeError) -> None:
+    click.echo(f"otpbridge: error: {err}", err=True)
+    if isinstance(err, PartialError):
+        for entry in err.entries:
+            click.echo(f"  skipped {entry}", err=True)
+    if err.hint:
+        click.echo(f"hint: {err.hint}", err=True)
+
+
+@dataclass
+class State:
+    """Global options of one invocation, turned into explicit objects on demand."""
+
+    home: str | None = None
+    passphrase_file: str | None = None
+    passphrase_fd: int | None = None
+    new_passphrase_file: str | None = None
+    new_passphrase_fd: int | None = None
+    use_keyring: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    stats: Counter = field(default_factory=Counter)
+
+    @cached_property
+    def config(self) -> Config:
+        return Config.resolve(self.home, self.environ)
+
+    def passphrase_source(self) -> SecretSource:
+        return SecretSource(
+            what="backup passphrase",
+            env_var="OTPBRIDGE_PASSPHRASE",
+            command_var="OTPBRIDGE_PASSCOMMAND",
+            file=self.passphrase_file,
+            fd=self.passphrase_fd,
+            keyring=self.use_keyring,
+            environ=self.environ,
+        )
+
+    def new_passphrase_source(self) -> SecretSource:
+        return SecretSource(
+            what="new backup passphrase",
+            env_var="OTPBRIDGE_NEW_PASSPHRASE",
+            command_var="OTPBRIDGE_NEW_PASSCOMMAND",
+            file=self.new_passphrase_file,
+            fd=self.new_passphrase_fd,
+            environ=self.environ,
+        )
+
+    @cached_property
+    def context(self) -> Context:
+        return Context(
+            environ=self.environ,
+            stats=self.stats,
+            progress=self.progress_enabled,
+            warn=self.warn,
+            info=self.note,
+            cache_dir=None,
+        )
+
+    @property
+    def progress_enabled(self) -> bool:
+        return not self.quiet and _stderr_is_tty()
+
+    def open_store(self, text: str) -> Store:
+        return open_store(text, self.context)
+
+    # -- output -------------------------------------------------------------------
+    def echo(self, message: str = "") -> None:
+        """Normal output (stdout); suppressed by --quiet."""
+        if not self.quiet:
+            click.echo(message)
+
+    def note(self, message: str) -> None:
+        """Informational text on stderr; suppressed by --quiet."""
+        if not self.quiet:
+            click.echo(message, err=True)
+
+    def debug(self, message: str) -> None:
+        if self.verbose and not self.quiet:
+            click.echo(message, err=True)
+
+    def warn(self, message: str) -> None:
+        """Warnings always reach stderr, even with --quiet: they are about the user's data."""
+        click.echo(f"warning: {message}", err=True)
+
+    def emit_json(self, payload: Any) -> None:
+        click.echo(json.dumps(payload, indent=2, sort_keys=False, default=str))
+
+    def table(self, columns: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None) -> None:
+        if self.quiet:
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        tbl = Table(title=title, show_edge=False, header_style="bold")
+        for col in columns:
+            tbl.add_column(col)
+        for row in rows:
+            tbl.add_row(*("" if v is None else str(v) for v in row))
+        Console(soft_wrap=False).print(tbl)
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (ValueError, AttributeError):
+        return False
+
+
+def account_json(account: Account, *, secrets: bool = False) -> dict[str, Any]:
+    """The documented JSON shape of an account (docs/CLI.md)."""
+    data: dict[str, Any] = {
+        "id": account.identity,
+        "kind": account.kind.value,
+        "issuer": account.issuer,
+        "name": account.name,
+        "algorithm": account.algorithm.value,
+        "digits": account.digits,
+        "folder": account.folder,
+    }
+    if account.kind.value == "hotp":
+        data["counter"] = account.counter
+    else:
+        data["period"] = account.period
+    if secrets:
+        from ..otpauth import format_uri
+
+        data["secret"] = account.secret_b32
+        data["uri"] = format_uri(account)
+    return data
+
+
+def errors_json(errors: Sequence[EntryError]) -> list[dict[str, str]]:
+    return [{"where": e.where, "reason": e.reason} for e in errors]
+
+
+def finish_partial(errors: Sequence[EntryError], what: str) -> None:
+    """Exit 7 listing the skipped entries, after the main output was printed."""
+    if errors:
+        raise PartialError(f"{len(errors)} {what} skipped", errors, hint="the other entries were processed")
+
+
+def pass_state(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.pass_obj(fn)
+
+
+__all__ = ["State", "account_json", "errors_json", "finish_partial", "has_tty", "pass_state", "render_error"]

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+
+from otpbridge.model import Account, Algorithm, Kind, b32decode, b32encode, dedupe
+
+SECRET = b"\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a"  # 10 bytes: common in the wild
+
+
+def test_short_secret_is_accepted():
+    acc = Account(Kind.TOTP, SECRET, issuer="Example", name="alice")
+    assert acc.secret == SECRET
+
+
+def test_repr_and_str_hide_the_secret():
+    acc = Account(Kind.TOTP, SECRET, issuer="Example", name="alice", note="recovery codes: 1234")
+    text = repr(acc) + str(acc)
+    assert SECRET.hex() not in text
+    assert acc.secret_b32 not in text
+    assert "1234" not in text  # notes can hold recovery codes
+    assert "Example" in text
+
+
+def test_identity_is_kind_and_secret():
+    a = Account(Kind.TOTP, SECRET, issuer="A", name="x")
+    renamed = a.replace(issuer="B", name="y", digits=8)
+    assert a.identity == renamed.identity
+    assert Account(Kind.HOTP, SECRET).identity != a.identity
+    assert Account(Kind.TOTP, SECRET + b"!").identity != a.identity
+    assert dedupe([a, renamed]) == [a]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"secret": b""}, "empty"),
+        ({"digits": 4}, "digits"),
+        ({"digits": 11}, "digits"),
+        ({"period": 0}, "period"),
+        ({"counter": -1, "kind": Kind.HOTP}, "counter"),
+        ({"counter": 2**64, "kind": Kind.HOTP}, "counter"),
+        ({"issuer": "bad\nname"}, "control"),
+        ({"secret": b"x" * 2000}, "longer"),
+    ],
+)
+def test_validation_messages(kwargs, message):
+    base = {"kind": Kind.TOTP, "secret": SECRET}
+    base.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        Account(**base)
+
+
+def test_kind_normalisation():
+    steam = Account(Kind.STEAM, SECRET, digits=8, algorithm=Algorithm.SHA256)
+    assert (steam.digits, steam.algorithm) == (5, Algorithm.SHA1)
+    assert Account(Kind.HOTP, SECRET, period=60).period == 30
+    assert Account(Kind.TOTP, SECRET, counter=5).counter == 0
+
+
+@pytest.mark.parametrize("text", ["sha256", "HMAC-SHA-256", "SHA-256", "HmacSHA256", "Sha256"])
+def test_algorithm_spellings(text):
+    assert Algorithm.parse(text) is Algorithm.SHA256
+
+
+def test_algorithm_unknown():
+    with pytest.raises(ValueError, match="unsupported algorithm"):
+        Algorithm.parse("MD5")
+
+
+@pytest.mark.parametrize("text", ["jbswy3dpehpk3pxp", "JBSW Y3DP EHPK 3PXP", "JBSW-Y3DP-EHPK-3PXP", "JBSWY3DPEHPK3PXP===="])
+def test_lenient_base32(text):
+    assert b32decode(text) == b"Hello!\xde\xad\xbe\xef"
+
+
+def test_canonical_base32_has_no_padding():
+    assert b32encode(b"\x00") == "AA"
+
+
+@pytest.mark.parametrize("text", ["", "!!!!", "A", "ABC"])
+def test_base32_rejects(text):
+    with pytest.raises(ValueError):
+        b32decode(text)
