@@ -8,7 +8,7 @@ a plugin whose optional dependency is missing fails only when used, with the
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from .errors import MissingDependencyError, UsageError
@@ -27,7 +27,7 @@ _EXTRA_FOR_MODULE = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _entry_points(group: str) -> dict[str, Any]:
     from importlib.metadata import entry_points
 

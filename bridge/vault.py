@@ -221,7 +221,6 @@ class EpochInfo:
 class _Header:
     info: EpochInfo
     salt: bytes
-    body: bytes  # bytes before the check value: what the wrap key's commitment covers
     ad: bytes  # bytes before the wrapped key: the unwrap's associated data
     check: bytes
     wrapped: bytes
@@ -239,11 +238,15 @@ def _parse_header(header: bytes) -> _Header:
         raise _integrity("not an otpbridge epoch header")
     magic, version, kdf_id, memory, iterations, lanes, salt_len = _FIXED.unpack_from(header)
     if version != FORMAT_VERSION:
-        raise _integrity(f"epoch header format version {version} is not supported (this reads {FORMAT_VERSION})")
+        raise _integrity(
+            f"epoch header format version {version} is not supported (this reads {FORMAT_VERSION})"
+        )
     if not MIN_SALT_LEN <= salt_len <= MAX_SALT_LEN:
         raise _integrity(f"epoch header salt length {salt_len} outside {MIN_SALT_LEN}..{MAX_SALT_LEN}")
     if len(header) != _header_len(salt_len):
-        raise _integrity(f"epoch header is {len(header)} bytes, expected {_header_len(salt_len)} (truncated or extended)")
+        raise _integrity(
+            f"epoch header is {len(header)} bytes, expected {_header_len(salt_len)} (truncated or extended)"
+        )
     digest_at = len(header) - 32
     if not hmac.compare_digest(hashlib.sha256(header[:digest_at]).digest(), header[digest_at:]):
         raise _integrity("epoch header checksum mismatch (corrupted)")
@@ -260,7 +263,6 @@ def _parse_header(header: bytes) -> _Header:
     off += _TAIL.size
     if not 1 <= epoch <= MAX_EPOCH:
         raise _integrity(f"epoch number {epoch} out of range")
-    body = header[:off]
     check = header[off : off + CHECK_LEN]
     off += CHECK_LEN
     ad = header[:off]
@@ -272,7 +274,7 @@ def _parse_header(header: bytes) -> _Header:
         created=created,
         digest=hashlib.sha256(header).hexdigest(),
     )
-    return _Header(info=info, salt=salt, body=body, ad=ad, check=check, wrapped=wrapped)
+    return _Header(info=info, salt=salt, ad=ad, check=check, wrapped=wrapped)
 
 
 def peek_epoch(header: bytes) -> EpochInfo:
@@ -361,7 +363,11 @@ class VaultKey:
         raise TypeError("VaultKey cannot be pickled")
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, VaultKey) and hmac.compare_digest(self._key, other._key)
+        return (
+            isinstance(other, VaultKey)
+            and (self.vault_id, self.epoch) == (other.vault_id, other.epoch)
+            and hmac.compare_digest(self._key, other._key)
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -459,7 +465,9 @@ class KeyCache:
 # --- epochs ------------------------------------------------------------------------------
 
 
-def _kek(passphrase: Secret, salt: bytes, params: KdfParams, stats: Counter | None) -> tuple[bytes, bytes, bytes]:
+def _kek(
+    passphrase: Secret, salt: bytes, params: KdfParams, stats: Counter | None
+) -> tuple[bytes, bytes, bytes]:
     if stats is not None:
         stats["kdf"] += 1
     master = _derive_master(passphrase, salt, params)
@@ -502,7 +510,15 @@ def create_epoch(
         raise ValueError("rng returned the wrong number of bytes")
     created = max(0, int(clock()))
     body = (
-        _FIXED.pack(HEADER_MAGIC, FORMAT_VERSION, KDF_ARGON2ID, params.memory_kib, params.iterations, params.lanes, len(salt))
+        _FIXED.pack(
+            HEADER_MAGIC,
+            FORMAT_VERSION,
+            KDF_ARGON2ID,
+            params.memory_kib,
+            params.iterations,
+            params.lanes,
+            len(salt),
+        )
         + salt
         + _TAIL.pack(vid, epoch, created)
     )
@@ -526,9 +542,6 @@ def open_epoch(
     cache: KeyCache | None = None,
 ) -> VaultKey:
     """Parse, bound-check, derive (at most once per cache), check commitment, unwrap."""
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     parsed = _parse_header(header)
     info = parsed.info
     if cache is not None:
@@ -536,13 +549,16 @@ def open_epoch(
             hit = cache.get(info.digest, passphrase)
             if hit is not None:
                 return hit
-            key = _unwrap(parsed, passphrase, stats, AESGCM, InvalidTag)
+            key = _unwrap(parsed, passphrase, stats)
             cache.put(info.digest, passphrase, key)
             return key
-    return _unwrap(parsed, passphrase, stats, AESGCM, InvalidTag)
+    return _unwrap(parsed, passphrase, stats)
 
 
-def _unwrap(parsed: _Header, passphrase: Secret, stats, AESGCM, InvalidTag) -> VaultKey:  # noqa: N803
+def _unwrap(parsed: _Header, passphrase: Secret, stats: Counter | None) -> VaultKey:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     info = parsed.info
     wrap_key, nonce, check = _kek(passphrase, parsed.salt, info.params, stats)
     if not hmac.compare_digest(check, parsed.check):

