@@ -148,7 +148,7 @@ def redact(text: str) -> str:
 def reason_from(stderr: str, location: str, shown: str) -> str:
     """The line of rclone's log that says what failed, without timestamps or secrets."""
     lines = [_LOG_PREFIX.sub("", line).strip() for line in stderr.splitlines()]
-    lines = [line for line in lines if line and "config file" not in line.lower() or "section" in line.lower()]
+    lines = [line for line in lines if line and not _is_noise(line)]
     picked = ""
     for line in reversed(lines):
         if line.lower().startswith(("failed to", "error", "critical")) or "error" in line.lower():
@@ -160,6 +160,74 @@ def reason_from(stderr: str, location: str, shown: str) -> str:
         picked = picked.replace(location, shown)
     picked = redact(picked)
     return picked[:400] if picked else "rclone failed without a message"
+
+
+def _is_noise(line: str) -> bool:
+    low = line.lower()
+    return ("config file" in low and "not found" in low) or "can't save config" in low
+
+
+_SAFE_PARAMS = frozenset(
+    {"url", "host", "port", "endpoint", "provider", "region", "vendor", "user", "drive_type", "shell_type", "type"}
+)
+
+
+def _parse_remote(location: str) -> tuple[str, list[tuple[str, str]], str] | None:
+    """Split ``[:]name[,key=value…]:path`` as rclone does (values may be quoted, quotes doubled)."""
+    i, n = 0, len(location)
+    if location.startswith(":"):
+        i = 1
+    while i < n and location[i] not in ",:":
+        i += 1
+    name = location[:i]
+    params: list[tuple[str, str]] = []
+    while i < n and location[i] == ",":
+        i += 1
+        eq = location.find("=", i)
+        if eq < 0:
+            return None
+        key = location[i:eq]
+        i = eq + 1
+        if i < n and location[i] in "'\"":
+            quote, value = location[i], []
+            i += 1
+            while True:
+                if i >= n:
+                    return None
+                if location[i] == quote:
+                    if i + 1 < n and location[i + 1] == quote:
+                        value.append(quote)
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                value.append(location[i])
+                i += 1
+            params.append((key, "".join(value)))
+        else:
+            start = i
+            while i < n and location[i] not in ",:":
+                i += 1
+            params.append((key, location[start:i]))
+    if i >= n or location[i] != ":":
+        return None
+    return name, params, location[i + 1 :]
+
+
+def describe_location(location: str) -> str:
+    """The remote as a user would recognise it, with every non-whitelisted parameter masked."""
+    parsed = _parse_remote(location)
+    if parsed is None:
+        return redact(location)
+    name, params, path = parsed
+    shown = []
+    for key, value in params:
+        if key.lower() in _SAFE_PARAMS:
+            value = _URL_USERINFO.sub(lambda m: m.group("scheme"), value)
+            shown.append(f"{key}={value}")
+        else:
+            shown.append(f"{key}=***")
+    return ",".join([name, *shown]) + ":" + path
 
 
 def lsjson_items(stdout: bytes) -> list[dict]:

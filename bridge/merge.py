@@ -152,6 +152,7 @@ class BaseEntry:
 
     digest: str
     counter: int
+    applied: str = ""  # "clock:device" of the record last written into the primary store
 
 
 @dataclass
@@ -277,8 +278,8 @@ def _differs(a: BaseEntry | None, b: BaseEntry | None) -> bool:
     return a.digest != b.digest
 
 
-def base_from(accounts: Mapping[str, Account]) -> dict[str, BaseEntry]:
-    return {rid: BaseEntry(digest(acc), acc.counter) for rid, acc in accounts.items()}
+def rank_text(rec: Record | None) -> str:
+    return "" if rec is None else f"{rec.clock}:{rec.device}"
 
 
 def union(stores: Iterable[Iterable[Account]]) -> dict[str, Account]:

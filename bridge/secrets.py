@@ -89,7 +89,10 @@ def run_secret_command(command: str, what: str, env_name: str) -> Secret:
             f"the {what} command {argv[0]!r} failed with exit code {proc.returncode}",
             hint="check the command named in " + env_name,
         )
-    return Secret(_strip_newline(proc.stdout.decode("utf-8", "replace")))
+    value = _strip_newline(proc.stdout.decode("utf-8", "replace"))
+    if not value:  # e.g. an empty pass entry: deriving a key from "" helps nobody
+        raise UsageError(f"the {what} command {argv[0]!r} printed nothing", hint="check the command named in " + env_name)
+    return Secret(value)
 
 
 def prompt_secret(prompt: str, *, confirm: bool = False) -> Secret:
@@ -163,10 +166,12 @@ class SecretSource:
             return _from_keyring(self.what)
         if has_tty():
             return prompt_secret(self.what[0].upper() + self.what[1:], confirm=confirm)
+        # The new passphrase has its own flags; naming the old ones would mislead.
+        flag = "--new-passphrase" if self.env_var.startswith("OTPBRIDGE_NEW_") else "--passphrase"
         raise UsageError(
             f"the {self.what} is needed but no source is configured and there is no terminal to ask",
             hint=f"set {self.env_var} or {self.command_var} (e.g. 'pass show backup/otpbridge'), "
-            "or pass --passphrase-file / --passphrase-fd",
+            f"or pass {flag}-file / {flag}-fd",
         )
 
 
@@ -199,6 +204,9 @@ def store_password(
     """A store's own password (SPEC §5): ``?password-file=``, ``?password-env=``,
     ``OTPBRIDGE_STORE_PASSWORD`` (``OTPBRIDGE_KEEPASS_PASSWORD`` for KeePass), else a prompt."""
     env = os.environ if environ is None else environ
+    given = [name for name in ("password-file", "password-env", "password-command") if name in options]
+    if len(given) > 1:  # which one would win is a guess; say so instead (as for the passphrase)
+        raise UsageError(f"{store_label} names more than one password source ({', '.join(given)})", hint="keep exactly one")
     if "password-file" in options:
         return read_secret_file(options["password-file"], f"password for {store_label}")
     if "password-env" in options:

@@ -78,7 +78,7 @@ def parse_prefs(data: bytes, label: str) -> list[object]:
         found = True
         try:
             array = json.loads(elem.text or "[]")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise FormatError(f"{label}: the token list {elem.get('name')!r} is not valid JSON") from None
         if not isinstance(array, list):
             raise FormatError(f"{label}: the token list {elem.get('name')!r} is not a JSON array")

@@ -33,7 +33,13 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from otpbridge.errors import AuthenticationError, EntryError, FormatError, MissingDependencyError, OtpBridgeError
+from otpbridge.errors import (
+    AuthenticationError,
+    EntryError,
+    FormatError,
+    MissingDependencyError,
+    OtpBridgeError,
+)
 from otpbridge.model import Account, Kind, b32decode
 from otpbridge.otpauth import UriError, parse_uri
 from otpbridge.store import ReadResult, Store
@@ -95,8 +101,14 @@ def totp_to_account(totp: str, *, item_name: str, username: str, folder: str) ->
 
 def _folder_names(doc: dict) -> Callable[[dict], str]:
     """How to find an item's folder: personal ``folders`` by id, else the first collection."""
-    folders = {f.get("id"): _text(f.get("name")) for f in doc.get("folders") or [] if isinstance(f, dict)}
-    collections = {c.get("id"): _text(c.get("name")) for c in doc.get("collections") or [] if isinstance(c, dict)}
+    def names(key: str) -> dict[str, str]:
+        return {
+            f["id"]: _text(f.get("name"))
+            for f in doc.get(key) or []
+            if isinstance(f, dict) and isinstance(f.get("id"), str)
+        }
+
+    folders, collections = names("folders"), names("collections")
 
     def lookup(item: dict) -> str:
         fid = item.get("folderId")
@@ -269,7 +281,7 @@ def decrypt_password_protected(doc: dict, password: bytes) -> dict:
         raise FormatError("the password is right but the encrypted data was modified or damaged") from None
     try:
         inner = json.loads(plain.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise FormatError("the decrypted data is not a JSON export") from None
     if not isinstance(inner, dict) or inner.get("encrypted") is True:
         raise FormatError("the decrypted data is not a plain JSON export")
@@ -316,7 +328,7 @@ class BitwardenStore(Store):
             return result
         try:
             doc = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise FormatError(f"{self.label}: not a Bitwarden export (invalid JSON)") from None
         if not isinstance(doc, dict):
             raise FormatError(f"{self.label}: not a Bitwarden export (not a JSON object)")

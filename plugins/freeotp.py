@@ -156,7 +156,7 @@ class FreeOtpPlusStore(Store):
         data = _read_bytes(self)
         try:
             doc = json.loads(data.decode("utf-8-sig"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise FormatError(f"{self.label}: not a FreeOTP+ backup (not valid UTF-8 JSON)") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("tokens"), list):
             raise FormatError(f"{self.label}: not a FreeOTP+ backup (no 'tokens' list)")

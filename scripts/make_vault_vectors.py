@@ -125,7 +125,12 @@ def build_vectors() -> dict[str, dict]:
     obj_large = key.seal("snapshot", "server_2", 2**64 - 1, large, rng=rng)
     obj_empty = key.seal("head", "laptop-1", 0, b"", rng=rng)
     header2, key2 = vault.create_epoch(
-        Secret(PASSPHRASE), params=PARAMS, vault_id=key.vault_id, epoch=2, rng=rng, clock=lambda: CLOCK + 86400
+        Secret(PASSPHRASE),
+        params=PARAMS,
+        vault_id=key.vault_id,
+        epoch=2,
+        rng=rng,
+        clock=lambda: CLOCK + 86400,
     )
     obj_epoch2 = key2.seal(ctx["kind"], ctx["device"], ctx["seq"], small, rng=rng)
 
@@ -336,7 +341,11 @@ def write(out: Path = OUT) -> list[Path]:
 def check(out: Path = OUT) -> list[str]:
     """Names of vectors whose file differs from what the code produces now."""
     vectors = build_vectors()
-    bad = [n for n, d in vectors.items() if not (out / f"{n}.json").is_file() or (out / f"{n}.json").read_text("utf-8") != render(d)]
+    bad = [
+        n
+        for n, d in vectors.items()
+        if not (out / f"{n}.json").is_file() or (out / f"{n}.json").read_text("utf-8") != render(d)
+    ]
     bad += [p.stem for p in out.glob("*.json") if p.stem not in vectors]
     return sorted(bad)
 

@@ -87,6 +87,12 @@ def cli(ctx: click.Context, show_stats: bool, **options: object) -> None:
 
 
 def run(args: list[str]) -> int:
+    from ..logfile import logged  # run log + unattended-failure record (docs/AUTOMATION.md)
+
+    return logged(args, _run)
+
+
+def _run(args: list[str]) -> int:
     try:
         result = cli.main(args=args, prog_name="otpbridge", standalone_mode=False)
         return result if isinstance(result, int) else 0

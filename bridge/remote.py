@@ -1,0 +1,158 @@
+"""The remote layout (docs/REMOTE-LAYOUT.md): object names, and a listing read as state.
+
+Everything a device writes has a name no other device can produce (its device id is in
+it) and no earlier run of the same device produced (its sequence number is), so writes
+never overwrite each other and a listing alone says who wrote what, when, in which
+epoch — without a key. Names carry no account data.
+
+    epochs/<epoch:010>-<device>-<unix time>.hdr          epoch header (vault.create_epoch)
+    devices/<device>/<epoch:010>-<seq:012>-<unix time>.view   one device's sealed view
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .errors import IntegrityError
+
+VIEW_KIND = "view"  # the vault object kind bound into every view's associated data
+EPOCH_DIR = "epochs"
+DEVICE_DIR = "devices"
+
+_DEVICE = r"[0-9a-f]{12}"
+_HEADER_RE = re.compile(rf"{EPOCH_DIR}/(\d{{10}})-({_DEVICE})-(\d{{1,12}})\.hdr")
+_VIEW_RE = re.compile(rf"{DEVICE_DIR}/({_DEVICE})/(\d{{10}})-(\d{{12}})-(\d{{1,12}})\.view")
+DEVICE_ID_RE = re.compile(_DEVICE)
+
+
+def new_device_id() -> str:
+    return secrets.token_hex(6)
+
+
+def header_name(epoch: int, device: str, when: float) -> str:
+    return f"{EPOCH_DIR}/{epoch:010d}-{device}-{int(when)}.hdr"
+
+
+def view_name(device: str, epoch: int, seq: int, when: float) -> str:
+    return f"{DEVICE_DIR}/{device}/{epoch:010d}-{seq:012d}-{int(when)}.view"
+
+
+@dataclass(frozen=True)
+class HeaderRef:
+    name: str
+    size: int
+    epoch: int
+    device: str
+    time: int
+
+
+@dataclass(frozen=True)
+class ViewRef:
+    name: str
+    size: int
+    device: str
+    epoch: int
+    seq: int
+    time: int
+
+    @property
+    def snapshot_id(self) -> str:
+        return f"{self.device}-{self.seq}"
+
+
+@dataclass
+class Listing:
+    """One listing of the remote, parsed. ``signature`` is what the fast path compares."""
+
+    headers: list[HeaderRef] = field(default_factory=list)
+    views: list[ViewRef] = field(default_factory=list)
+    other: list[tuple[str, int]] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, infos: Iterable) -> Listing:
+        out = cls()
+        for info in infos:
+            name, size = info.name, int(info.size)
+            if m := _HEADER_RE.fullmatch(name):
+                out.headers.append(HeaderRef(name, size, int(m[1]), m[2], int(m[3])))
+            elif m := _VIEW_RE.fullmatch(name):
+                out.views.append(ViewRef(name, size, m[1], int(m[2]), int(m[3]), int(m[4])))
+            else:
+                out.other.append((name, size))
+        out.headers.sort(key=lambda h: (h.epoch, h.time, h.device))
+        out.views.sort(key=lambda v: (v.epoch, v.device, v.seq))
+        return out
+
+    # -- the fast path's view of it ----------------------------------------------------
+    def signature(self) -> list[list]:
+        names = [(h.name, h.size) for h in self.headers] + [(v.name, v.size) for v in self.views]
+        return sorted([n, s] for n, s in names + list(self.other))
+
+    def add(self, name: str, size: int) -> None:
+        parsed = Listing.parse([_Info(name, size)])
+        self.headers = sorted(self.headers + parsed.headers, key=lambda h: (h.epoch, h.time, h.device))
+        self.views = sorted(self.views + parsed.views, key=lambda v: (v.epoch, v.device, v.seq))
+        self.other += parsed.other
+
+    def remove(self, name: str) -> None:
+        self.headers = [h for h in self.headers if h.name != name]
+        self.views = [v for v in self.views if v.name != name]
+        self.other = [o for o in self.other if o[0] != name]
+
+    # -- questions -----------------------------------------------------------------------
+    @property
+    def empty(self) -> bool:
+        return not (self.headers or self.views or self.other)
+
+    @property
+    def is_vault(self) -> bool:
+        return bool(self.headers)
+
+    def epochs(self) -> list[int]:
+        return sorted({h.epoch for h in self.headers})
+
+    def headers_of(self, epoch: int) -> list[HeaderRef]:
+        return [h for h in self.headers if h.epoch == epoch]
+
+    def views_of(self, epoch: int, device: str | None = None) -> list[ViewRef]:
+        return [v for v in self.views if v.epoch == epoch and (device is None or v.device == device)]
+
+    def newest_views(self, epoch: int) -> dict[str, ViewRef]:
+        out: dict[str, ViewRef] = {}
+        for v in self.views_of(epoch):
+            if v.device not in out or v.seq > out[v.device].seq:
+                out[v.device] = v
+        return out
+
+    def max_seq(self, device: str) -> int:
+        return max((v.seq for v in self.views if v.device == device), default=0)
+
+
+@dataclass(frozen=True)
+class _Info:
+    name: str
+    size: int
+
+
+# --- the sealed view payload --------------------------------------------------------------
+def encode_view(payload: dict) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def decode_view(raw: bytes, ref: ViewRef) -> dict:
+    """Parse an opened view; authenticated already, so a bad shape is a writer bug (exit 4)."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        if not isinstance(data, dict) or data.get("v") != 1:
+            raise ValueError("unknown view version")
+        if data.get("device") != ref.device or data.get("seq") != ref.seq:
+            raise ValueError("view names another device or sequence")
+        if not isinstance(data.get("records"), list):
+            raise ValueError("no records")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"{ref.name}: the view is malformed ({exc})") from None
+    return data

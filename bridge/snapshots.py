@@ -1,0 +1,45 @@
+"""Which of this device's older views to keep as snapshots (the retention policy).
+
+Every view is a complete copy of the vault as its device saw it, so keeping old views
+*is* keeping snapshots: no extra upload. Retention is restic's "keep last N + one per
+day + one per week", so a burst of edits cannot push out older good copies (Aegis#1245).
+Each device prunes only its own views and never its newest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .remote import ViewRef
+
+
+@dataclass(frozen=True)
+class Retention:
+    recent: int = 10
+    daily: int = 7
+    weekly: int = 8
+
+
+def keep(views: Sequence[ViewRef], policy: Retention = Retention()) -> set[str]:
+    """The names among one device's ``views`` to keep (its newest always)."""
+    ordered = sorted(views, key=lambda v: v.seq, reverse=True)
+    kept: set[str] = {v.name for v in ordered[: max(1, policy.recent)]}
+    for span, count in (("%Y-%m-%d", policy.daily), ("%G-W%V", policy.weekly)):
+        buckets: list[str] = []
+        for v in ordered:
+            bucket = time.strftime(span, time.gmtime(v.time))
+            if bucket in buckets:
+                continue
+            if len(buckets) >= count:
+                break
+            buckets.append(bucket)
+            kept.add(v.name)
+    return kept
+
+
+def prune(views: Sequence[ViewRef], policy: Retention = Retention()) -> list[ViewRef]:
+    """The views to delete (never the newest)."""
+    names = keep(views, policy)
+    return [v for v in views if v.name not in names]

@@ -1,0 +1,109 @@
+"""This device's memory of the last sync: plaintext JSON that holds no secret.
+
+It is read on every run, before any passphrase is known, so the no-change fast path can
+decide from it alone. What it holds: store fingerprints and the remote listing of the
+last run (the fast path), the newest sequence number seen per device and the highest
+epoch (rollback detection), and the *base* — per account a content digest and HOTP
+counter, never the secret (local deletion detection, see merge.digest).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .fileio import atomic_write
+from .merge import BaseEntry
+
+STATE_FILE = "sync-state.json"
+VERSION = 1
+
+
+@dataclass
+class SyncState:
+    vault_id: str = ""
+    device: str = ""
+    epoch: int = 0
+    last_seq: int = 0  # this device's newest view that was verified on the remote
+    seen: dict[str, int] = field(default_factory=dict)  # device -> newest seq verified
+    clock: int = 0  # highest Lamport clock seen
+    base: dict[str, BaseEntry] | None = None  # None: never synced (a fresh join)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    listing: list[list] | None = None
+    device_names: dict[str, str] = field(default_factory=dict)
+    removed: dict[str, dict] = field(default_factory=dict)
+    last_verified_backup: float | None = None
+    last_sync: float | None = None
+    last_error: dict[str, Any] | None = None
+    accounts: int = 0
+
+    # -- persistence ---------------------------------------------------------------------
+    @classmethod
+    def load(cls, folder: Path) -> SyncState:
+        path = folder / STATE_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as exc:
+            raise UsageError(
+                f"the sync state {path} cannot be read ({exc})",
+                hint="move it away; the next sync rebuilds it (local deletions since the last sync are then not propagated)",
+            ) from None
+        if data.get("version") != VERSION:
+            raise UsageError(f"the sync state {path} has an unknown version")
+        base = data.get("base")
+        return cls(
+            vault_id=data.get("vault_id", ""),
+            device=data.get("device", ""),
+            epoch=int(data.get("epoch", 0)),
+            last_seq=int(data.get("last_seq", 0)),
+            seen={k: int(v) for k, v in data.get("seen", {}).items()},
+            clock=int(data.get("clock", 0)),
+            base=None if base is None else {k: BaseEntry(v[0], int(v[1]), v[2] if len(v) > 2 else "") for k, v in base.items()},
+            fingerprints=dict(data.get("fingerprints", {})),
+            listing=data.get("listing"),
+            device_names=dict(data.get("device_names", {})),
+            removed=dict(data.get("removed", {})),
+            last_verified_backup=data.get("last_verified_backup"),
+            last_sync=data.get("last_sync"),
+            last_error=data.get("last_error"),
+            accounts=int(data.get("accounts", 0)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": VERSION,
+            "vault_id": self.vault_id,
+            "device": self.device,
+            "epoch": self.epoch,
+            "last_seq": self.last_seq,
+            "seen": self.seen,
+            "clock": self.clock,
+            "base": None if self.base is None else {k: [v.digest, v.counter, v.applied] for k, v in sorted(self.base.items())},
+            "fingerprints": self.fingerprints,
+            "listing": self.listing,
+            "device_names": self.device_names,
+            "removed": self.removed,
+            "last_verified_backup": self.last_verified_backup,
+            "last_sync": self.last_sync,
+            "last_error": self.last_error,
+            "accounts": self.accounts,
+        }
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with _umask():
+            atomic_write(folder / STATE_FILE, json.dumps(self.to_json(), indent=1).encode(), mode=0o600, backup=False)
+
+
+class _umask:
+    def __enter__(self) -> None:
+        self.old = os.umask(0o077)
+
+    def __exit__(self, *exc: object) -> None:
+        os.umask(self.old)

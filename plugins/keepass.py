@@ -1,0 +1,444 @@
+"""``keepass:PATH[?keyfile=PATH]`` — KeePassXC / KeePass 2 databases (KDBX 3.1 and 4).
+
+Reads every OTP convention KeePass-family apps use (see ``keepass_fields``); writes
+KeePassXC's (a protected ``otp`` URI) for time-based accounts and KeePass's native
+``HmacOtp-*`` fields for HOTP, because KeePassXC shows TOTP codes for an ``otp`` HOTP URI.
+A database is the user's: an update changes only the OTP fields of the matching entry,
+a removal deletes only OTP fields (never the entry, its password or other fields), and
+entries we cannot read are left exactly as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from otpbridge.errors import EntryError, FormatError, UsageError
+from otpbridge.fileio import atomic_write
+from otpbridge.model import Account, Kind, dedupe
+from otpbridge.secrets import Secret
+from otpbridge.store import ReadResult, Store, WriteReport
+
+from . import keepass_fields as kf
+from . import keepass_kdbx as kdbx
+
+_ZERO_UUID = bytes(16)
+
+
+@dataclass
+class _Entry:
+    element: object  # lxml Entry element
+    folder: str
+    title: str
+    username: str
+    slots: list[kf.Slot]
+    group: object  # lxml Group element
+    touched: bool = False
+
+    @property
+    def where(self) -> str:
+        title = self.title or "(untitled)"
+        return f"{self.folder}/{title}" if self.folder else title
+
+
+@dataclass
+class _Plan:
+    """What ``apply`` decided, before anything is saved."""
+
+    report: WriteReport = field(default_factory=WriteReport)
+    changed: bool = False
+
+
+class KeePassStore(Store):
+    kind = "keepass"
+    title = "KeePass database (KeePassXC, KeePass 2, KDBX 3.1/4)"
+    reads = (
+        "KeePassXC 'otp' (otpauth URI or KeeOtp key=…), 'TOTP Seed'/'TOTP Settings' (incl. Steam), "
+        "KeePass 2 TimeOtp-*/HmacOtp-* fields; group path as folder; the recycle bin is skipped"
+    )
+    writes = (
+        "edits entries in place: TOTP/Steam as a protected 'otp' URI (KeePassXC), HOTP as KeePass "
+        "HmacOtp-* fields; new accounts become new entries (title = issuer, user name = account)"
+    )
+    loses = (
+        "HOTP other than 6-digit SHA-1 (KeePass cannot hold it); account notes are written only "
+        "into new entries' Notes and not read back; issuer/name of KeePass TimeOtp entries are the entry's title/user name"
+    )
+    is_database = True
+    options = ("keyfile",)
+    sniff_priority = 95
+
+    @classmethod
+    def sniff(cls, path: Path, head: bytes) -> bool:
+        return kdbx.is_kdbx(head)
+
+    # -- credentials and opening ------------------------------------------------------
+    @property
+    def keyfile(self) -> Path | None:
+        raw = self.spec.options.get("keyfile")
+        return Path(os.path.expanduser(raw)) if raw else None
+
+    def _load(self) -> bytes:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            raise FormatError(
+                f"{self.label}: no such file", hint="check the path; otpbridge creates a database only when writing"
+            ) from None
+        except IsADirectoryError:
+            raise FormatError(f"{self.label}: is a folder, not a KeePass database") from None
+        except OSError as exc:
+            raise FormatError(f"{self.label}: cannot read: {exc.strerror}") from None
+
+    def _open(self) -> kdbx.OpenDatabase:
+        data = self._load()
+        kdbx.read_header(data)  # a damaged or foreign file fails before asking for a password
+        keyfile = self.keyfile
+        password = self.ctx.password(self.spec, label=self.label, required=keyfile is None)
+        self.ctx.stats["keepass_kdf"] += 1
+        return kdbx.open_database(data, password, keyfile, self.label)
+
+    def _create(self) -> kdbx.OpenDatabase:
+        """A new, empty KDBX 4 database (pykeepass's blank: AES-256, Argon2d 64 MiB)."""
+        kdbx.require_pykeepass()
+        from pykeepass import pykeepass as pk
+
+        keyfile = self.keyfile
+        if keyfile is not None and not keyfile.is_file():
+            raise UsageError(f"the key file {str(keyfile)!r} does not exist", hint="otpbridge does not create key files")
+        password = self.ctx.password(self.spec, label=f"new database {self.label}")
+        if not password and keyfile is None:
+            raise UsageError(f"refusing to create {self.label} with an empty password and no key file")
+        with open(pk.BLANK_DATABASE_LOCATION, "rb") as fh:
+            blank = fh.read()
+        db = kdbx.open_database(blank, Secret(pk.BLANK_DATABASE_PASSWORD), None, "the blank database template")
+        db.password, db.keyfile = password, keyfile
+        db.kp.password = None if password is None else password.reveal()
+        db.kp.keyfile = None if keyfile is None else str(keyfile)
+        return db
+
+    # -- reading ------------------------------------------------------------------------
+    def read(self) -> ReadResult:
+        db = self._open()
+        result = ReadResult()
+        for entry in _entries(db.kp):
+            for slot in entry.slots:
+                if slot.error is not None:
+                    result.errors.append(EntryError(entry.where, slot.error))
+            result.accounts.extend(kf.entry_accounts(entry.slots))
+        return result
+
+    # -- writing ------------------------------------------------------------------------
+    def apply(
+        self,
+        upserts: Sequence[Account] = (),
+        removals: Sequence[Account] = (),
+        *,
+        dry_run: bool = False,
+    ) -> WriteReport:
+        exists = self.path.exists()
+        db = self._open() if exists else self._create()
+        entries = list(_entries(db.kp))
+        writer = _Writer(db.kp, entries)
+        report = writer.run(dedupe(list(upserts)), dedupe(list(removals)))
+        report.dry_run = dry_run
+        if not dry_run and (report.changed or not exists):
+            data = kdbx.serialize(db)
+            self.ctx.stats["keepass_kdf"] += 1
+            report.backup = atomic_write(self.path, data, mode=0o600)
+        return report
+
+
+# -- walking the tree ------------------------------------------------------------------------
+
+
+def _decode_uuid(text: str | None) -> bytes:
+    try:
+        return base64.b64decode(text or "")
+    except ValueError:
+        return b""
+
+
+def _fields(entry) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for s in entry.iterfind("String"):
+        key = s.findtext("Key")
+        if key is not None:
+            out.setdefault(key, s.findtext("Value") or "")
+    return out
+
+
+def _mtime(kp, entry) -> float | None:
+    text = entry.findtext("Times/LastModificationTime")
+    if not text:
+        return None
+    try:
+        return kp._decode_time(text).timestamp()
+    except (ValueError, TypeError, OverflowError, Exception):  # noqa: BLE001 - a bad date must not hide an account
+        return None
+
+
+def _entries(kp) -> Iterator[_Entry]:
+    """Every live entry (not history, not in the recycle bin) with its parsed OTP slots."""
+    root = kp.tree.getroot()
+    bin_uuid = _decode_uuid(root.findtext("Meta/RecycleBinUUID"))
+    top = root.find("Root/Group")
+    if top is None:
+        raise FormatError("the database has no root group")
+    stack = [(top, ())]
+    while stack:
+        group, path = stack.pop()
+        folder = "/".join(path)
+        for child in group:
+            if child.tag == "Entry":
+                fields = _fields(child)
+                title, username = fields.get("Title", ""), fields.get("UserName", "")
+                slots = kf.read_slots(fields, title=title, username=username, folder=folder, mtime=_mtime(kp, child))
+                yield _Entry(child, folder, title, username, slots, group)
+        subgroups = [g for g in group.iterfind("Group")]
+        for sub in reversed(subgroups):
+            uuid = _decode_uuid(sub.findtext("UUID"))
+            if bin_uuid and bin_uuid != _ZERO_UUID and uuid == bin_uuid:
+                continue
+            stack.append((sub, (*path, sub.findtext("Name") or "")))
+
+
+# -- editing -----------------------------------------------------------------------------------
+
+
+def _set_field(entry, key: str, value: str, protected: bool) -> None:
+    from lxml import etree
+
+    for s in entry.iterfind("String"):
+        if s.findtext("Key") == key:
+            v = s.find("Value")
+            if v is None:
+                v = etree.SubElement(s, "Value")
+            v.text = value
+            if protected:
+                v.set("Protected", "True")
+            return
+    s = etree.Element("String")
+    etree.SubElement(s, "Key").text = key
+    v = etree.SubElement(s, "Value")
+    v.text = value
+    if protected:
+        v.set("Protected", "True")
+    # Keep the String elements together, before AutoType/History, as KeePass writes them.
+    strings = list(entry.iterfind("String"))
+    if strings:
+        strings[-1].addnext(s)
+    else:
+        entry.append(s)
+
+
+def _del_field(entry, key: str) -> None:
+    for s in list(entry.iterfind("String")):
+        if s.findtext("Key") == key:
+            entry.remove(s)
+
+
+class _Writer:
+    """Applies removals then upserts to the parsed tree; says what changed."""
+
+    def __init__(self, kp, entries: list[_Entry]) -> None:
+        self.kp = kp
+        self.entries = entries
+        self.report = WriteReport()
+        self.by_identity: dict[str, list[tuple[_Entry, kf.Slot]]] = {}
+        for entry in entries:
+            for slot in entry.slots:
+                if slot.account is not None:
+                    self.by_identity.setdefault(slot.account.identity, []).append((entry, slot))
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def _touch(self, entry: _Entry) -> None:
+        """Before the first change of an entry: keep its old state in history (as KeePass does)."""
+        if entry.touched:
+            return
+        from pykeepass.entry import Entry
+
+        wrapped = Entry(element=entry.element, kp=self.kp)
+        wrapped.save_history()
+        _trim_history(self.kp, entry.element)
+        wrapped.touch(modify=True)
+        entry.touched = True
+
+    def _drop_slot(self, entry: _Entry, slot: kf.Slot) -> None:
+        self._touch(entry)
+        for name in slot.fields:
+            _del_field(entry.element, name)
+        entry.slots = [s for s in entry.slots if s is not slot]
+
+    def _write(self, entry: _Entry, values: dict[str, tuple[str, bool]], replaces: tuple[str, ...] = ()) -> None:
+        self._touch(entry)
+        for name in replaces:
+            if name not in values:
+                _del_field(entry.element, name)
+        for name, (value, protected) in values.items():
+            _set_field(entry.element, name, value, protected)
+
+    # -- the run ------------------------------------------------------------------------------
+    def run(self, upserts: list[Account], removals: list[Account]) -> WriteReport:
+        for acc in removals:
+            hits = self.by_identity.pop(acc.identity, [])
+            if not hits:
+                continue
+            for entry, slot in hits:
+                self._drop_slot(entry, slot)
+            self.report.removed.append(hits[0][1].account)  # type: ignore[arg-type]
+        for acc in upserts:
+            hits = self.by_identity.get(acc.identity)
+            if hits:
+                self._update(acc, hits)
+            else:
+                self._add(acc)
+        return self.report
+
+    def _update(self, acc: Account, hits: list[tuple[_Entry, kf.Slot]]) -> None:
+        if all(kf.slot_matches(slot, acc) for _, slot in hits):
+            self.report.unchanged += 1
+            return
+        done: set[int] = set()
+        for entry, _slot in hits:
+            if id(entry) in done:
+                continue
+            done.add(id(entry))
+            same = [s for s in entry.slots if s.account is not None and s.account.identity == acc.identity]
+            if not self._store_in(entry, acc, same):
+                return
+        self.report.updated.append(acc)
+
+    def _store_in(self, entry: _Entry, acc: Account, same: list[kf.Slot]) -> bool:
+        """Write ``acc`` into ``entry``, replacing the slots in ``same`` (which hold it now).
+
+        Decides first, then edits, so a refusal leaves the entry untouched. A slot of
+        another account (or one we could not read) is never overwritten.
+        """
+        by_conv = {s.convention: s for s in same}
+        taken = {s.convention for s in entry.slots if s not in same}
+        uri, native, legacy = by_conv.get(kf.URI), by_conv.get(kf.KP2_TOTP), by_conv.get(kf.LEGACY)
+        if acc.kind is Kind.HOTP:
+            hotp = by_conv.get(kf.KP2_HOTP)
+            if kf.can_kp2_hotp(acc) and kf.KP2_HOTP not in taken:
+                self._write(entry, kf.kp2_hotp_fields(acc), hotp.fields if hotp else ())
+                if uri is not None:
+                    self._drop_slot(entry, uri)  # one source of truth: KeePass's own fields
+            elif uri is not None:
+                self._write(entry, kf.otp_field(acc))  # a plugin's otp HOTP URI: keep its convention
+            else:
+                return self._refuse(entry, acc, "KeePass stores HOTP only as 6-digit SHA-1 codes; left unchanged")
+            self._reslot(entry)
+            return True
+
+        keep_native = native is not None and kf.can_kp2_totp(acc)
+        write_uri = uri is not None or (kf.URI not in taken and not keep_native)
+        keep_legacy = legacy is not None and not write_uri and not keep_native and kf.can_legacy(acc)
+        if not (write_uri or keep_native or keep_legacy):
+            return self._refuse(entry, acc, "the entry's 'otp' field holds another account; left unchanged")
+        if write_uri:
+            self._write(entry, kf.otp_field(acc))
+        if native is not None:
+            if keep_native:
+                # KeePass 2 reads these natively (KeePassXC too, from 2.7.10): keep the convention.
+                self._write(entry, kf.kp2_totp_fields(acc), native.fields)
+            else:
+                self._drop_slot(entry, native)
+        if legacy is not None:
+            if keep_legacy:
+                self._write(entry, kf.legacy_fields(acc), legacy.fields)
+            else:
+                self._drop_slot(entry, legacy)
+        self._reslot(entry)
+        return True
+
+    def _refuse(self, entry: _Entry, acc: Account, reason: str) -> bool:
+        self.report.errors.append(EntryError(f"{entry.where} ({acc.label})", reason))
+        return False
+
+    def _reslot(self, entry: _Entry) -> None:
+        fields = _fields(entry.element)
+        entry.slots = kf.read_slots(fields, title=entry.title, username=entry.username, folder=entry.folder)
+        for slot in entry.slots:
+            if slot.account is not None:
+                hits = self.by_identity.setdefault(slot.account.identity, [])
+                hits[:] = [(e, s) for e, s in hits if e is not entry] + [(entry, slot)]
+
+    def _add(self, acc: Account) -> None:
+        if acc.kind is Kind.HOTP and not kf.can_kp2_hotp(acc):
+            self.report.errors.append(
+                EntryError(acc.label, "not written: KeePass stores HOTP only as 6-digit SHA-1 codes")
+            )
+            return
+        title = acc.issuer or acc.name
+        family = "hotp" if acc.kind is Kind.HOTP else "totp"
+        entry = None
+        for candidate in self.entries:
+            if (
+                candidate.folder == acc.folder
+                and candidate.title == title
+                and candidate.username == acc.name
+                and not any(s.family in (family, "?") for s in candidate.slots)
+            ):
+                entry = candidate
+                break
+        if entry is None:
+            entry = self._new_entry(acc, title)
+        values = kf.kp2_hotp_fields(acc) if acc.kind is Kind.HOTP else kf.otp_field(acc)
+        self._write(entry, values)
+        self._reslot(entry)
+        self.report.added.append(acc)
+
+    def _new_entry(self, acc: Account, title: str) -> _Entry:
+        from pykeepass.entry import Entry
+
+        group = self._group(acc.folder)
+        wrapped = Entry(title=title, username=acc.name, password="", notes=acc.note or None, kp=self.kp)
+        _random_uuid(wrapped._element)
+        group.append(wrapped._element)
+        entry = _Entry(wrapped._element, acc.folder, title, acc.name, [], group, touched=True)
+        self.entries.append(entry)
+        return entry
+
+    def _group(self, folder: str):
+        from pykeepass.group import Group
+
+        group = self.kp.tree.getroot().find("Root/Group")
+        for name in [p for p in folder.split("/") if p]:
+            found = None
+            for sub in group.iterfind("Group"):
+                if (sub.findtext("Name") or "") == name:
+                    found = sub
+                    break
+            if found is None:
+                new = Group(name=name, kp=self.kp)
+                _random_uuid(new._element)
+                group.append(new._element)
+                found = new._element
+            group = found
+        return group
+
+
+def _random_uuid(element) -> None:
+    """pykeepass uses uuid1 (this host's MAC address and the time); KeePass uses random UUIDs."""
+    import uuid
+
+    element.find("UUID").text = base64.b64encode(uuid.uuid4().bytes).decode("ascii")
+
+
+def _trim_history(kp, element) -> None:
+    """Honour the database's HistoryMaxItems (pykeepass's save_history does not)."""
+    text = kp.tree.getroot().findtext("Meta/HistoryMaxItems")
+    try:
+        limit = int(text) if text is not None else 10
+    except ValueError:
+        limit = 10
+    history = element.find("History")
+    if history is None or limit < 0:
+        return
+    items = list(history.iterfind("Entry"))
+    for old in items[: max(0, len(items) - limit)]:
+        history.remove(old)

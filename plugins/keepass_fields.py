@@ -1,0 +1,348 @@
+"""The OTP conventions of KeePass-family databases, as plain functions over an entry's fields.
+
+An entry may hold OTP data in four places ("slots"), read in KeePassXC's order
+(shared notes, keepass-and-pass §1.2 and §2):
+
+* ``legacy`` — KeeTrayTOTP / old KeePassXC: ``TOTP Seed`` + ``TOTP Settings`` (``30;6``, ``30;S``);
+* ``otp`` — KeePassXC, KeePassOTP, KeeWeb, Keepass2Android: an otpauth:// URI, or
+  KeeOtp 1's ``key=…&size=…&step=…`` query string;
+* ``kp2-totp`` — KeePass ≥ 2.47: ``TimeOtp-Secret[-Hex|-Base32|-Base64]``, ``-Length``,
+  ``-Period``, ``-Algorithm``;
+* ``kp2-hotp`` — KeePass: ``HmacOtp-Secret*`` and ``HmacOtp-Counter`` (the *next* counter).
+
+Nothing here touches pykeepass, so the conventions are testable on dictionaries.
+Error messages name fields and settings, never secret values.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote, unquote_plus
+
+from otpbridge.model import Account, Algorithm, Kind, b32decode, b32encode
+from otpbridge.otpauth import UriError, parse_uri
+
+LEGACY_SEED = "TOTP Seed"
+LEGACY_SETTINGS = "TOTP Settings"
+OTP = "otp"
+TOTP_PREFIX = "TimeOtp-"
+HOTP_PREFIX = "HmacOtp-"
+SECRET_SUFFIXES = ("", "-Hex", "-Base32", "-Base64")  # KeePass's read order
+
+LEGACY, URI, KP2_TOTP, KP2_HOTP = "legacy", "otp", "kp2-totp", "kp2-hotp"
+
+KP2_ALGORITHMS = {Algorithm.SHA1: "HMAC-SHA-1", Algorithm.SHA256: "HMAC-SHA-256", Algorithm.SHA512: "HMAC-SHA-512"}
+KP2_MAX_DIGITS = 8  # KeePass's own limit for TimeOtp-Length
+
+
+class FieldError(ValueError):
+    """OTP fields that cannot be read; the message names fields, never values."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One place in an entry that holds (or should hold) one OTP account."""
+
+    convention: str
+    fields: tuple[str, ...]  # every field that belongs to it (removed together)
+    account: Account | None = None
+    error: str | None = None
+
+    @property
+    def family(self) -> str:
+        """"totp" (time-based incl. Steam), "hotp", or "?" when unreadable and unknown."""
+        if self.account is not None:
+            return "hotp" if self.account.kind is Kind.HOTP else "totp"
+        if self.convention == KP2_HOTP:
+            return "hotp"
+        if self.convention in (LEGACY, KP2_TOTP):
+            return "totp"
+        return "?"
+
+
+# -- Base32 the way KeePassXC reads it ---------------------------------------------------
+
+_KPXC_MAP = {"0": "O", "1": "L", "8": "B"}
+
+
+def kpxc_b32decode(text: str) -> bytes:
+    """KeePassXC's ``Base32::sanitizeInput``: 0→O, 1→L, 8→B, drop every other non-Base32 character.
+
+    Matching KeePassXC matters more than strictness here: these are the codes the user
+    already sees in KeePassXC for this entry.
+    """
+    cleaned = "".join(_KPXC_MAP.get(c, c) for c in text if c in _KPXC_MAP or re.match(r"[A-Za-z2-7]", c))
+    return b32decode(cleaned)
+
+
+def _decode_secret(value: str, encoding: str, where: str) -> bytes:
+    value = value.strip()
+    if not value:
+        raise FieldError(f"{where} is empty")
+    try:
+        if encoding == "utf8":
+            return value.encode("utf-8")
+        if encoding == "hex":
+            return bytes.fromhex(re.sub(r"\s", "", value))
+        if encoding == "base64":
+            return base64.b64decode(re.sub(r"\s", "", value), validate=True)
+        return kpxc_b32decode(value)
+    except (ValueError, binascii.Error):
+        raise FieldError(f"{where} is not valid {encoding}") from None
+
+
+def _int(value: str | None, where: str, default: int) -> int:
+    if value is None or not value.strip():
+        return default
+    text = value.strip()
+    if not text.isdigit() or len(text) > 12:
+        raise FieldError(f"{where} is not a whole number")
+    return int(text)
+
+
+def _account(where: str, **kw: object) -> Account:
+    try:
+        return Account(**kw)  # type: ignore[arg-type]
+    except ValueError as exc:  # model messages never quote the secret
+        raise FieldError(f"{where}: {exc}") from None
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def parse_legacy(fields: Mapping[str, str], ctx: dict) -> Account:
+    seed = fields.get(LEGACY_SEED)
+    if seed is None:
+        raise FieldError(f"'{LEGACY_SETTINGS}' has no '{LEGACY_SEED}' beside it")
+    settings = (fields.get(LEGACY_SETTINGS) or "30;6").strip()
+    parts = [p.strip() for p in settings.split(";")]
+    if len(parts) < 2:
+        raise FieldError(f"'{LEGACY_SETTINGS}' is not PERIOD;DIGITS")
+    period = _int(parts[0], f"the period in '{LEGACY_SETTINGS}'", 30) or 30
+    kind, digits = Kind.TOTP, 6
+    if parts[1].upper() == "S":
+        kind, digits = Kind.STEAM, 5
+    else:
+        digits = _int(parts[1], f"the digits in '{LEGACY_SETTINGS}'", 6)
+    secret = _decode_secret(seed, "base32", f"'{LEGACY_SEED}'")
+    return _account(f"'{LEGACY_SETTINGS}'", kind=kind, secret=secret, digits=digits, period=period, **ctx)
+
+
+def _query(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in text.split("&"):
+        key, sep, value = part.partition("=")
+        if sep:
+            out.setdefault(unquote(key).strip().lower(), value)
+    return out
+
+
+def _normalise_uri(uri: str) -> str:
+    """Rewrite the secret of an otpauth URI into canonical Base32 before ``parse_uri``.
+
+    Handles KeePassXC's Base32 leniency and KeePassOTP's ``encoding=hex|base64|utf8``;
+    refuses encoders we cannot compute (KeePassOTP's ``encoder=yandex``).
+    """
+    head, sep, rest = uri.partition("?")
+    if not sep:
+        return uri
+    query, hsep, fragment = rest.partition("#")
+    params = _query(query)
+    encoder = unquote(params.get("encoder", "")).strip().lower()
+    if encoder not in ("", "steam"):
+        raise FieldError(f"unsupported OTP kind (encoder={encoder[:20]}); left untouched")
+    encoding = unquote(params.get("encoding", "base32")).strip().lower().replace("-", "")
+    if encoding not in ("base32", "hex", "base64", "utf8"):
+        raise FieldError(f"unknown secret encoding {encoding[:20]!r} in 'otp'")
+    parts = []
+    for part in query.split("&"):
+        key, eq, value = part.partition("=")
+        name = unquote(key).strip().lower()
+        if eq and name == "secret":
+            raw = unquote(value) if encoding != "base32" else unquote_plus(value)
+            part = "secret=" + b32encode(_decode_secret(raw, encoding, "the secret in 'otp'"))
+        elif name == "encoding":
+            continue
+        parts.append(part)
+    return head + "?" + "&".join(parts) + (hsep + fragment)
+
+
+def parse_otp(value: str, ctx: dict, title: str, username: str) -> Account:
+    text = value.strip()
+    if not text:
+        raise FieldError("'otp' is empty")
+    lower = text.lower()
+    if lower.startswith("otpauth-migration:"):
+        raise FieldError("'otp' holds a Google Authenticator migration link; import it with gauth:")
+    if lower.startswith("otpauth:"):
+        try:
+            acc = parse_uri(_normalise_uri(text), folder=ctx["folder"])
+        except UriError as exc:
+            raise FieldError(f"'otp': {exc}") from None
+        issuer, name = acc.issuer, acc.name
+        # KeePassXC writes "KeePassXC" / "none" for an empty title / user name.
+        if issuer == "KeePassXC" and not title:
+            issuer = ""
+        if name == "none" and not username:
+            name = ""
+        return acc.replace(issuer=issuer or ctx["issuer"], name=name or ctx["name"], mtime=ctx["mtime"])
+    params = _query(text)
+    if "key" in params:
+        return _parse_keeotp(params, ctx)
+    if re.fullmatch(r"[A-Za-z2-7=\s-]{8,}", text):
+        # A bare secret (some apps store only that): TOTP with the defaults.
+        return _account("'otp'", kind=Kind.TOTP, secret=_decode_secret(text, "base32", "'otp'"), **ctx)
+    raise FieldError("'otp' is neither an otpauth:// URI nor a KeeOtp key=… string")
+
+
+def _parse_keeotp(params: dict[str, str], ctx: dict) -> Account:
+    """KeeOtp 1: ``key=B32&type=Totp|Hotp&counter=N&step=N&size=N&otpHashMode=Sha256``."""
+    encoding = unquote(params.get("encoding", "base32")).strip().lower().replace("-", "")
+    secret = _decode_secret(unquote_plus(params["key"]), encoding if encoding in ("hex", "base64", "utf8") else "base32", "the key in 'otp'")
+    otype = unquote(params.get("type", "totp")).strip().lower()
+    if otype not in ("totp", "hotp"):
+        raise FieldError(f"unsupported OTP type {otype[:20]!r} in 'otp'")
+    digits = _int(unquote(params.get("size", "")), "size in 'otp'", 6)
+    mode = unquote(params.get("otphashmode", "")).strip()
+    try:
+        algorithm = Algorithm.parse(mode) if mode else Algorithm.SHA1
+    except ValueError:
+        raise FieldError(f"unsupported otpHashMode {mode[:20]!r} in 'otp'") from None
+    if otype == "hotp":
+        counter = _int(unquote(params.get("counter", "")), "counter in 'otp'", 0)
+        return _account("'otp'", kind=Kind.HOTP, secret=secret, digits=digits, algorithm=algorithm, counter=counter, **ctx)
+    period = _int(unquote(params.get("step", "")), "step in 'otp'", 30) or 30
+    return _account("'otp'", kind=Kind.TOTP, secret=secret, digits=digits, algorithm=algorithm, period=period, **ctx)
+
+
+def _kp2_secret(fields: Mapping[str, str], prefix: str) -> bytes:
+    for suffix, encoding in zip(SECRET_SUFFIXES, ("utf8", "hex", "base32", "base64"), strict=True):
+        value = fields.get(f"{prefix}Secret{suffix}")
+        if value is not None and value.strip():
+            return _decode_secret(value, encoding, f"'{prefix}Secret{suffix}'")
+    raise FieldError(f"the {prefix}* fields hold no secret")
+
+
+def parse_kp2_totp(fields: Mapping[str, str], ctx: dict) -> Account:
+    secret = _kp2_secret(fields, TOTP_PREFIX)
+    digits = _int(fields.get("TimeOtp-Length"), "'TimeOtp-Length'", 6)
+    try:
+        period = int(fields.get("TimeOtp-Period", "30").strip() or 30)
+    except ValueError:
+        period = 30  # KeePass: unparsable means 30
+    period = period or 30
+    algo_text = (fields.get("TimeOtp-Algorithm") or "").strip()
+    try:
+        algorithm = Algorithm.parse(algo_text) if algo_text else Algorithm.SHA1
+    except ValueError:
+        raise FieldError(f"'TimeOtp-Algorithm' {algo_text[:20]!r} is not HMAC-SHA-1/256/512") from None
+    return _account("TimeOtp fields", kind=Kind.TOTP, secret=secret, digits=digits, period=period, algorithm=algorithm, **ctx)
+
+
+def parse_kp2_hotp(fields: Mapping[str, str], ctx: dict) -> Account:
+    secret = _kp2_secret(fields, HOTP_PREFIX)
+    counter = _int(fields.get("HmacOtp-Counter"), "'HmacOtp-Counter'", 0)
+    return _account("HmacOtp fields", kind=Kind.HOTP, secret=secret, counter=counter, **ctx)
+
+
+def read_slots(
+    fields: Mapping[str, str], *, title: str = "", username: str = "", folder: str = "", mtime: float | None = None
+) -> list[Slot]:
+    """Every OTP slot of an entry, parsed or with the reason it could not be."""
+    ctx = {"issuer": title.strip(), "name": username.strip(), "folder": folder, "mtime": mtime}
+    slots: list[Slot] = []
+
+    def add(convention: str, names: tuple[str, ...], parse) -> None:
+        try:
+            slots.append(Slot(convention, names, account=parse()))
+        except FieldError as exc:
+            slots.append(Slot(convention, names, error=str(exc)))
+
+    if LEGACY_SEED in fields or LEGACY_SETTINGS in fields:
+        names = tuple(k for k in (LEGACY_SEED, LEGACY_SETTINGS) if k in fields)
+        add(LEGACY, names, lambda: parse_legacy(fields, ctx))
+    if OTP in fields:
+        add(URI, (OTP,), lambda: parse_otp(fields[OTP], ctx, title, username))
+    totp_names = tuple(k for k in fields if k.startswith(TOTP_PREFIX))
+    if any(k.startswith(TOTP_PREFIX + "Secret") for k in totp_names):
+        add(KP2_TOTP, totp_names, lambda: parse_kp2_totp(fields, ctx))
+    hotp_names = tuple(k for k in fields if k.startswith(HOTP_PREFIX))
+    if any(k.startswith(HOTP_PREFIX + "Secret") for k in hotp_names):
+        add(KP2_HOTP, hotp_names, lambda: parse_kp2_hotp(fields, ctx))
+    return slots
+
+
+def entry_accounts(slots: list[Slot]) -> list[Account]:
+    """The accounts an entry holds: one per identity, the first slot in KeePassXC's read
+    order winning (that is the one KeePassXC shows); a slot holding a *different*
+    account is listed too, so nothing stays hidden."""
+    out: list[Account] = []
+    seen: set[str] = set()
+    for slot in slots:
+        if slot.account is not None and slot.account.identity not in seen:
+            seen.add(slot.account.identity)
+            out.append(slot.account)
+    return out
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+def otp_settings(acc: Account) -> tuple:
+    """What decides the codes (what a KeePass field set must keep)."""
+    return (acc.kind, acc.secret, acc.algorithm, acc.digits, acc.period, acc.counter)
+
+
+def slot_matches(slot: Slot, acc: Account) -> bool:
+    """True when ``slot`` already stores ``acc`` as well as its convention can."""
+    old = slot.account
+    if old is None or otp_settings(old) != otp_settings(acc):
+        return False
+    if slot.convention == URI:
+        return (old.issuer, old.name) == (acc.issuer, acc.name)
+    return True
+
+
+def can_kp2_totp(acc: Account) -> bool:
+    return acc.kind is Kind.TOTP and acc.digits <= KP2_MAX_DIGITS
+
+
+def can_kp2_hotp(acc: Account) -> bool:
+    return acc.kind is Kind.HOTP and acc.digits == 6 and acc.algorithm is Algorithm.SHA1
+
+
+def can_legacy(acc: Account) -> bool:
+    return acc.kind is Kind.STEAM or (acc.kind is Kind.TOTP and acc.algorithm is Algorithm.SHA1 and acc.digits <= 8)
+
+
+def kp2_totp_fields(acc: Account) -> dict[str, tuple[str, bool]]:
+    """``{field: (value, protected)}`` for KeePass's native TOTP fields."""
+    return {
+        "TimeOtp-Secret-Base32": (b32encode(acc.secret), True),
+        "TimeOtp-Length": (str(acc.digits), False),
+        "TimeOtp-Period": (str(acc.period), False),
+        "TimeOtp-Algorithm": (KP2_ALGORITHMS[acc.algorithm], False),
+    }
+
+
+def kp2_hotp_fields(acc: Account) -> dict[str, tuple[str, bool]]:
+    return {
+        "HmacOtp-Secret-Base32": (b32encode(acc.secret), True),
+        "HmacOtp-Counter": (str(acc.counter), False),
+    }
+
+
+def legacy_fields(acc: Account) -> dict[str, tuple[str, bool]]:
+    settings = f"{acc.period};S" if acc.kind is Kind.STEAM else f"{acc.period};{acc.digits}"
+    return {LEGACY_SEED: (b32encode(acc.secret), True), LEGACY_SETTINGS: (settings, False)}
+
+
+def otp_field(acc: Account) -> dict[str, tuple[str, bool]]:
+    from otpbridge.otpauth import format_uri
+
+    return {OTP: (format_uri(acc), True)}
+
