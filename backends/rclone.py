@@ -150,7 +150,8 @@ class _RcdOps:
             raise _Failure(rx.UNREACHABLE, str(exc)) from None
 
     def _failure(self, exc: RcdFailure) -> _Failure:
-        kind = rx.NOT_FOUND if exc.status == 404 else rx.classify(exc.message)
+        # The message decides, not the status: a 404 must never turn an outage into "empty".
+        kind = rx.classify(exc.message)
         return _Failure(kind, rx.reason_from(exc.message, self.b.location, self.b.shown))
 
     def list(self, prefix: str) -> list[dict] | None:

@@ -111,7 +111,7 @@ NOT_FOUND, USAGE, CONFIG_LOCKED, UNREACHABLE = "not-found", "usage", "config-loc
 
 _NOT_FOUND_TEXT = (
     "object not found", "directory not found", "is a directory not a file", "doesn't exist",
-    "nosuchkey", "nosuchbucket", "no such file", "file not found", "not a file",
+    "nosuchkey", "nosuchbucket", "no such file", "file not found", "not a file", "not a directory",
 )  # fmt: skip
 _USAGE_TEXT = ("didn't find section in config file", "unknown backend", "unknown flag", "usage:")
 _CONFIG_LOCKED_TEXT = ("unable to decrypt configuration", "config file is encrypted", "couldn't decrypt config")
@@ -125,6 +125,10 @@ def classify(text: str, rc: int | None = None) -> str:
         return CONFIG_LOCKED
     if any(token in low for token in _USAGE_TEXT) or rc == 2:
         return USAGE
+    if "is a file not a directory" in low:
+        # rcd's answer when the root names a file - and, on s3, when the endpoint is
+        # down: it must never read as "empty folder".
+        return UNREACHABLE
     if any(token in low for token in _NOT_FOUND_TEXT) and "connection" not in low:
         return NOT_FOUND
     return UNREACHABLE
@@ -132,7 +136,7 @@ def classify(text: str, rc: int | None = None) -> str:
 
 _LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+\s*:\s*)?")
 _SECRET_PARAM = re.compile(
-    r"((?:pass|password|secret|token|key|client_secret|access_key_id|secret_access_key|account_key|sas_url|"
+    r"(?<![\w-])((?:pass|password|secret|token|key|client_secret|access_key_id|secret_access_key|account_key|sas_url|"
     r"bearer_token|session_token|key_file_pass|pem)[a-z_]*)=('[^']*'|\"[^\"]*\"|[^,:\s]*)",
     re.IGNORECASE,
 )

@@ -285,6 +285,9 @@ def logged(args: Sequence[str], runner: Callable[[list[str]], int], environ: Map
     try:
         code = runner(list(args))
         return code
+    except SystemExit as exc:  # click's shell completion exits directly
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        raise
     finally:
         sys.stderr = real_stderr
         if previous_running is None:

@@ -105,7 +105,7 @@ class AegisStore(Store):
         master = None
         for slot in password_slots:
             salt = ac.unhex(slot.get("salt"), "a slot salt", self.label)
-            key = ac.scrypt(password, salt, n=slot.get("n"), r=slot.get("r"), p=slot.get("p"), label=self.label)
+            key = ac.scrypt(password, salt, n=slot.get("n"), r=slot.get("r"), p=slot.get("p"), label=self.label, stats=self.ctx.stats)
             kp = slot.get("key_params")
             if not isinstance(kp, dict):
                 raise FormatError(f"{self.label}: a password slot has no key parameters")
@@ -158,7 +158,7 @@ class AegisStore(Store):
             self._foreign.append((copy.deepcopy(raw), groups))
             raise ac.skipped(_UNSUPPORTED[otp_type])
         if otp_type not in _SUPPORTED:
-            raise ac.EntryProblem(f"skipped: unknown OTP type {otp_type[:20]!r}")
+            raise ac.EntryProblem(f"unknown OTP type {otp_type[:20]!r}")
         kind = _SUPPORTED[otp_type]
         info = raw["info"]
         if not isinstance(info, dict):
@@ -260,7 +260,7 @@ class AegisStore(Store):
             raise FormatError(f"{self.label}: refusing to encrypt with an empty password")
         master = ac.random_bytes(32)
         salt = ac.random_bytes(32)
-        key = ac.scrypt(password.encode(), salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, label=self.label)
+        key = ac.scrypt(password.encode(), salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, label=self.label, stats=self.ctx.stats)
         knonce = ac.random_bytes(12)
         wrapped = ac.gcm_seal(key, knonce, master)
         nonce = ac.random_bytes(12)

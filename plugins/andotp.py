@@ -94,7 +94,7 @@ class AndOtpStore(Store):
         password = self.ctx.password(self.spec, label=self.label).encode()
         if mode in ("auto", "new") and iterations is not None:
             salt, iv = data[4:16], data[16:28]
-            key = ac.pbkdf2(password, salt, iterations, hash_name="sha1", label=self.label)
+            key = ac.pbkdf2(password, salt, iterations, hash_name="sha1", label=self.label, stats=self.ctx.stats)
             plain = ac.gcm_open(key, iv, data[_HEADER:])
             if plain is not None:
                 return plain
@@ -121,16 +121,17 @@ def _entry(raw: Any) -> Account:
     if otp_type in _UNSUPPORTED:
         raise ac.skipped(_UNSUPPORTED[otp_type])
     if otp_type not in _TYPES:
-        raise ac.EntryProblem(f"skipped: unknown OTP type {otp_type[:20]!r}")
+        raise ac.EntryProblem(f"unknown OTP type {otp_type[:20]!r}")
     kind = _TYPES[otp_type]
     label = ac.entry_text(raw.get("label"), "label")
     if "issuer" in raw:
         issuer, name = ac.entry_text(raw.get("issuer"), "issuer"), label
-        if issuer and name.startswith(issuer + ":"):
-            name = name[len(issuer) + 1 :]  # some versions wrote the label as "issuer:name"
     elif " - " in label:
-        # Backups before andOTP 0.7 had no issuer field and showed "Issuer - account".
+        # Old backups had no issuer field and wrote "Issuer - label", where the label
+        # was the whole otpauth label, often "Issuer:account" (andotp_encrypted_old.bin).
         issuer, _, name = label.partition(" - ")
+        if issuer and name.startswith(issuer + ":"):
+            name = name[len(issuer) + 1 :]
     else:
         issuer, name = "", label
     tags = raw.get("tags")

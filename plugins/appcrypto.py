@@ -212,18 +212,27 @@ def entry_text(value: Any, what: str) -> str:
 
 
 # -- key derivation and AEAD --------------------------------------------------------------
-def pbkdf2(password: bytes, salt: bytes, iterations: int, *, hash_name: str, label: str, length: int = 32) -> bytes:
-    """PBKDF2-HMAC (``sha1``/``sha256``/``sha512``) with the iteration count bounded first."""
+def pbkdf2(
+    password: bytes, salt: bytes, iterations: int, *, hash_name: str, label: str, length: int = 32, stats: Any = None
+) -> bytes:
+    """PBKDF2-HMAC (``sha1``/``sha256``/``sha512``) with the iteration count bounded first.
+
+    ``stats`` (a Counter, e.g. ``ctx.stats``) counts derivations as ``app_kdf``.
+    """
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
     bounded_int(iterations, "the PBKDF2 iteration count", 1, MAX_PBKDF2_ITERATIONS, label)
     algorithm = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha512": hashes.SHA512}[hash_name]()
+    if stats is not None:
+        stats["app_kdf"] += 1
     return PBKDF2HMAC(algorithm=algorithm, length=length, salt=salt, iterations=iterations).derive(password)
 
 
-def scrypt(password: bytes, salt: bytes, *, n: int, r: int, p: int, label: str, length: int = 32) -> bytes:
-    """scrypt with N, r, p bounded first (N a power of two, memory ≤ 1 GiB)."""
+def scrypt(
+    password: bytes, salt: bytes, *, n: int, r: int, p: int, label: str, length: int = 32, stats: Any = None
+) -> bytes:
+    """scrypt with N, r, p bounded first (N a power of two, memory ≤ 1 GiB); ``stats`` as for pbkdf2."""
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
     bounded_int(n, "the scrypt cost N", 2, MAX_SCRYPT_N, label)
@@ -233,6 +242,8 @@ def scrypt(password: bytes, salt: bytes, *, n: int, r: int, p: int, label: str, 
         raise FormatError(f"{label}: the scrypt cost N is {n}, not a power of two")
     if 128 * n * r > MAX_SCRYPT_MEMORY:
         raise FormatError(f"{label}: the scrypt parameters would need more than 1 GiB of memory")
+    if stats is not None:
+        stats["app_kdf"] += 1
     return Scrypt(salt=salt, length=length, n=n, r=r, p=p).derive(password)
 
 
@@ -290,7 +301,7 @@ def collect(result: ReadResult, where: str, convert: Callable[[], Account | None
 
 def skipped(kind: str) -> EntryProblem:
     """The per-entry reason for an OTP kind we cannot represent (mOTP, Yandex…)."""
-    return EntryProblem(f"skipped: {kind} accounts are not supported (only TOTP, HOTP and Steam)")
+    return EntryProblem(f"{kind} accounts are not supported (only TOTP, HOTP and Steam)")
 
 
 def entry_where(index: int, *names: Any) -> str:

@@ -82,10 +82,11 @@ def _looks_encrypted(head: bytes) -> bool:
 
 # -- plain text ------------------------------------------------------------------------------
 def _code_display(raw: str) -> dict:
+    """Ente's display metadata; a broken value is ignored (it must not cost the account)."""
     try:
         value = json.loads(unquote(raw, errors="strict"))
     except (ValueError, RecursionError, UnicodeError):
-        raise ValueError("the codeDisplay parameter is not valid JSON") from None
+        return {}
     return value if isinstance(value, dict) else {}
 
 
@@ -337,7 +338,10 @@ class EnteStore(Store):
     def write_all(self, accounts: Sequence[Account]) -> Path | None:
         plain = format_plain(accounts)
         if self._encrypt():
-            body = seal(plain, self._password())
+            password = self._password()
+            if not password:
+                raise UsageError(f"{self.label}: an encrypted Ente export needs a non-empty password")
+            body = seal(plain, password)
         else:
             self.ctx.warn(f"{self.label} holds your 2FA secrets in clear text; keep it safe and delete it when done")
             body = plain.encode("utf-8")

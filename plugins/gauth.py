@@ -89,8 +89,18 @@ def migration_payload_class() -> Any:
         label=F.LABEL_REPEATED,
         type_name=".otpbridge.gauth.MigrationPayload.OtpParameters",
     )
+    # proto3 ``optional`` (explicit presence, a synthetic oneof each) so batch_index 0 is
+    # written, as the app writes it.
     for name, number in (("version", 2), ("batch_size", 3), ("batch_index", 4), ("batch_id", 5)):
-        payload.field.add(name=name, number=number, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
+        payload.oneof_decl.add(name=f"_{name}")
+        payload.field.add(
+            name=name,
+            number=number,
+            type=F.TYPE_INT32,
+            label=F.LABEL_OPTIONAL,
+            proto3_optional=True,
+            oneof_index=len(payload.oneof_decl) - 1,
+        )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("otpbridge.gauth.MigrationPayload"))
@@ -212,7 +222,7 @@ class GAuthStore(Store):
         for acc in accounts:
             reason = unrepresentable(acc)
             if reason:
-                errors.append(EntryError(acc.label, f"skipped: {reason}"))
+                errors.append(EntryError(acc.label, f"{reason}"))
             else:
                 keep.append(acc)
         return keep, errors
@@ -249,7 +259,7 @@ class GAuthStore(Store):
     def write_all(self, accounts: Sequence[Account]) -> Path | None:
         keep, errors = self._representable(accounts)
         for err in errors:
-            self.ctx.warn(f"{self.label}: {err}")
+            self.ctx.warn(f"{self.label}: not written: {err}")
         qr = self.spec.options.get("qr", "").strip()
         uris = [migration_uri(p) for p in self.payloads(keep)]
         ac.warn_cleartext(self.ctx, self.label)
@@ -302,11 +312,11 @@ def unrepresentable(acc: Account) -> str | None:
 def _account(params: Any) -> Account:
     if params.algorithm not in _ALGORITHMS:
         what = "MD5" if params.algorithm == 4 else f"code {params.algorithm}"
-        raise ac.EntryProblem(f"skipped: unsupported algorithm {what}")
+        raise ac.EntryProblem(f"unsupported algorithm {what}")
     if params.digits not in _DIGITS:
         raise ac.EntryProblem(f"unknown digit count code {params.digits}")
     if params.type not in (0, _TYPE_HOTP, _TYPE_TOTP):
-        raise ac.EntryProblem(f"skipped: unknown OTP type code {params.type}")
+        raise ac.EntryProblem(f"unknown OTP type code {params.type}")
     kind = Kind.HOTP if params.type == _TYPE_HOTP else Kind.TOTP
     issuer, name = params.issuer.strip(), params.name.strip()
     # The app stores the label "Issuer:account" in name when the issuer is known.

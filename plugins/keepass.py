@@ -27,6 +27,16 @@ from . import keepass_kdbx as kdbx
 
 _ZERO_UUID = bytes(16)
 
+#: Argon2d cost of databases we create: KeePassXC's 64 MiB, about a second of work.
+NEW_DATABASE_ARGON2 = {"memory": 64 << 20, "iterations": 14, "parallelism": 2}
+
+#: SHA-256 of pykeepass's blank template -> its transformed key (for the public password "password").
+_BLANK_KEYS = {
+    "9a6e2380fa0a79534025c0891ebb1b6e06ef2c73c79f661a1d9ab49e436ec7af": bytes.fromhex(
+        "0962cbeeed2e51b1417f31f21ef90cca3b205fe9bd987232ae23136a83be0cf7"
+    ),
+}
+
 
 @dataclass
 class _Entry:
@@ -102,8 +112,10 @@ class KeePassStore(Store):
         return kdbx.open_database(data, password, keyfile, self.label)
 
     def _create(self) -> kdbx.OpenDatabase:
-        """A new, empty KDBX 4 database (pykeepass's blank: AES-256, Argon2d 64 MiB)."""
+        """A new, empty KDBX 4 database from pykeepass's blank template (AES-256, Argon2d)."""
         kdbx.require_pykeepass()
+        import hashlib
+
         from pykeepass import pykeepass as pk
 
         keyfile = self.keyfile
@@ -114,7 +126,12 @@ class KeePassStore(Store):
             raise UsageError(f"refusing to create {self.label} with an empty password and no key file")
         with open(pk.BLANK_DATABASE_LOCATION, "rb") as fh:
             blank = fh.read()
-        db = kdbx.open_database(blank, Secret(pk.BLANK_DATABASE_PASSWORD), None, "the blank database template")
+        # The template and its password are public, so is its key: skip one Argon2 run.
+        known = _BLANK_KEYS.get(hashlib.sha256(blank).hexdigest())
+        db = kdbx.open_database(
+            blank, Secret(pk.BLANK_DATABASE_PASSWORD), None, "the blank database template", transformed=known
+        )
+        kdbx.set_argon2(db, **NEW_DATABASE_ARGON2)
         db.password, db.keyfile = password, keyfile
         db.kp.password = None if password is None else password.reveal()
         db.kp.keyfile = None if keyfile is None else str(keyfile)

@@ -91,8 +91,9 @@ def _decode_secret(value: str, encoding: str, where: str) -> bytes:
         if encoding == "base64":
             return base64.b64decode(re.sub(r"\s", "", value), validate=True)
         return kpxc_b32decode(value)
-    except (ValueError, binascii.Error):
-        raise FieldError(f"{where} is not valid {encoding}") from None
+    except (ValueError, binascii.Error) as exc:
+        # These messages (ours, binascii's, bytes.fromhex's) name positions, never values.
+        raise FieldError(f"{where} is not valid {encoding} ({exc})") from None
 
 
 def _int(value: str | None, where: str, default: int) -> int:
@@ -193,9 +194,6 @@ def parse_otp(value: str, ctx: dict, title: str, username: str) -> Account:
     params = _query(text)
     if "key" in params:
         return _parse_keeotp(params, ctx)
-    if re.fullmatch(r"[A-Za-z2-7=\s-]{8,}", text):
-        # A bare secret (some apps store only that): TOTP with the defaults.
-        return _account("'otp'", kind=Kind.TOTP, secret=_decode_secret(text, "base32", "'otp'"), **ctx)
     raise FieldError("'otp' is neither an otpauth:// URI nor a KeeOtp key=… string")
 
 

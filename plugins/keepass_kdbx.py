@@ -282,10 +282,17 @@ class OpenDatabase:
     keyfile: Path | None
 
 
-def open_database(data: bytes, password: Secret | None, keyfile: Path | None, label: str) -> OpenDatabase:
-    """Decrypt ``data``; AuthenticationError for wrong credentials, FormatError for damage."""
+def open_database(
+    data: bytes, password: Secret | None, keyfile: Path | None, label: str, *, transformed: bytes | None = None
+) -> OpenDatabase:
+    """Decrypt ``data``; AuthenticationError for wrong credentials, FormatError for damage.
+
+    ``transformed``: a transformed key already known (pykeepass's public blank template).
+    """
     require_pykeepass()
     header = read_header(data)
+    if transformed is not None:
+        return OpenDatabase(_parse(data, password, keyfile, transformed, label), header, password, keyfile)
     candidates = [password]
     if keyfile is not None and not password:
         # KeePassXC's GUI leaves an empty password out of the key, its CLI puts it in:
@@ -335,6 +342,15 @@ def _parse(data: bytes, password: Secret | None, keyfile: Path | None, transform
         raise FormatError(f"{label}: the database is damaged ({type(exc).__name__})") from None
 
 
+def set_argon2(db: OpenDatabase, *, memory: int, iterations: int, parallelism: int) -> None:
+    """Change an Argon2 database's cost (used for new databases)."""
+    params = db.kp.kdbx.header.value.dynamic_header.kdf_parameters.data.dict  # type: ignore[attr-defined]
+    params["M"].value, params["I"].value, params["P"].value = memory, iterations, parallelism
+    kdf = KdfParams(**{**db.header.kdf.__dict__, "memory": memory, "iterations": iterations, "parallelism": parallelism})
+    check_kdf(kdf)
+    db.header = Header(db.header.major, db.header.minor, kdf, db.header.length)
+
+
 def rotate_kdf_salt(db: OpenDatabase) -> KdfParams:
     """Give the KDF a fresh salt (as KeePass does on every save); return the new parameters."""
     kdbx = db.kp.kdbx  # type: ignore[attr-defined]
@@ -345,6 +361,7 @@ def rotate_kdf_salt(db: OpenDatabase) -> KdfParams:
     else:
         dynamic.transform_seed.data = salt
     kdf = KdfParams(**{**db.header.kdf.__dict__, "salt": salt})
+    db.header = Header(db.header.major, db.header.minor, kdf, db.header.length)
     return kdf
 
 

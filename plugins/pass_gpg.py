@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,9 +85,10 @@ def _split_stderr(raw: bytes) -> tuple[list[tuple[str, str]], list[str]]:
 class Gpg:
     """Runs gpg with a fixed environment and counts every call in ``stats['gpg']``."""
 
-    def __init__(self, environ: Mapping[str, str], stats: Mapping | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str], stats: MutableMapping[str, int] | None = None) -> None:
         self.environ = {k: v for k, v in environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
         self.stats = stats
+        self._lock = threading.Lock()  # Counter += is not atomic across threads
         binary = shutil.which("gpg2", path=self.environ.get("PATH")) or shutil.which("gpg", path=self.environ.get("PATH"))
         self.binary = binary
         # pass adds $PASSWORD_STORE_GPG_OPTS to every call, split on whitespace.
@@ -104,7 +106,8 @@ class Gpg:
         binary = self._require()
         argv = [binary, *self.user_opts, "--batch", "--no-tty", "--quiet", "--status-fd", "2", *args]
         if self.stats is not None:
-            self.stats["gpg"] += 1
+            with self._lock:
+                self.stats["gpg"] += 1
         try:
             proc = subprocess.run(
                 argv,

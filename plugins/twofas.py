@@ -126,7 +126,7 @@ class TwoFasStore(Store):
 
         def key_for(s: bytes) -> bytes:
             if s not in keys:
-                keys[s] = ac.pbkdf2(password, s, PBKDF2_ITERATIONS, hash_name="sha256", label=self.label)
+                keys[s] = ac.pbkdf2(password, s, PBKDF2_ITERATIONS, hash_name="sha256", label=self.label, stats=self.ctx.stats)
             return keys[s]
 
         confirmed = False
@@ -244,7 +244,7 @@ class TwoFasStore(Store):
             if not password:
                 raise FormatError(f"{self.label}: refusing to encrypt with an empty password")
             salt = ac.random_bytes(SALT_BYTES)
-            key = ac.pbkdf2(password.encode(), salt, PBKDF2_ITERATIONS, hash_name="sha256", label=self.label)
+            key = ac.pbkdf2(password.encode(), salt, PBKDF2_ITERATIONS, hash_name="sha256", label=self.label, stats=self.ctx.stats)
             backup["services"] = []
             backup["servicesEncrypted"] = _seal(key, salt, _compact_json(services))
             backup["reference"] = _seal(key, salt, REFERENCE.encode("ascii"))

@@ -129,7 +129,7 @@ def test_bitwarden_authenticator_export():
 
 
 @pytest.mark.parametrize("name", ["bitwarden.encrypted.pbkdf2.json", "bitwarden.encrypted.argon2id.json"])
-@pytest.mark.parametrize("wrong", ["wrong password", "rud9^5S6$^Ewmr%D"])
+@pytest.mark.parametrize("wrong", ["hunter2-guess", "rud9^5S6$^Ewmr%D"])
 def test_wrong_password_is_exit_3(name, wrong):
     with pytest.raises(AuthenticationError, match="wrong password") as info:
         make(DIR / name, wrong).read()
@@ -155,7 +155,7 @@ def test_account_restricted_export_is_refused_with_a_clear_hint():
 def test_codes_agree_with_oathtool(name):
     at = time.time()
     for acc in make(DIR / name).read().accounts:
-        if acc.kind is Kind.TOTP:
+        if acc.kind is Kind.TOTP and acc.digits <= 8:  # oathtool stops at 8 digits
             assert code_at(acc, at) == oathtool_code(acc, at), acc
 
 
@@ -317,7 +317,7 @@ def test_csv_with_folders_and_non_login_rows(tmp_path):
 
 
 @pytest.mark.parametrize("body, message", [(b"", "neither JSON nor a CSV"), (b"{", "invalid JSON"),
-                                           (b"[1]", "invalid JSON"), (b'"x"', "neither JSON"),
+                                           (b"[1]", "neither JSON"), (b'"x"', "neither JSON"),
                                            (b'{"encrypted": false, "items": {}}', "not a list"),
                                            (b"\xff\xfe", "not a UTF-8"), (b"[" * 100000, "neither JSON")])
 def test_broken_files_are_format_errors(tmp_path, body, message):

@@ -120,7 +120,6 @@ def assert_codes_match_oathtool(accounts: Iterable[Account], at: float = 1_700_0
     and no Steam.
     """
     from otpbridge.codes import code_at
-
     from tests.support.oracles import oathtool_code
 
     checked = 0

@@ -67,6 +67,8 @@ def _set_kdf(kp, kdf: str, *, rounds: int = 1000, memory: int = 1 << 20, iterati
             item("S", 0x42, salt),
             item("V", 0x04, 0x13),
         ]
+    for i, e in enumerate(entries):  # construct's RepeatUntil stops building at next_byte == 0
+        e.next_byte = 0 if i == len(entries) - 1 else e.type
     params.dict = Container({e.key: e for e in entries})
 
 

@@ -1,0 +1,401 @@
+"""Periodic unattended sync: a systemd user timer, or a crontab line where there is none.
+
+What gets written names the console script by absolute path (cron and systemd have a
+bare PATH), pins the device's home, and marks the run unattended so a failure is
+recorded for ``status`` (logfile.py). It never holds a secret: the passphrase comes
+from ``OTPBRIDGE_PASSCOMMAND`` (a command such as ``pass show backup/otpbridge``) set in
+the unit or crontab line; a passphrase found in the environment is *not* copied.
+A sync with nothing to do needs no passphrase at all (SPEC §6), so a timer without one
+still runs and records "passphrase needed" only when there is something to upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import MissingDependencyError, OtpBridgeError, UsageError
+
+DEFAULT_NAME = "otpbridge-sync"
+UNATTENDED_VALUE_TIMER = "systemd-timer"
+UNATTENDED_VALUE_CRON = "cron"
+#: copied from the current environment into the unit when set: paths and commands, never secrets
+PASSTHROUGH_ENV = ("OTPBRIDGE_PASSCOMMAND", "OTPBRIDGE_RCLONE", "RCLONE_CONFIG", "PASSWORD_STORE_DIR", "GNUPGHOME")
+#: secrets that must not be written anywhere; their presence earns a warning instead
+SECRET_ENV = ("OTPBRIDGE_PASSPHRASE", "OTPBRIDGE_STORE_PASSWORD", "OTPBRIDGE_KEEPASS_PASSWORD")
+# Test and packaging seams: which systemctl / crontab binary to run.
+SYSTEMCTL_ENV = "OTPBRIDGE_SYSTEMCTL"
+CRONTAB_ENV = "OTPBRIDGE_CRONTAB"
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_DURATION = re.compile(r"(\d+)\s*(w|d|h|m|min|s|sec)?", re.IGNORECASE)
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "min": 60, "s": 1, "sec": 1, None: 1}
+
+
+def parse_every(text: str) -> int:
+    """``1h``, ``30m``, ``1h30m``, ``1d``, ``900`` (seconds) -> seconds (at least 60)."""
+    compact = text.strip().lower().replace(" ", "")
+    pos, total = 0, 0
+    while pos < len(compact):
+        match = _DURATION.match(compact, pos)
+        if not match:
+            raise UsageError(f"cannot read the interval {text!r}", hint="use e.g. 15m, 1h, 6h or 1d")
+        total += int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if not compact:
+        raise UsageError("an empty interval was given", hint="use e.g. 15m, 1h, 6h or 1d")
+    if total < 60:
+        raise UsageError(f"the interval {text!r} is shorter than a minute")
+    return total
+
+
+def human_interval(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def console_command(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The argv that starts otpbridge from anywhere: the console script by absolute path.
+
+    Preferred: the script beside the running interpreter (a venv's ``bin/``). Without
+    one, the interpreter itself with ``-m otpbridge.cli`` works just as well.
+    """
+    env = os.environ if environ is None else environ
+    candidates = [Path(sys.executable).parent / "otpbridge"]
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if argv0 is not None and argv0.name == "otpbridge":
+        candidates.insert(0, argv0)
+    found = shutil.which("otpbridge", path=env.get("PATH"))
+    if found:
+        candidates.append(Path(found))
+    for cand in candidates:
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return [str(cand.absolute())]
+    return [str(Path(sys.executable).absolute()), "-m", "otpbridge.cli"]
+
+
+def systemd_running() -> bool:
+    """systemd is the init system here (sd_booted(3)) and systemctl exists."""
+    return os.path.isdir("/run/systemd/system") and shutil.which("systemctl") is not None
+
+
+def user_unit_dir(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".config")
+    return Path(base) / "systemd" / "user"
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise UsageError(f"{name!r} is not a usable unit name", hint="letters, digits, '.', '_' and '-'")
+    return name
+
+
+# -- systemd unit syntax ------------------------------------------------------------
+
+
+def _no_newline(value: str, what: str) -> str:
+    if "\n" in value or "\r" in value or "\x00" in value:
+        raise UsageError(f"the {what} contains a line break, which a unit file cannot hold")
+    return value
+
+
+def unit_quote(word: str) -> str:
+    """One ExecStart word: double-quoted, with systemd's specifier (%) and variable ($) escapes."""
+    _no_newline(word, "command")
+    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    return f'"{escaped}"' if (escaped != word or not word or any(c.isspace() for c in word)) else word
+
+
+def unit_environment(name: str, value: str) -> str:
+    """An ``Environment=`` line; systemd does not expand $ here, but does expand %."""
+    _no_newline(value, f"value of {name}")
+    escaped = f"{name}={value}".replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'Environment="{escaped}"'
+
+
+# -- what gets written -----------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """Everything ``schedule`` would do, computed without side effects (and printed on --dry-run)."""
+
+    method: str  # "systemd" | "cron"
+    name: str
+    every: int
+    argv: list[str]
+    environment: dict[str, str]
+    files: dict[Path, str] = field(default_factory=dict)
+    cron_block: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if self.method == "systemd":
+            parts = [f"# {path}\n{text}" for path, text in self.files.items()]
+            return "\n".join(parts)
+        return self.cron_block
+
+
+def make_plan(
+    *,
+    home: str | None,
+    every: int,
+    method: str = "auto",
+    name: str = DEFAULT_NAME,
+    passcommand: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    argv: Sequence[str] | None = None,
+) -> Plan:
+    env = os.environ if environ is None else environ
+    name = validate_name(name)
+    if method == "auto":
+        method = "systemd" if systemd_running() else "cron"
+    if method not in ("systemd", "cron"):
+        raise UsageError(f"unknown scheduling method {method!r}", hint="use auto, systemd or cron")
+    command = list(argv) if argv is not None else console_command(env)
+    environment: dict[str, str] = {}
+    if home:
+        environment["OTPBRIDGE_HOME"] = str(Path(os.path.expanduser(home)).absolute())
+    for var in PASSTHROUGH_ENV:
+        if env.get(var):
+            environment[var] = env[var]
+    if passcommand is not None:
+        environment["OTPBRIDGE_PASSCOMMAND"] = passcommand
+    environment["OTPBRIDGE_UNATTENDED"] = UNATTENDED_VALUE_TIMER if method == "systemd" else UNATTENDED_VALUE_CRON
+    plan = Plan(method=method, name=name, every=every, argv=[*command, "--quiet", "sync"], environment=environment)
+    present = [v for v in SECRET_ENV if v in env]
+    if present:
+        plan.warnings.append(
+            f"{', '.join(present)} is set here but is not copied into the schedule (it would sit in a file); "
+            "use OTPBRIDGE_PASSCOMMAND / ?password-file= instead"
+        )
+    if "OTPBRIDGE_PASSCOMMAND" not in environment:
+        plan.warnings.append(
+            "no OTPBRIDGE_PASSCOMMAND: runs with nothing to do succeed, but a change will fail with "
+            "'passphrase needed' (shown by 'otpbridge status'); pass --passcommand 'pass show backup/otpbridge'"
+        )
+    if method == "systemd":
+        unit_dir = user_unit_dir(env)
+        plan.files[unit_dir / f"{name}.service"] = render_service(plan)
+        plan.files[unit_dir / f"{name}.timer"] = render_timer(plan)
+    else:
+        plan.cron_block = render_cron_block(plan)
+    return plan
+
+
+def render_service(plan: Plan) -> str:
+    home = plan.environment.get("OTPBRIDGE_HOME", "the default home")
+    lines = [
+        "# Written by 'otpbridge schedule'; remove with 'otpbridge schedule --uninstall'.",
+        "# No secret belongs here: the passphrase comes from OTPBRIDGE_PASSCOMMAND.",
+        "[Unit]",
+        f"Description=otpbridge: sync 2FA accounts ({_no_newline(home, 'home')})",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        *(unit_environment(k, v) for k, v in plan.environment.items()),
+        "ExecStart=" + " ".join(unit_quote(w) for w in plan.argv),
+        "Nice=10",
+        "IOSchedulingClass=idle",
+        "TimeoutStartSec=15min",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_timer(plan: Plan) -> str:
+    lines = [
+        "# Written by 'otpbridge schedule'; remove with 'otpbridge schedule --uninstall'.",
+        "[Unit]",
+        f"Description=otpbridge: sync 2FA accounts every {human_interval(plan.every)}",
+        "",
+        "[Timer]",
+        "OnBootSec=5min",
+        f"OnUnitActiveSec={plan.every}s",
+        f"RandomizedDelaySec={min(300, max(30, plan.every // 20))}s",
+        f"Unit={plan.name}.service",
+        "",
+        "[Install]",
+        "WantedBy=timers.target",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def cron_schedule(every: int, seed: str) -> str:
+    """The five cron fields for ``every`` seconds; the minute is spread by ``seed``."""
+    spread = int(hashlib.sha256(seed.encode()).hexdigest(), 16)
+    minute = spread % 60
+    hour = (spread // 60) % 24
+    if every % 86400 == 0:
+        days = every // 86400
+        return f"{minute} {hour} * * *" if days == 1 else f"{minute} {hour} */{days} * *"
+    if every % 3600 == 0 and 24 % (every // 3600) == 0:
+        hours = every // 3600
+        return f"{minute} * * * *" if hours == 1 else f"{minute} */{hours} * * *"
+    if every % 60 == 0 and 60 % (every // 60) == 0:
+        mins = every // 60
+        return "* * * * *" if mins == 1 else f"*/{mins} * * * *"
+    raise UsageError(
+        f"cron cannot run every {human_interval(every)}",
+        hint="use a divisor of an hour (5m, 10m, 15m, 20m, 30m), of a day (1h, 2h, 3h, 4h, 6h, 8h, 12h) or whole days",
+    )
+
+
+def _cron_quote(word: str) -> str:
+    # cron hands the line to /bin/sh, and turns an unescaped % into a newline.
+    return shlex.quote(_no_newline(word, "crontab line")).replace("%", "\\%")
+
+
+def render_cron_line(plan: Plan) -> str:
+    seed = plan.environment.get("OTPBRIDGE_HOME", "") + plan.name
+    assigns = [f"{k}={_cron_quote(v)}" for k, v in plan.environment.items()]
+    return f"{cron_schedule(plan.every, seed)} " + " ".join([*assigns, *(_cron_quote(w) for w in plan.argv)])
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"# >>> {name} (managed by 'otpbridge schedule') >>>", f"# <<< {name} <<<"
+
+
+def render_cron_block(plan: Plan) -> str:
+    begin, end = _markers(plan.name)
+    return f"{begin}\n{render_cron_line(plan)}\n{end}\n"
+
+
+def replace_cron_block(crontab: str, name: str, block: str | None) -> str:
+    """``crontab`` with our block for ``name`` replaced by ``block`` (removed when None)."""
+    begin, end = _markers(name)
+    out: list[str] = []
+    skipping = False
+    for line in crontab.splitlines():
+        if line == begin:
+            skipping = True
+            continue
+        if skipping:
+            if line == end:
+                skipping = False
+            continue
+        out.append(line)
+    text = "\n".join(out).rstrip("\n")
+    text = text + "\n" if text else ""
+    if block:
+        text += block
+    return text
+
+
+# -- doing it ------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    done: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _systemctl(environ: Mapping[str, str]) -> str | None:
+    return environ.get(SYSTEMCTL_ENV) or (shutil.which("systemctl") if systemd_running() else None)
+
+
+def _run(argv: list[str], *, input_text: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, input=input_text, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OtpBridgeError(f"{argv[0]} could not run: {exc}") from None
+
+
+def install(plan: Plan, environ: Mapping[str, str] | None = None) -> Outcome:
+    env = os.environ if environ is None else environ
+    out = Outcome()
+    if plan.method == "systemd":
+        from .fileio import atomic_write
+
+        for path, text in plan.files.items():
+            atomic_write(path, text.encode("utf-8"), mode=0o644, backup=False)
+            out.done.append(f"wrote {path}")
+        systemctl = _systemctl(env)
+        timer = f"{plan.name}.timer"
+        if systemctl is None:
+            out.notes.append(
+                f"systemd's user manager is not running here; when it is: systemctl --user daemon-reload && "
+                f"systemctl --user enable --now {timer}"
+            )
+            return out
+        for argv in ([systemctl, "--user", "daemon-reload"], [systemctl, "--user", "enable", "--now", timer]):
+            proc = _run(argv)
+            if proc.returncode != 0:
+                raise OtpBridgeError(
+                    f"'{' '.join(argv[1:])}' failed: {proc.stderr.strip() or proc.returncode}",
+                    hint="the unit files are written; fix the error and run the command again",
+                )
+            out.done.append("ran systemctl " + " ".join(argv[1:]))
+        return out
+    crontab = env.get(CRONTAB_ENV) or shutil.which("crontab")
+    if crontab is None:
+        raise MissingDependencyError(
+            "there is neither a running systemd nor a crontab command here",
+            hint="add this line to your scheduler by hand:\n" + render_cron_line(plan),
+        )
+    current = _read_crontab(crontab)
+    new = replace_cron_block(current, plan.name, plan.cron_block)
+    _write_crontab(crontab, new)
+    out.done.append(f"added the '{plan.name}' line to your crontab")
+    return out
+
+
+def uninstall(*, name: str = DEFAULT_NAME, method: str = "auto", environ: Mapping[str, str] | None = None, dry_run: bool = False) -> Outcome:
+    """Remove what ``install`` made, from systemd and from cron (whichever holds it)."""
+    env = os.environ if environ is None else environ
+    name = validate_name(name)
+    out = Outcome()
+    if method in ("auto", "systemd"):
+        unit_dir = user_unit_dir(env)
+        files = [unit_dir / f"{name}.timer", unit_dir / f"{name}.service"]
+        present = [f for f in files if f.exists()]
+        systemctl = _systemctl(env)
+        if present and systemctl is not None:
+            if not dry_run:
+                _run([systemctl, "--user", "disable", "--now", f"{name}.timer"])
+            out.done.append(f"systemctl --user disable --now {name}.timer")
+        for path in present:
+            if not dry_run:
+                path.unlink()
+            out.done.append(f"removed {path}")
+        if present and systemctl is not None and not dry_run:
+            _run([systemctl, "--user", "daemon-reload"])
+    if method in ("auto", "cron"):
+        crontab = env.get(CRONTAB_ENV) or shutil.which("crontab")
+        if crontab is not None:
+            current = _read_crontab(crontab)
+            new = replace_cron_block(current, name, None)
+            if new != current and new.strip() != current.strip():
+                if not dry_run:
+                    _write_crontab(crontab, new)
+                out.done.append(f"removed the '{name}' line from your crontab")
+    if not out.done:
+        out.notes.append(f"nothing named {name!r} is scheduled")
+    return out
+
+
+def _read_crontab(crontab: str) -> str:
+    proc = _run([crontab, "-l"])
+    if proc.returncode != 0:
+        if "no crontab" in (proc.stderr or "").lower():
+            return ""
+        raise OtpBridgeError(f"'crontab -l' failed: {proc.stderr.strip() or proc.returncode}")
+    return proc.stdout
+
+
+def _write_crontab(crontab: str, text: str) -> None:
+    proc = _run([crontab, "-"], input_text=text)
+    if proc.returncode != 0:
+        raise OtpBridgeError(f"'crontab -' failed: {proc.stderr.strip() or proc.returncode}")
