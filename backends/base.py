@@ -8,8 +8,9 @@ can prove that a no-change sync costs one listing and nothing else.
 Names are validated here, once, for every backend ("no crap in, no crap out"): a
 relative, '/'-separated path over ``[A-Za-z0-9._-]``. That keeps hostile or accidental
 names (``..``, ``$(…)``, newlines, option-looking ``-x``) away from file systems, rclone
-filters and URLs alike. Segments starting with '.' and names ending in ``.partial`` are
-reserved for in-flight temporary files, which listings hide.
+filters and URLs alike. No segment starts with '-' (an option to some tool) or '.';
+segments starting with '.' and names ending in ``.partial`` are reserved for in-flight
+temporary files, which listings hide.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from otpbridge.registry import load_backend
 
 __all__ = ["Backend", "ObjectInfo", "ObjectNotFound", "is_temporary", "open_backend", "validate_name", "validate_prefix"]
 
-_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # no leading "." (temp files) or "-" (options)
 _MAX_NAME = 1024
 _MAX_SEGMENT = 200
 # rclone's in-flight upload name (``NAME.<8 hex>.partial``) and our own temp files
@@ -60,7 +61,7 @@ def validate_name(name: str) -> str:
         if segment in (".", "..") or not _SEGMENT.fullmatch(segment) or len(segment) > _MAX_SEGMENT:
             raise UsageError(
                 f"object name {name!r} is not allowed",
-                hint="object names are relative paths of letters, digits, '.', '_', '-' (no leading '.')",
+                hint="object names are relative paths of letters, digits, '.', '_', '-' (no segment starts with '.' or '-')",
             )
     if name.endswith(".partial"):
         raise UsageError(f"object name {name!r} is reserved for unfinished uploads")

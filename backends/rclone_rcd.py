@@ -29,7 +29,7 @@ import time
 import weakref
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from .rclone_exec import FAST_FAIL, check_version
 
@@ -88,9 +88,9 @@ def _load_prctl() -> None:
 
 def _stop(proc: subprocess.Popen | None, folder: str | None) -> None:
     if proc is not None and proc.poll() is None:
-        proc.terminate()
+        proc.terminate()  # rcd holds nothing worth a graceful shutdown once our calls returned
         try:
-            proc.wait(timeout=2)
+            proc.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=2)

@@ -296,7 +296,7 @@ def logged(args: Sequence[str], runner: Callable[[list[str]], int], environ: Map
             os.environ[RUNNING_ENV] = previous_running
         try:
             _finish(logger, handler, config, env, args, command, code, tap.lines, time.monotonic() - started, unattended)
-        except Exception:  # noqa: BLE001 - logging must never change the outcome
+        except Exception:  # noqa: BLE001,S110 - logging must never change the outcome
             pass
 
 

@@ -36,7 +36,7 @@ SYSTEMCTL_ENV = "OTPBRIDGE_SYSTEMCTL"
 CRONTAB_ENV = "OTPBRIDGE_CRONTAB"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_DURATION = re.compile(r"(\d+)\s*(w|d|h|m|min|s|sec)?", re.IGNORECASE)
+_DURATION = re.compile(r"(\d+)\s*(min|sec|w|d|h|m|s)?", re.IGNORECASE)
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "min": 60, "s": 1, "sec": 1, None: 1}
 
 

@@ -32,6 +32,7 @@ from otpbridge.store import ReadResult, Store, read_head
 # Aegis's own parameters (vault.md): scrypt N=2^15, r=8, p=1; 32-byte salt and key.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
 FILE_VERSION = 1
+MAX_PASSWORD_SLOTS = 8  # Aegis has one password slot, plus one per "backup password"
 CONTENT_VERSION = 3
 _SUPPORTED = {"totp": Kind.TOTP, "hotp": Kind.HOTP, "steam": Kind.STEAM}
 _UNSUPPORTED = {"motp": "mOTP", "yandex": "Yandex"}
@@ -44,10 +45,12 @@ class AegisStore(Store):
     title = "Aegis Authenticator vault (JSON)"
     reads = "plain and password-encrypted vaults, content versions 1–3 (groups, notes)"
     writes = (
-        "Aegis vault JSON (content version 3): encrypted with scrypt + AES-GCM when a password "
-        "option or ?encrypt=yes is given (or the file was encrypted), else plain"
+        "Aegis vault JSON (content v3); encrypted (scrypt + AES-GCM) with a password option, "
+        "?encrypt=yes, or when the file was encrypted; else plain"
     )
-    loses = "icons of new entries (icons of entries read from the same file are kept)"
+    loses = (
+        "icons of new entries (kept for entries read from the same file); all but the first group of an entry"
+    )
     options = ("encrypt",)
     sniff_priority = 60
 
@@ -74,7 +77,9 @@ class AegisStore(Store):
         if not isinstance(vault, dict) or not isinstance(vault.get("header"), dict) or "db" not in vault:
             raise FormatError(f"{self.label}: not an Aegis vault (no header and db)")
         if vault.get("version") != FILE_VERSION:
-            raise FormatError(f"{self.label}: unsupported Aegis file version {vault.get('version')!r} (this reads 1)")
+            raise FormatError(
+                f"{self.label}: unsupported Aegis file version {vault.get('version')!r} (this reads 1)"
+            )
         db = vault["db"]
         if isinstance(db, str):
             self._was_encrypted = True
@@ -101,11 +106,24 @@ class AegisStore(Store):
                 f"{self.label}: the vault has no password slot (biometric slots only open on the phone)",
                 hint="in Aegis, set a password, then export again",
             )
+        if len(password_slots) > MAX_PASSWORD_SLOTS:
+            # Each slot costs one scrypt; a crafted file must not make us run hundreds.
+            raise FormatError(
+                f"{self.label}: {len(password_slots)} password slots is not a plausible Aegis vault"
+            )
         password = self._get_password().encode()
         master = None
         for slot in password_slots:
             salt = ac.unhex(slot.get("salt"), "a slot salt", self.label)
-            key = ac.scrypt(password, salt, n=slot.get("n"), r=slot.get("r"), p=slot.get("p"), label=self.label, stats=self.ctx.stats)
+            key = ac.scrypt(
+                password,
+                salt,
+                n=slot.get("n"),
+                r=slot.get("r"),
+                p=slot.get("p"),
+                label=self.label,
+                stats=self.ctx.stats,
+            )
             kp = slot.get("key_params")
             if not isinstance(kp, dict):
                 raise FormatError(f"{self.label}: a password slot has no key parameters")
@@ -121,13 +139,17 @@ class AegisStore(Store):
         plain = ac.gcm_open(master, nonce, ciphertext + tag)
         if plain is None:
             # The password unlocked the master key, so this is damage, not a wrong password.
-            raise IntegrityError(f"{self.label}: the vault content fails authentication (corrupt or tampered)")
+            raise IntegrityError(
+                f"{self.label}: the vault content fails authentication (corrupt or tampered)"
+            )
         return plain
 
     def _convert_db(self, db: dict) -> ReadResult:
         version = db.get("version")
         if version not in (1, 2, 3):
-            raise FormatError(f"{self.label}: unsupported Aegis vault content version {version!r} (this reads 1–3)")
+            raise FormatError(
+                f"{self.label}: unsupported Aegis vault content version {version!r} (this reads 1–3)"
+            )
         entries = db.get("entries")
         if not isinstance(entries, list):
             raise FormatError(f"{self.label}: the vault has no entry list")
@@ -139,8 +161,12 @@ class AegisStore(Store):
                 self._group_uuids.setdefault(g["name"], g["uuid"])
         result = ReadResult()
         for i, raw in enumerate(entries):
-            where = ac.entry_where(i, *((raw.get("issuer"), raw.get("name")) if isinstance(raw, dict) else ()))
-            ac.collect(result, where, lambda raw=raw, where=where: self._entry(raw, version, group_names, where))
+            where = ac.entry_where(
+                i, *((raw.get("issuer"), raw.get("name")) if isinstance(raw, dict) else ())
+            )
+            ac.collect(
+                result, where, lambda raw=raw, where=where: self._entry(raw, version, group_names, where)
+            )
         return result
 
     def _groups_of(self, raw: dict, version: int, group_names: dict[str, str]) -> list[str]:
@@ -166,7 +192,9 @@ class AegisStore(Store):
         secret = b32decode(ac.entry_text(info.get("secret"), "secret"))
         algorithm = Algorithm.parse(ac.entry_text(info.get("algo"), "algo") or "SHA1")
         if len(groups) > 1:
-            self.ctx.warn(f"{self.label}: {where} is in {len(groups)} groups; keeping only the first, {groups[0]!r}")
+            self.ctx.warn(
+                f"{self.label}: {where} is in {len(groups)} groups; keeping only the first, {groups[0]!r}"
+            )
         account = Account(
             kind=kind,
             secret=secret,
@@ -219,7 +247,11 @@ class AegisStore(Store):
             if not isinstance(entry.get("uuid"), str) or entry["uuid"] in seen_uuids:
                 entry["uuid"] = str(uuidlib.uuid4())
             seen_uuids.add(entry["uuid"])
-            info: dict[str, Any] = {"secret": b32encode(acc.secret), "algo": acc.algorithm.value, "digits": acc.digits}
+            info: dict[str, Any] = {
+                "secret": b32encode(acc.secret),
+                "algo": acc.algorithm.value,
+                "digits": acc.digits,
+            }
             if acc.kind is Kind.HOTP:
                 info["counter"] = acc.counter
             else:
@@ -260,7 +292,15 @@ class AegisStore(Store):
             raise FormatError(f"{self.label}: refusing to encrypt with an empty password")
         master = ac.random_bytes(32)
         salt = ac.random_bytes(32)
-        key = ac.scrypt(password.encode(), salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, label=self.label, stats=self.ctx.stats)
+        key = ac.scrypt(
+            password.encode(),
+            salt,
+            n=SCRYPT_N,
+            r=SCRYPT_R,
+            p=SCRYPT_P,
+            label=self.label,
+            stats=self.ctx.stats,
+        )
         knonce = ac.random_bytes(12)
         wrapped = ac.gcm_seal(key, knonce, master)
         nonce = ac.random_bytes(12)
@@ -284,7 +324,19 @@ class AegisStore(Store):
         }
 
 
-_ORDER = ("type", "uuid", "name", "issuer", "note", "favorite", "icon", "icon_mime", "icon_hash", "info", "groups")
+_ORDER = (
+    "type",
+    "uuid",
+    "name",
+    "issuer",
+    "note",
+    "favorite",
+    "icon",
+    "icon_mime",
+    "icon_hash",
+    "info",
+    "groups",
+)
 
 
 def _ordered(entry: dict[str, Any]) -> dict[str, Any]:

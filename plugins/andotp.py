@@ -44,6 +44,16 @@ def _new_format_iterations(data: bytes) -> int | None:
     return iterations if 1 <= iterations <= MAX_ITERATIONS else None
 
 
+def _looks_binary(head: bytes) -> bool:
+    """Ciphertext, not text: invalid UTF-8 or control characters (a text file named
+    ``andotp-….txt`` must stay with the text formats)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return any(ord(c) < 32 and c not in "\t\r\n" for c in text)
+
+
 class AndOtpStore(Store):
     kind = "andotp"
     title = "andOTP backup"
@@ -51,7 +61,7 @@ class AndOtpStore(Store):
     writes = "plain JSON backups (andOTP's import reads them)"
     loses = "notes; all but the first tag; thumbnails"
     options = ("format",)
-    sniff_priority = 40
+    sniff_priority = 30
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -60,7 +70,7 @@ class AndOtpStore(Store):
             top = ac.json_head(head)
             first = top[0] if isinstance(top, list) and top else None
             return isinstance(first, dict) and {"secret", "type", "label"} <= first.keys()
-        if stripped[:1] in (b"{", b"<") or not head:
+        if stripped[:1] in (b"{", b"<") or not head or not _looks_binary(head):
             return False
         # Encrypted backups carry no marker: the current format's iteration field, or
         # andOTP's own file names (otp_accounts_*.json.aes) for the old format.
@@ -94,7 +104,9 @@ class AndOtpStore(Store):
         password = self.ctx.password(self.spec, label=self.label).encode()
         if mode in ("auto", "new") and iterations is not None:
             salt, iv = data[4:16], data[16:28]
-            key = ac.pbkdf2(password, salt, iterations, hash_name="sha1", label=self.label, stats=self.ctx.stats)
+            key = ac.pbkdf2(
+                password, salt, iterations, hash_name="sha1", label=self.label, stats=self.ctx.stats
+            )
             plain = ac.gcm_open(key, iv, data[_HEADER:])
             if plain is not None:
                 return plain

@@ -76,7 +76,9 @@ def parse_json(data: bytes | str, label: str, *, what: str = "JSON") -> Any:
     except RecursionError:
         raise FormatError(f"{label}: the {what} is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError; its message holds a position, not data
-        raise FormatError(f"{label}: the {what} is not valid JSON ({exc.msg} at position {exc.pos})") from None
+        raise FormatError(
+            f"{label}: the {what} is not valid JSON ({exc.msg} at position {exc.pos})"
+        ) from None
 
 
 def dump_json(obj: Any) -> bytes:
@@ -213,7 +215,14 @@ def entry_text(value: Any, what: str) -> str:
 
 # -- key derivation and AEAD --------------------------------------------------------------
 def pbkdf2(
-    password: bytes, salt: bytes, iterations: int, *, hash_name: str, label: str, length: int = 32, stats: Any = None
+    password: bytes,
+    salt: bytes,
+    iterations: int,
+    *,
+    hash_name: str,
+    label: str,
+    length: int = 32,
+    stats: Any = None,
 ) -> bytes:
     """PBKDF2-HMAC (``sha1``/``sha256``/``sha512``) with the iteration count bounded first.
 

@@ -116,9 +116,14 @@ def decode_data(uri: str) -> bytes:
         raise ValueError("not an otpauth-migration://offline URI")
     values = [p[5:] for p in query.split("&") if p[:5].lower() == "data="]
     if len(values) != 1:
-        raise ValueError("the URI has no data parameter" if not values else "the URI has several data parameters")
+        raise ValueError(
+            "the URI has no data parameter" if not values else "the URI has several data parameters"
+        )
     # Percent-decoding only: '+' is Base64, never a space (test_plus_problem_export.txt).
-    text = unquote(values[0].split("#", 1)[0], errors="strict").replace(" ", "+").strip()
+    try:
+        text = unquote(values[0].split("#", 1)[0], errors="strict").replace(" ", "+").strip()
+    except UnicodeDecodeError:
+        raise ValueError("the data parameter is not valid percent-encoding") from None
     text = text.replace("-", "+").replace("_", "/")
     if not text:
         raise ValueError("the data parameter is empty")
@@ -181,8 +186,14 @@ class GAuthStore(Store):
                 continue
             at = line.lower().find(SCHEME)
             if at < 0:
-                reason = "an otpauth:// URI (read it with uris:)" if line.lower().startswith("otpauth://") else None
-                result.errors.append(EntryError(f"line {number}", reason or "not an otpauth-migration:// URI"))
+                reason = (
+                    "an otpauth:// URI (read it with uris:)"
+                    if line.lower().startswith("otpauth://")
+                    else None
+                )
+                result.errors.append(
+                    EntryError(f"line {number}", reason or "not an otpauth-migration:// URI")
+                )
                 continue
             if at > 0:
                 self.ctx.warn(f"{self.label}: line {number}: ignoring {at} characters before the URI")
@@ -196,10 +207,15 @@ class GAuthStore(Store):
                 size, seen = batches.setdefault(payload.batch_id, (payload.batch_size, set()))
                 seen.add(payload.batch_index)
             for k, params in enumerate(payload.otp_parameters):
-                where = f"line {number}, " + ac.entry_where(k, params.issuer, params.name).replace("entry", "account", 1)
+                where = f"line {number}, " + ac.entry_where(k, params.issuer, params.name).replace(
+                    "entry", "account", 1
+                )
                 ac.collect(result, where, lambda params=params: _account(params))
         if uris == 0:
-            raise FormatError(f"{self.label}: no otpauth-migration:// URI found", hint="is this a Google Authenticator export?")
+            raise FormatError(
+                f"{self.label}: no otpauth-migration:// URI found",
+                hint="is this a Google Authenticator export?",
+            )
         if not result.accounts and result.errors:
             raise FormatError(f"{self.label}: no account could be read ({result.errors[0]})")
         for size, seen in batches.values():
@@ -227,7 +243,9 @@ class GAuthStore(Store):
                 keep.append(acc)
         return keep, errors
 
-    def apply(self, upserts: Sequence[Account] = (), removals: Sequence[Account] = (), *, dry_run: bool = False) -> WriteReport:
+    def apply(
+        self, upserts: Sequence[Account] = (), removals: Sequence[Account] = (), *, dry_run: bool = False
+    ) -> WriteReport:
         keep, errors = self._representable(upserts)
         report = super().apply(keep, removals, dry_run=dry_run)
         report.errors.extend(errors)
@@ -274,13 +292,17 @@ class GAuthStore(Store):
         except ImportError:
             from otpbridge.errors import MissingDependencyError
 
-            raise MissingDependencyError("QR codes need the Python package 'segno'", hint="pip install 'otpbridge[gauth]'") from None
+            raise MissingDependencyError(
+                "QR codes need the Python package 'segno'", hint="pip install 'otpbridge[gauth]'"
+            ) from None
         total = len(uris)
         if target.lower() == "terminal":
             for i, uri in enumerate(uris, start=1):
                 out = io.StringIO()
                 segno.make(uri, error="m", micro=False).terminal(out=out, compact=True)
-                self.ctx.info(f"QR code {i} of {total} — scan with Google Authenticator › Transfer accounts › Import:")
+                self.ctx.info(
+                    f"QR code {i} of {total} — scan with Google Authenticator › Transfer accounts › Import:"
+                )
                 self.ctx.info(out.getvalue())
             return
         folder = Path(os.path.expanduser(target))

@@ -13,10 +13,10 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from otpbridge.errors import EntryError, FormatError, UsageError
+from otpbridge.errors import EntryError, FormatError, OtpBridgeError, UsageError
 from otpbridge.fileio import atomic_write
 from otpbridge.model import Account, Kind, dedupe
 from otpbridge.secrets import Secret
@@ -54,32 +54,16 @@ class _Entry:
         return f"{self.folder}/{title}" if self.folder else title
 
 
-@dataclass
-class _Plan:
-    """What ``apply`` decided, before anything is saved."""
-
-    report: WriteReport = field(default_factory=WriteReport)
-    changed: bool = False
-
-
 class KeePassStore(Store):
     kind = "keepass"
     title = "KeePass database (KeePassXC, KeePass 2, KDBX 3.1/4)"
-    reads = (
-        "KeePassXC 'otp' (otpauth URI or KeeOtp key=…), 'TOTP Seed'/'TOTP Settings' (incl. Steam), "
-        "KeePass 2 TimeOtp-*/HmacOtp-* fields; group path as folder; the recycle bin is skipped"
-    )
-    writes = (
-        "edits entries in place: TOTP/Steam as a protected 'otp' URI (KeePassXC), HOTP as KeePass "
-        "HmacOtp-* fields; new accounts become new entries (title = issuer, user name = account)"
-    )
-    loses = (
-        "HOTP other than 6-digit SHA-1 (KeePass cannot hold it); account notes are written only "
-        "into new entries' Notes and not read back; issuer/name of KeePass TimeOtp entries are the entry's title/user name"
-    )
+    reads = "KeePassXC 'otp' (URI or KeeOtp), 'TOTP Seed'/'TOTP Settings', KeePass 2 TimeOtp-*/HmacOtp-*; groups as folders"
+    writes = "in place: TOTP/Steam as KeePassXC's protected 'otp', HOTP as KeePass HmacOtp-*; nothing else is touched"
+    loses = "HOTP other than 6-digit SHA-1; notes (only new entries get them); issuer/name of TimeOtp entries (title/user name)"
     is_database = True
     options = ("keyfile",)
     sniff_priority = 95
+    _loaded: bytes | None = None
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -104,7 +88,7 @@ class KeePassStore(Store):
             raise FormatError(f"{self.label}: cannot read: {exc.strerror}") from None
 
     def _open(self) -> kdbx.OpenDatabase:
-        data = self._load()
+        data = self._loaded = self._load()
         kdbx.read_header(data)  # a damaged or foreign file fails before asking for a password
         keyfile = self.keyfile
         password = self.ctx.password(self.spec, label=self.label, required=keyfile is None)
@@ -165,8 +149,21 @@ class KeePassStore(Store):
         if not dry_run and (report.changed or not exists):
             data = kdbx.serialize(db)
             self.ctx.stats["keepass_kdf"] += 1
+            self._check_unchanged_on_disk(exists)
             report.backup = atomic_write(self.path, data, mode=0o600)
         return report
+
+    def _check_unchanged_on_disk(self, existed: bool) -> None:
+        """Refuse to overwrite a save KeePassXC (or anyone) made while we were working."""
+        try:
+            now = self.path.read_bytes()
+        except FileNotFoundError:
+            now = None
+        if now != (self._loaded if existed else None):
+            raise OtpBridgeError(
+                f"{self.label} changed on disk while otpbridge was editing it; nothing was written",
+                hint="save and close it in KeePassXC, then run the command again",
+            )
 
 
 # -- walking the tree ------------------------------------------------------------------------
@@ -180,21 +177,38 @@ def _decode_uuid(text: str | None) -> bytes:
 
 
 def _fields(entry) -> dict[str, str]:
+    """``{key: value}`` of an entry's String elements (first wins; hot loop, so no XPath)."""
     out: dict[str, str] = {}
-    for s in entry.iterfind("String"):
-        key = s.findtext("Key")
-        if key is not None:
-            out.setdefault(key, s.findtext("Value") or "")
+    for s in entry.iterchildren("String"):
+        key = value = None
+        for child in s:
+            if child.tag == "Key":
+                key = child.text
+            elif child.tag == "Value":
+                value = child.text
+        if key is not None and key not in out:
+            out[key] = value or ""
     return out
 
 
-def _mtime(kp, entry) -> float | None:
+_EPOCH_FROM_YEAR_1 = 62135596800  # seconds from 0001-01-01 to 1970-01-01 (KDBX 4 times)
+
+
+def _mtime(entry, kdbx4: bool) -> float | None:
+    """LastModificationTime: base64 seconds since year 1 (KDBX 4) or ISO 8601 text (KDBX 3.1)."""
+    from datetime import UTC, datetime
+
     text = entry.findtext("Times/LastModificationTime")
     if not text:
         return None
     try:
-        return kp._decode_time(text).timestamp()
-    except (ValueError, TypeError, OverflowError, Exception):  # noqa: BLE001 - a bad date must not hide an account
+        if kdbx4 and len(text) == 12:
+            raw = base64.b64decode(text, validate=True)
+            if len(raw) == 8:
+                return float(int.from_bytes(raw, "little") - _EPOCH_FROM_YEAR_1)
+        when = datetime.fromisoformat(text.strip())
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError):  # a bad date must not hide an account
         return None
 
 
@@ -203,6 +217,7 @@ def _entries(kp) -> Iterator[_Entry]:
     root = kp.tree.getroot()
     bin_uuid = _decode_uuid(root.findtext("Meta/RecycleBinUUID"))
     top = root.find("Root/Group")
+    kdbx4 = kp.version >= (4, 0)
     if top is None:
         raise FormatError("the database has no root group")
     stack = [(top, ())]
@@ -213,7 +228,7 @@ def _entries(kp) -> Iterator[_Entry]:
             if child.tag == "Entry":
                 fields = _fields(child)
                 title, username = fields.get("Title", ""), fields.get("UserName", "")
-                slots = kf.read_slots(fields, title=title, username=username, folder=folder, mtime=_mtime(kp, child))
+                slots = kf.read_slots(fields, title=title, username=username, folder=folder, mtime=_mtime(child, kdbx4))
                 yield _Entry(child, folder, title, username, slots, group)
         subgroups = [g for g in group.iterfind("Group")]
         for sub in reversed(subgroups):
@@ -266,7 +281,9 @@ class _Writer:
         self.entries = entries
         self.report = WriteReport()
         self.by_identity: dict[str, list[tuple[_Entry, kf.Slot]]] = {}
+        self.by_name: dict[tuple[str, str, str], list[_Entry]] = {}
         for entry in entries:
+            self.by_name.setdefault((entry.folder, entry.title, entry.username), []).append(entry)
             for slot in entry.slots:
                 if slot.account is not None:
                     self.by_identity.setdefault(slot.account.identity, []).append((entry, slot))
@@ -320,7 +337,7 @@ class _Writer:
             self.report.unchanged += 1
             return
         done: set[int] = set()
-        for entry, _slot in hits:
+        for entry, _slot in list(hits):  # _store_in re-indexes ``hits`` as it goes
             if id(entry) in done:
                 continue
             done.add(id(entry))
@@ -393,14 +410,9 @@ class _Writer:
         title = acc.issuer or acc.name
         family = "hotp" if acc.kind is Kind.HOTP else "totp"
         entry = None
-        for candidate in self.entries:
-            if (
-                candidate.folder == acc.folder
-                and candidate.title == title
-                and candidate.username == acc.name
-                and not any(s.family in (family, "?") for s in candidate.slots)
-            ):
-                entry = candidate
+        for candidate in self.by_name.get((acc.folder, title, acc.name), ()):
+            if not any(s.family in (family, "?") for s in candidate.slots):
+                entry = candidate  # same title + user name, and no OTP of this family yet
                 break
         if entry is None:
             entry = self._new_entry(acc, title)
@@ -418,16 +430,19 @@ class _Writer:
         group.append(wrapped._element)
         entry = _Entry(wrapped._element, acc.folder, title, acc.name, [], group, touched=True)
         self.entries.append(entry)
+        self.by_name.setdefault((entry.folder, entry.title, entry.username), []).append(entry)
         return entry
 
     def _group(self, folder: str):
         from pykeepass.group import Group
 
-        group = self.kp.tree.getroot().find("Root/Group")
+        root = self.kp.tree.getroot()
+        bin_uuid = root.findtext("Meta/RecycleBinUUID")
+        group = root.find("Root/Group")
         for name in [p for p in folder.split("/") if p]:
             found = None
             for sub in group.iterfind("Group"):
-                if (sub.findtext("Name") or "") == name:
+                if (sub.findtext("Name") or "") == name and not (bin_uuid and sub.findtext("UUID") == bin_uuid):
                     found = sub
                     break
             if found is None:

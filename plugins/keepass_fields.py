@@ -66,7 +66,9 @@ class Slot:
 
 # -- Base32 the way KeePassXC reads it ---------------------------------------------------
 
-_KPXC_MAP = {"0": "O", "1": "L", "8": "B"}
+_KPXC_MAP = str.maketrans("018", "OLB")
+_KPXC_DROP = re.compile(r"[^A-Za-z2-7018]")
+_CANONICAL_B32 = re.compile(r"[A-Z2-7]+")
 
 
 def kpxc_b32decode(text: str) -> bytes:
@@ -75,8 +77,7 @@ def kpxc_b32decode(text: str) -> bytes:
     Matching KeePassXC matters more than strictness here: these are the codes the user
     already sees in KeePassXC for this entry.
     """
-    cleaned = "".join(_KPXC_MAP.get(c, c) for c in text if c in _KPXC_MAP or re.match(r"[A-Za-z2-7]", c))
-    return b32decode(cleaned)
+    return b32decode(_KPXC_DROP.sub("", text).translate(_KPXC_MAP))
 
 
 def _decode_secret(value: str, encoding: str, where: str) -> bytes:
@@ -153,6 +154,8 @@ def _normalise_uri(uri: str) -> str:
         return uri
     query, hsep, fragment = rest.partition("#")
     params = _query(query)
+    if "encoder" not in params and "encoding" not in params and _CANONICAL_B32.fullmatch(params.get("secret", "")):
+        return uri  # the common case: nothing to rewrite
     encoder = unquote(params.get("encoder", "")).strip().lower()
     if encoder not in ("", "steam"):
         raise FieldError(f"unsupported OTP kind (encoder={encoder[:20]}); left untouched")
@@ -190,7 +193,15 @@ def parse_otp(value: str, ctx: dict, title: str, username: str) -> Account:
             issuer = ""
         if name == "none" and not username:
             name = ""
-        return acc.replace(issuer=issuer or ctx["issuer"], name=name or ctx["name"], mtime=ctx["mtime"])
+        name = name or ctx["name"]
+        if not issuer and title != name:
+            issuer = ctx["issuer"]
+        if (issuer, name) != (acc.issuer, acc.name):
+            acc = acc.replace(issuer=issuer, name=name)
+        # mtime is not validated and not compared; setting it on our fresh instance
+        # spares a second validation pass per entry (10,000-entry databases).
+        object.__setattr__(acc, "mtime", ctx["mtime"])
+        return acc
     params = _query(text)
     if "key" in params:
         return _parse_keeotp(params, ctx)
@@ -251,7 +262,10 @@ def read_slots(
     fields: Mapping[str, str], *, title: str = "", username: str = "", folder: str = "", mtime: float | None = None
 ) -> list[Slot]:
     """Every OTP slot of an entry, parsed or with the reason it could not be."""
-    ctx = {"issuer": title.strip(), "name": username.strip(), "folder": folder, "mtime": mtime}
+    title, username = title.strip(), username.strip()
+    # A title that only repeats the user name is how an account without issuer is
+    # stored (ours and KeePass's importers): it names no issuer.
+    ctx = {"issuer": "" if title == username else title, "name": username, "folder": folder, "mtime": mtime}
     slots: list[Slot] = []
 
     def add(convention: str, names: tuple[str, ...], parse) -> None:
@@ -265,12 +279,10 @@ def read_slots(
         add(LEGACY, names, lambda: parse_legacy(fields, ctx))
     if OTP in fields:
         add(URI, (OTP,), lambda: parse_otp(fields[OTP], ctx, title, username))
-    totp_names = tuple(k for k in fields if k.startswith(TOTP_PREFIX))
-    if any(k.startswith(TOTP_PREFIX + "Secret") for k in totp_names):
-        add(KP2_TOTP, totp_names, lambda: parse_kp2_totp(fields, ctx))
-    hotp_names = tuple(k for k in fields if k.startswith(HOTP_PREFIX))
-    if any(k.startswith(HOTP_PREFIX + "Secret") for k in hotp_names):
-        add(KP2_HOTP, hotp_names, lambda: parse_kp2_hotp(fields, ctx))
+    for prefix, convention, parse in ((TOTP_PREFIX, KP2_TOTP, parse_kp2_totp), (HOTP_PREFIX, KP2_HOTP, parse_kp2_hotp)):
+        names = tuple(k for k in fields if k.startswith(prefix))
+        if any(k.startswith(prefix + "Secret") for k in names):
+            add(convention, names, lambda parse=parse: parse(fields, ctx))
     return slots
 
 

@@ -20,6 +20,7 @@ _GIT_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_NAMESPACE", "GIT_INDEX_FILE", "GIT
 def _env(root: Path, environ: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in environ.items() if k not in _GIT_VARS}
     env["GIT_CEILING_DIRECTORIES"] = str(root.resolve().parent)
+    env["OTPBRIDGE_RUNNING"] = "1"  # our own commit: the post-commit hook (bridge/hooks.py) must not sync again
     return env
 
 

@@ -141,10 +141,11 @@ class Gpg:
     def _decrypt_reason(res: GpgResult) -> str:
         if res.has("NODATA") and not res.has("ENC_TO"):
             return "not an OpenPGP message"
-        missing = [v.split()[0] for v in res.values("NO_SECKEY") if v]
-        if missing and not res.has("BEGIN_DECRYPTION"):
-            ids = ", ".join(missing)
-            return f"no secret key to decrypt it (encrypted to key id {ids})"
+        enc_to = [v.split()[0] for v in res.values("ENC_TO") if v]
+        # No usable secret key: gpg names the keys (ENC_TO) but never picks one
+        # (DECRYPTION_KEY), whether or not it knows their public halves (NO_SECKEY).
+        if enc_to and not res.has("DECRYPTION_KEY") and not res.has("PLAINTEXT") and res.has("DECRYPTION_FAILED"):
+            return f"no secret key to decrypt it (encrypted to key id {', '.join(dict.fromkeys(enc_to))})"
         if res.has("BEGIN_DECRYPTION") or res.has("DECRYPTION_FAILED"):
             hint = res.hint()
             return "gpg could not decrypt it (damaged or tampered)" + (f": {hint}" if hint else "")
@@ -177,10 +178,14 @@ class Gpg:
                 if on_done is not None:
                     on_done()
 
-        if len(paths) == 1 or n == 1:
-            return [one(p) for p in paths]
-        with ThreadPoolExecutor(max_workers=min(n, len(paths)), thread_name_prefix="gpg") as pool:
-            return list(pool.map(one, paths))
+        # The first file goes alone: if the key needs a passphrase, gpg-agent asks once
+        # and caches it, where N concurrent first requests could each raise a pinentry.
+        first = one(paths[0])
+        rest = paths[1:]
+        if len(rest) <= 1 or n == 1:
+            return [first, *(one(p) for p in rest)]
+        with ThreadPoolExecutor(max_workers=min(n, len(rest)), thread_name_prefix="gpg") as pool:
+            return [first, *pool.map(one, rest)]
 
     # -- encryption ----------------------------------------------------------------
     def encrypt(self, plaintext: bytes, recipients: Iterable[str], *, what: str) -> bytes:

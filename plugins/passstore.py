@@ -32,6 +32,7 @@ _SKIP_DIRS = {".git", ".extensions"}
 # First byte of a public-key-encrypted message: a PKESK packet (tag 1), old or new format.
 _PKESK_FIRST = {0x84, 0x85, 0x86, 0x87, 0xC1}
 _ARMOR = b"-----BEGIN PGP MESSAGE"
+_MAX_ENTRY_BYTES = 4 << 20
 
 
 @dataclass
@@ -175,6 +176,12 @@ class PassStore(Store):
         # it: garbage costs no process, and a symmetric packet cannot raise a pinentry.
         to_decrypt = []
         for entry in todo:
+            if entry.stamp[0] > _MAX_ENTRY_BYTES:
+                # binary files kept with pass extensions (pass-file, …) are not OTP entries
+                entry.failed = True
+                if warn:
+                    self.ctx.warn(f"{self.label}: {entry.rel}: larger than {_MAX_ENTRY_BYTES >> 20} MiB, not read")
+                continue
             if _looks_encrypted(entry.file):
                 to_decrypt.append(entry)
             else:
@@ -208,7 +215,6 @@ class PassStore(Store):
                 if warn:
                     self.ctx.warn(f"{self.label}: {entry.rel}: {note}")
         cache.finish(e.rel for e in entries)
-        self._entries = entries
         return entries, errors
 
     def _raise_if_locked_out(self, errors: list[EntryError]) -> None:

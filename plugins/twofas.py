@@ -52,8 +52,8 @@ class TwoFasStore(Store):
     title = "2FAS Authenticator backup (.2fas)"
     reads = "plain and password-encrypted backups, schema versions 1–4 (groups)"
     writes = (
-        "schema 4 backups: encrypted (PBKDF2-SHA256 + AES-GCM, as the app) when a password option "
-        "or ?encrypt=yes is given (or the file was encrypted), else plain"
+        "2FAS backup (schema 4); encrypted as the app does with a password option, "
+        "?encrypt=yes, or when the file was encrypted; else plain"
     )
     loses = "notes; icons of new entries (kept for entries read from the same file)"
     options = ("encrypt",)
@@ -70,7 +70,11 @@ class TwoFasStore(Store):
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
         top = ac.json_head(head)
-        return isinstance(top, dict) and "schemaVersion" in top and ("services" in top or "servicesEncrypted" in top)
+        return (
+            isinstance(top, dict)
+            and "schemaVersion" in top
+            and ("services" in top or "servicesEncrypted" in top)
+        )
 
     # -- reading ---------------------------------------------------------------------------
     def read(self) -> ReadResult:
@@ -82,11 +86,15 @@ class TwoFasStore(Store):
         if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
             raise FormatError(f"{self.label}: the schemaVersion {schema!r} is not a version number")
         if schema > SCHEMA_VERSION:
-            self.ctx.warn(f"{self.label}: 2FAS schema version {schema} is newer than this reader knows ({SCHEMA_VERSION})")
+            self.ctx.warn(
+                f"{self.label}: 2FAS schema version {schema} is newer than this reader knows ({SCHEMA_VERSION})"
+            )
         encrypted = backup.get("servicesEncrypted")
         if encrypted:
             self._was_encrypted = True
-            services = ac.parse_json(self._decrypt(encrypted, backup.get("reference")), self.label, what="decrypted services")
+            services = ac.parse_json(
+                self._decrypt(encrypted, backup.get("reference")), self.label, what="decrypted services"
+            )
         else:
             services = backup.get("services")
         if not isinstance(services, list):
@@ -100,8 +108,11 @@ class TwoFasStore(Store):
                 self._groups_raw.setdefault(g["name"], copy.deepcopy(g))
         result = ReadResult()
         for i, raw in enumerate(services):
-            names = (raw.get("name"), (raw.get("otp") or {}).get("account")) if isinstance(raw, dict) else ()
-            where = ac.entry_where(i, *(n for n in names if isinstance(n, str)))
+            names: tuple = ()
+            if isinstance(raw, dict):
+                otp = raw.get("otp")
+                names = (raw.get("name"), otp.get("account") if isinstance(otp, dict) else None)
+            where = ac.entry_where(i, *names)
             ac.collect(result, where, lambda raw=raw: self._service(raw, groups))
         return result
 
@@ -126,7 +137,9 @@ class TwoFasStore(Store):
 
         def key_for(s: bytes) -> bytes:
             if s not in keys:
-                keys[s] = ac.pbkdf2(password, s, PBKDF2_ITERATIONS, hash_name="sha256", label=self.label, stats=self.ctx.stats)
+                keys[s] = ac.pbkdf2(
+                    password, s, PBKDF2_ITERATIONS, hash_name="sha256", label=self.label, stats=self.ctx.stats
+                )
             return keys[s]
 
         confirmed = False
@@ -141,7 +154,9 @@ class TwoFasStore(Store):
         plain = ac.gcm_open(key_for(salt), iv, data)
         if plain is None:
             if confirmed and ref is not None and ref[1] == salt:
-                raise IntegrityError(f"{self.label}: the encrypted services fail authentication (corrupt or tampered)")
+                raise IntegrityError(
+                    f"{self.label}: the encrypted services fail authentication (corrupt or tampered)"
+                )
             self._password = None
             raise AuthenticationError(f"wrong password for {self.label}")
         return plain
@@ -235,7 +250,12 @@ class TwoFasStore(Store):
     def _group(self, name: str, now: int) -> dict[str, Any]:
         if name in self._groups_raw:
             return copy.deepcopy(self._groups_raw[name])
-        return {"id": self._group_ids.get(name) or str(uuidlib.uuid4()), "name": name, "isExpanded": True, "updatedAt": now}
+        return {
+            "id": self._group_ids.get(name) or str(uuidlib.uuid4()),
+            "name": name,
+            "isExpanded": True,
+            "updatedAt": now,
+        }
 
     def write_all(self, accounts: Sequence[Account]) -> Path | None:
         backup, services = self.build_backup(accounts)
@@ -244,7 +264,14 @@ class TwoFasStore(Store):
             if not password:
                 raise FormatError(f"{self.label}: refusing to encrypt with an empty password")
             salt = ac.random_bytes(SALT_BYTES)
-            key = ac.pbkdf2(password.encode(), salt, PBKDF2_ITERATIONS, hash_name="sha256", label=self.label, stats=self.ctx.stats)
+            key = ac.pbkdf2(
+                password.encode(),
+                salt,
+                PBKDF2_ITERATIONS,
+                hash_name="sha256",
+                label=self.label,
+                stats=self.ctx.stats,
+            )
             backup["services"] = []
             backup["servicesEncrypted"] = _seal(key, salt, _compact_json(services))
             backup["reference"] = _seal(key, salt, REFERENCE.encode("ascii"))

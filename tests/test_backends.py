@@ -25,14 +25,14 @@ from otpbridge.backends.faults import FaultyBackend, SimulatedCrash
 from otpbridge.backends.local import LocalBackend
 from otpbridge.backends.rclone import RcloneBackend
 from otpbridge.errors import IntegrityError, MissingDependencyError, UnreachableError, UsageError
-from tests.support.servers import (  # noqa: F401 - fixtures
-    RcloneServer,
-    base_environ,
-    s3_server,
-    server_factory,
-    sftp_server,
-    webdav_server,
-)
+from tests.support import servers
+from tests.support.servers import RcloneServer, base_environ
+
+# Fixtures from tests/support/servers.py, made visible to this module.
+webdav_server = servers.webdav_server
+sftp_server = servers.sftp_server
+s3_server = servers.s3_server
+server_factory = servers.server_factory
 
 ALL_BYTES = bytes(range(256)) * 3 + b"line1\r\nline2\r\n\r\n\x00\xff"
 
@@ -54,7 +54,7 @@ class Target:
         return RcloneBackend(self.location, environ=self.environ, transport=self.transport, **kw)
 
 
-TARGETS = ["local", "rclone-local", "rclone-local-cli", "webdav", "webdav-cli", "sftp", "s3"]
+TARGETS = ["local", "rclone-local", "rclone-local-cli", "webdav", "sftp", "s3"]
 
 
 @pytest.fixture(params=TARGETS)

@@ -158,3 +158,19 @@ def test_json_is_one_document(tmp_path):
     res = ok(a.sync())
     json.loads(res.out)
     assert PASS not in res.out + res.err
+
+
+def test_local_state_holds_no_secret(tmp_path):
+    a = make(tmp_path)
+    ok(a.init())
+    acc = make_account("secret-holder", issuer="VerySpecialBank")
+    a.add(acc)
+    ok(a.sync())
+    files = [p for p in a.home.rglob("*") if p.is_file() and p.name != "config.toml"]
+    assert files
+    for p in files:
+        data = p.read_bytes()
+        assert acc.secret_b32.encode() not in data and acc.secret not in data, p
+        assert b"VerySpecialBank" not in data, p
+        assert PASS.encode() not in data
+        assert p.stat().st_mode & 0o077 == 0, p

@@ -10,7 +10,7 @@ import pytest
 from otpbridge.backends.faults import FaultyBackend
 from otpbridge.backends.local import LocalBackend
 from otpbridge.engine import sync
-from otpbridge.errors import DataLossRefused, IntegrityError, UnreachableError
+from otpbridge.errors import IntegrityError, UnreachableError
 from otpbridge.remote import Listing, ViewRef
 from otpbridge.snapshots import Retention, prune
 from tests.support.engine import Device, engine_session, make_account, ok, remote_ids

@@ -77,7 +77,9 @@ def test_v2_groups_become_folders():
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("name, password", [("aegis.unencrypted.json", None), ("aegis.encrypted.json", "test")])
+@pytest.mark.parametrize(
+    "name, password", [("aegis.unencrypted.json", None), ("aegis.encrypted.json", "test")]
+)
 def test_reads_stratum_files_and_reports_motp_yandex(name, password):
     result = store(AEGIS / name, password).read()
     assert len(result.accounts) + len(result.errors) == 11
@@ -86,11 +88,16 @@ def test_reads_stratum_files_and_reports_motp_yandex(name, password):
 
 @needs_oathtool
 def test_codes_agree_with_oathtool():
-    accounts = store(AEGIS / "aegis_plain.json").read().accounts + store(AEGIS / "aegis.unencrypted.json").read().accounts
+    accounts = (
+        store(AEGIS / "aegis_plain.json").read().accounts
+        + store(AEGIS / "aegis.unencrypted.json").read().accounts
+    )
     assert C.assert_codes_match_oathtool(accounts) >= 8
 
 
-@pytest.mark.parametrize("name, wrong", [("aegis_encrypted.json", "wrong"), ("aegis.encrypted.json", "test1")])
+@pytest.mark.parametrize(
+    "name, wrong", [("aegis_encrypted.json", "wrong"), ("aegis.encrypted.json", "test1")]
+)
 def test_wrong_password_is_exit_3(name, wrong):
     with pytest.raises(AuthenticationError) as err:
         store(AEGIS / name, wrong).read()
@@ -138,6 +145,7 @@ def _flip_db(v):
         (lambda v: v["header"].update(slots=None), FormatError),
         (lambda v: v.update(version=2), FormatError),
         (lambda v: v["header"]["slots"][0].update(key="00" * 32), AuthenticationError),
+        (lambda v: v["header"].update(slots=v["header"]["slots"] * 50), FormatError),  # 50 scrypts: refused
     ],
 )
 def test_tampered_encrypted_vaults(tmp_path, change, error):
@@ -183,7 +191,11 @@ def test_mutated_plain_vaults_never_crash(tmp_path, data):
 
 
 _JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True) | st.text(max_size=12),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
 )
@@ -223,7 +235,10 @@ def test_structurally_mutated_vaults_never_crash(tmp_path, data):
 def _everything():
     accounts = list(C.AEGIS_VECTORS) + list(C.STRATUM)
     folders = ["Work", "Work/Sub", "", "Privé ✓"]
-    return [a.replace(folder=folders[i % 4], note="line1\nline2" if i % 3 == 0 else "") for i, a in enumerate(accounts)]
+    return [
+        a.replace(folder=folders[i % 4], note="line1\nline2" if i % 3 == 0 else "")
+        for i, a in enumerate(accounts)
+    ]
 
 
 def _independent_decrypt(vault: dict, password: str) -> dict:
@@ -231,9 +246,13 @@ def _independent_decrypt(vault: dict, password: str) -> dict:
     slot = next(s for s in vault["header"]["slots"] if s["type"] == 1)
     assert (slot["n"], slot["r"], slot["p"]) == (32768, 8, 1)
     assert len(bytes.fromhex(slot["salt"])) == 32
-    key = Scrypt(salt=bytes.fromhex(slot["salt"]), length=32, n=slot["n"], r=slot["r"], p=slot["p"]).derive(password.encode())
+    key = Scrypt(salt=bytes.fromhex(slot["salt"]), length=32, n=slot["n"], r=slot["r"], p=slot["p"]).derive(
+        password.encode()
+    )
     kp = slot["key_params"]
-    master = AESGCM(key).decrypt(bytes.fromhex(kp["nonce"]), bytes.fromhex(slot["key"]) + bytes.fromhex(kp["tag"]), None)
+    master = AESGCM(key).decrypt(
+        bytes.fromhex(kp["nonce"]), bytes.fromhex(slot["key"]) + bytes.fromhex(kp["tag"]), None
+    )
     params = vault["header"]["params"]
     content = AESGCM(master).decrypt(
         bytes.fromhex(params["nonce"]), base64.b64decode(vault["db"]) + bytes.fromhex(params["tag"]), None
@@ -249,7 +268,10 @@ def _check_content(db: dict, accounts):
     assert len(db["entries"]) == len(accounts)
     for entry, acc in zip(db["entries"], accounts, strict=True):
         assert entry["type"] == acc.kind.value
-        assert base64.b32decode(entry["info"]["secret"] + "=" * (-len(entry["info"]["secret"]) % 8)) == acc.secret
+        assert (
+            base64.b32decode(entry["info"]["secret"] + "=" * (-len(entry["info"]["secret"]) % 8))
+            == acc.secret
+        )
         assert "=" not in entry["info"]["secret"]
         assert entry["info"]["algo"] == acc.algorithm.value and entry["info"]["digits"] == acc.digits
         assert entry["info"].get("counter" if acc.kind is Kind.HOTP else "period") == (

@@ -31,7 +31,10 @@ def store(path, password=None, **options):
         env["ANDOTP_PW"] = password
         options.setdefault("password-env", "ANDOTP_PW")
     warnings: list[str] = []
-    s = AndOtpStore(StoreSpec("andotp", str(path), options), Context(environ=env, warn=warnings.append, info=lambda m: None))
+    s = AndOtpStore(
+        StoreSpec("andotp", str(path), options),
+        Context(environ=env, warn=warnings.append, info=lambda m: None),
+    )
     s.warnings = warnings
     return s
 
@@ -54,7 +57,9 @@ def test_reads_aegis_vectors(name, password, expected):
 STRATUM_STEAM = ("BBBBBBBBBBBBBBBBBA", Kind.STEAM, "Steam", "Steam", "Tag")
 
 
-@pytest.mark.parametrize("name, password", [("andotp.unencrypted.json", None), ("andotp.encrypted.bin", "testtest")])
+@pytest.mark.parametrize(
+    "name, password", [("andotp.unencrypted.json", None), ("andotp.encrypted.bin", "testtest")]
+)
 def test_reads_stratum_files_and_reports_motp(name, password):
     result = store(ANDOTP / name, password).read()
     assert len(result.accounts) == 8 and len(result.errors) == 1  # Stratum: 8 imported + 1 failure
@@ -79,7 +84,10 @@ def test_asmw_test_files():
 
 @needs_oathtool
 def test_codes_agree_with_oathtool():
-    accounts = store(ANDOTP / "andotp_plain.json").read().accounts + store(ANDOTP / "andotp.unencrypted.json").read().accounts
+    accounts = (
+        store(ANDOTP / "andotp_plain.json").read().accounts
+        + store(ANDOTP / "andotp.unencrypted.json").read().accounts
+    )
     assert C.assert_codes_match_oathtool(accounts) >= 8
 
 
@@ -221,7 +229,12 @@ def test_decrypts_a_file_encrypted_independently(tmp_path):
     entries = json.loads((ANDOTP / "andotp_plain.json").read_text())
     salt, iv, iterations = b"s" * 12, b"i" * 12, 1000
     key = PBKDF2HMAC(algorithm=hashes.SHA1(), length=32, salt=salt, iterations=iterations).derive(b"pw")
-    blob = struct.pack(">i", iterations) + salt + iv + AESGCM(key).encrypt(iv, json.dumps(entries).encode(), None)
+    blob = (
+        struct.pack(">i", iterations)
+        + salt
+        + iv
+        + AESGCM(key).encrypt(iv, json.dumps(entries).encode(), None)
+    )
     path = tmp_path / "x.json.aes"
     path.write_bytes(blob)
     C.assert_matches(store(path, "pw").read().accounts, C.AEGIS_VECTORS)
@@ -259,6 +272,13 @@ def test_plain_round_trip_is_lossless_except_notes(tmp_path, accounts):
 @pytest.mark.parametrize("name", sorted(p.name for p in ANDOTP.iterdir()))
 def test_detected_as_andotp(name):
     assert detect_kind(ANDOTP / name) == "andotp"
+
+
+def test_text_files_named_like_andotp_are_not_claimed(tmp_path):
+    for name in ("andotp-export.txt", "otp_accounts.json.aes"):
+        path = tmp_path / name
+        path.write_text("otpauth://totp/A:b?secret=AAAAAAAAAAAAAAAA\n")
+        assert not AndOtpStore.sniff(path, path.read_bytes())
 
 
 def test_does_not_claim_other_formats():

@@ -31,7 +31,9 @@ def store(path, password=None, **options):
         env["TWOFAS_PW"] = password
         options.setdefault("password-env", "TWOFAS_PW")
     warnings: list[str] = []
-    s = TwoFasStore(StoreSpec("2fas", str(path), options), Context(environ=env, warn=warnings.append, info=lambda m: None))
+    s = TwoFasStore(
+        StoreSpec("2fas", str(path), options), Context(environ=env, warn=warnings.append, info=lambda m: None)
+    )
     s.warnings = warnings
     return s
 
@@ -39,7 +41,9 @@ def store(path, password=None, **options):
 def _independent_decrypt(field: str, password: str) -> bytes:
     """``b64(ct‖tag):b64(salt):b64(iv)`` with PBKDF2-SHA256 10 000 → AES-GCM, from the notes."""
     data, salt, iv = (base64.b64decode(p) for p in field.split(":"))
-    key = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=10_000).derive(password.encode())
+    key = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=10_000).derive(
+        password.encode()
+    )
     return AESGCM(key).decrypt(iv, data, None)
 
 
@@ -74,7 +78,9 @@ def test_reads_aegis_sourced_files(name, password, expected, fixups):
             "WWE": (Kind.TOTP, "SHA512", 8, 30),
         }
         vectors = {a.issuer: a for a in C.AEGIS_VECTORS}
-        assert all(a.secret == vectors[a.issuer].secret and a.name == vectors[a.issuer].name for a in result.accounts)
+        assert all(
+            a.secret == vectors[a.issuer].secret and a.name == vectors[a.issuer].name for a in result.accounts
+        )
         return
     C.assert_matches(result.accounts, expected, fixups=fixups)
 
@@ -130,7 +136,11 @@ def test_codes_agree_with_oathtool():
 
 @pytest.mark.parametrize(
     "name, wrong",
-    [("twofas.encrypted.2fas", "test1"), ("2fas-demo-pass.2fas", "nope"), ("encrypted_test.2fas", "example.org")],
+    [
+        ("twofas.encrypted.2fas", "test1"),
+        ("2fas-demo-pass.2fas", "nope"),
+        ("encrypted_test.2fas", "example.org"),
+    ],
 )
 def test_wrong_password_is_exit_3(name, wrong):
     with pytest.raises(AuthenticationError) as err:
@@ -301,7 +311,11 @@ def test_rewrite_keeps_encryption_icons_and_groups(tmp_path):
     assert backup["services"] == [] and backup["servicesEncrypted"]
     assert [g["id"] for g in backup["groups"]] == ["bf659268-d707-4f62-a0f0-67bbf5432b6a"]
     services = json.loads(_independent_decrypt(backup["servicesEncrypted"], "test"))
-    original = json.loads(_independent_decrypt(json.loads((TWOFAS / "twofas.encrypted.2fas").read_text())["servicesEncrypted"], "test"))
+    original = json.loads(
+        _independent_decrypt(
+            json.loads((TWOFAS / "twofas.encrypted.2fas").read_text())["servicesEncrypted"], "test"
+        )
+    )
     assert [s.get("icon") for s in services[:6]] == [s.get("icon") for s in original]
     result = TwoFasStore(StoreSpec("2fas", str(path), {}), ctx).read()
     assert len(result.accounts) == 7 and result.accounts[-1] == new

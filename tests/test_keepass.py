@@ -327,7 +327,7 @@ def small_dbs(tmp_path_factory) -> list[bytes]:
 
 
 @given(which=st.integers(0, 1), data=st.data())
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_random_corruption_raises_only_our_errors(small_dbs, tmp_path, which, data):
     blob = bytearray(small_dbs[which])
     flips = data.draw(st.lists(st.tuples(st.integers(0, len(blob) - 1), st.integers(1, 255)), min_size=1, max_size=4))
@@ -377,6 +377,45 @@ def test_new_database_is_created_and_reads_back(tmp_path):
     hotp = entry_fields(path, "Issuer3")
     assert hotp["HmacOtp-Secret-Base32"] == S[3] and hotp["HmacOtp-Counter"] == "9" and "otp" not in hotp
     assert entry_fields(path, "Issuer1")["otp"].startswith("otpauth://totp/Issuer1:user1?secret=")
+
+
+def test_secrets_are_stored_protected(tmp_path):
+    from pykeepass import PyKeePass
+
+    path = tmp_path / "p.kdbx"
+    kstore(path).apply([acc(1), acc(3, Kind.HOTP)])
+    make_kdbx4(tmp_path / "n.kdbx", [E("N", "u", "", "", {"TimeOtp-Secret-Base32": (S[9], False)})])
+    kstore(tmp_path / "n.kdbx").apply([Account(Kind.TOTP, secret(9), "N", "u", digits=8)])
+    for db, title, name in ((path, "Issuer1", "otp"), (path, "Issuer3", "HmacOtp-Secret-Base32"),
+                            (tmp_path / "n.kdbx", "N", "TimeOtp-Secret-Base32")):
+        entry = PyKeePass(str(db), "pw").find_entries(title=title, first=True)
+        values = [s.find("Value") for s in entry._element.iterfind("String") if s.findtext("Key") == name]
+        assert len(values) == 1 and values[0].get("Protected") == "True", (title, name)
+
+
+def test_refuses_to_overwrite_a_concurrent_save(user_db, monkeypatch):
+    from otpbridge.plugins import keepass
+
+    real = kdbx.serialize
+
+    def serialize_while_someone_saves(db):
+        out = real(db)
+        user_db.write_bytes(user_db.read_bytes() + b"")  # same bytes: still fine
+        return out
+
+    monkeypatch.setattr(keepass.kdbx, "serialize", serialize_while_someone_saves)
+    assert kstore(user_db).apply([acc(34)]).added
+    saved = user_db.read_bytes()
+
+    def serialize_and_race(db):
+        out = real(db)
+        user_db.write_bytes(saved[:-1] + bytes([saved[-1] ^ 1]))  # another program saved meanwhile
+        return out
+
+    monkeypatch.setattr(keepass.kdbx, "serialize", serialize_and_race)
+    with pytest.raises(OtpBridgeError, match="changed on disk"):
+        kstore(user_db).apply([acc(35)])
+    assert user_db.read_bytes() == saved[:-1] + bytes([saved[-1] ^ 1])
 
 
 def test_new_database_default_cost(tmp_path, monkeypatch):
@@ -573,3 +612,25 @@ def test_secrets_never_in_reports_or_reprs(user_db):
     text = repr(result) + "".join(str(e) for e in result.errors)
     for value in S.values():
         assert value not in text
+
+
+def test_legacy_is_updated_in_place_when_otp_holds_another_account(tmp_path):
+    path = make_kdbx4(tmp_path / "l.kdbx", [E("Two", "u", "pw2", "", {
+        "TOTP Seed": S[6], "TOTP Settings": "30;6", "otp": f"otpauth://totp/B:u?secret={S[7]}&issuer=B"})])
+    old = read_map(path)[secret(6)]
+    report = kstore(path).apply([old.replace(digits=8)])
+    assert len(report.updated) == 1 and not report.errors
+    fields = entry_fields(path, "Two")
+    assert fields["TOTP Settings"] == "30;8" and parse_uri(fields["otp"]).secret == secret(7)
+    refused = kstore(path).apply([old.replace(algorithm=Algorithm.SHA256)])  # legacy cannot hold SHA-256
+    assert refused.errors and not refused.updated and entry_fields(path, "Two") == fields
+
+
+def test_hotp_uri_becomes_keepass_fields_on_update(tmp_path):
+    path = make_kdbx4(tmp_path / "h.kdbx", [E("H", "u", "pwh", "", {
+        "otp": f"otpauth://hotp/Bank:u?secret={S[17]}&counter=3&issuer=Bank"})])
+    old = read_map(path)[secret(17)]
+    kstore(path).apply([old.replace(counter=4)])
+    fields = entry_fields(path, "H")
+    assert "otp" not in fields and fields["HmacOtp-Counter"] == "4" and fields["Password"] == "pwh"
+    assert read_map(path)[secret(17)].counter == 4

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from tests.support.engine import Device, make_account, ok, remote_ids
+from tests.support.servers import webdav_server  # noqa: F401 - the session fixture
 
 
 def devices(tmp_path, n, remote=None, env=None):
@@ -59,7 +60,7 @@ def test_three_devices_converge_in_every_order(tmp_path, order):
         ok(devs[i].sync())
     settle(devs)
     final = assert_converged(devs)
-    ids = {make_account(t).identity for t in ("shared", "hotp", "a0", "a1", "a2")}
+    ids = {make_account(t).identity for t in ("shared", "a0", "a1", "a2")} | {hotp.identity}
     assert set(final) == ids
     assert final[shared.identity].name == "renamed-on-0"
     assert final[hotp.identity].counter == 7
@@ -132,7 +133,7 @@ def test_parallel_syncs_against_a_model(tmp_path):
     assert counters >= 1
 
 
-def test_webdav_two_devices_and_fast_path(tmp_path, webdav_server):
+def test_webdav_two_devices_and_fast_path(tmp_path, webdav_server):  # noqa: F811
     loc = webdav_server.location(f"vault-{tmp_path.name}")
     env = webdav_server.environ()
     env = {k: v for k, v in env.items() if k.startswith("RCLONE_")}
@@ -146,3 +147,37 @@ def test_webdav_two_devices_and_fast_path(tmp_path, webdav_server):
     assert_converged([a, b], {make_account("w1").identity, make_account("w2").identity})
     res = ok(a.sync(drop=("OTPBRIDGE_PASSPHRASE",))).json()
     assert res["fast_path"] and res["stats"]["kdf"] == 0 and res["stats"]["listings"] == 1
+
+
+@pytest.mark.slow
+def test_keepass_primary_receives_changes_and_keeps_passwords(tmp_path):
+    pytest.importorskip("pykeepass")
+    from pykeepass import PyKeePass
+
+    a, = devices(tmp_path, 1)
+    kp_path = tmp_path / "kp" / "otp.kdbx"
+    kp_path.parent.mkdir()
+    k = Device(tmp_path / "kp", str(tmp_path / "remote"), "kp")
+    k.env["KP"] = "kdbx-test-password"
+    spec = f"keepass:{kp_path}?password-env=KP"
+    ok(k.run("init", k.remote, "--store", spec, "--device", "kp", "--kdf", "insecure-test"))
+    doomed, kept = make_account("doomed"), make_account("kept")
+    a.add(doomed, kept)
+    ok(a.sync())
+    res = ok(k.sync()).json()
+    assert sorted(res["received"]["added"]) == sorted([doomed.label, kept.label])
+    db = PyKeePass(str(kp_path), password="kdbx-test-password")
+    entry = [e for e in db.entries if e.title == doomed.issuer][0]
+    entry.password = "the website password"
+    db.save()
+    a.remove(doomed.identity)
+    ok(a.sync())
+    res = ok(k.sync()).json()
+    assert res["received"]["removed"] == [doomed.label]
+    db = PyKeePass(str(kp_path), password="kdbx-test-password")
+    entry = [e for e in db.entries if e.title == doomed.issuer][0]
+    assert entry.password == "the website password"  # only the OTP data went
+    listed = ok(k.run("list", spec, "--json")).json()
+    names = {x["issuer"] for x in (listed if isinstance(listed, list) else listed["accounts"])}
+    assert names == {kept.issuer}
+    assert ok(k.sync()).json()["fast_path"] is True

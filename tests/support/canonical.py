@@ -28,7 +28,16 @@ Fixup = Callable[[Account], Account | None]
 FIELDS = ("kind", "issuer", "name", "algorithm", "digits", "period", "counter")
 
 
-def _acc(kind: str, issuer: str, name: str, secret: str, algorithm: str = "SHA1", digits: int = 6, period: int = 30, counter: int = 0) -> Account:
+def _acc(
+    kind: str,
+    issuer: str,
+    name: str,
+    secret: str,
+    algorithm: str = "SHA1",
+    digits: int = 6,
+    period: int = 30,
+    counter: int = 0,
+) -> Account:
     return Account(
         kind=Kind(kind),
         secret=b32decode(secret),

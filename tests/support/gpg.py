@@ -33,6 +33,8 @@ Sockets live in the home, so homes are created under a short ``/tmp/gN…`` path
 Unix socket path limit is 107 bytes; pytest's ``tmp_path`` can exceed it).
 ``pinentry-program /bin/false`` makes any passphrase prompt fail at once instead
 of hanging a test run.
+
+PYTEST_DONT_REWRITE: test modules import this before pytest loads it as a plugin.
 """
 
 from __future__ import annotations

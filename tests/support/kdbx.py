@@ -72,6 +72,18 @@ def _set_kdf(kp, kdf: str, *, rounds: int = 1000, memory: int = 1 << 20, iterati
     params.dict = Container({e.key: e for e in entries})
 
 
+def _blank_key() -> bytes | None:
+    """The public template's known key (skips a 64 MiB Argon2 run per test database)."""
+    import hashlib
+
+    from pykeepass.pykeepass import BLANK_DATABASE_LOCATION
+
+    from otpbridge.plugins.keepass import _BLANK_KEYS
+
+    with open(BLANK_DATABASE_LOCATION, "rb") as fh:
+        return _BLANK_KEYS.get(hashlib.sha256(fh.read()).hexdigest())
+
+
 def make_kdbx4(
     path: Path,
     entries: list[E] = (),
@@ -86,7 +98,7 @@ def make_kdbx4(
     from pykeepass import PyKeePass
     from pykeepass.pykeepass import BLANK_DATABASE_LOCATION, BLANK_DATABASE_PASSWORD
 
-    kp = PyKeePass(BLANK_DATABASE_LOCATION, BLANK_DATABASE_PASSWORD)
+    kp = PyKeePass(BLANK_DATABASE_LOCATION, BLANK_DATABASE_PASSWORD, transformed_key=_blank_key())
     _set_kdf(kp, kdf, rounds=rounds)
     kp.password = password
     kp.keyfile = None if keyfile is None else str(keyfile)

@@ -1,0 +1,341 @@
+"""The Python API: what the CLI does, callable from scripts, notebooks and other tools.
+
+Same code paths as the command line — stores through ``store.open_store`` and the plugin
+registry, vault work through ``engine`` — with the CLI's printing replaced by return
+values. Secrets follow the CLI's rules: a store's password comes from its spec
+(``?password-env=``/``?password-file=``) or ``OTPBRIDGE_STORE_PASSWORD``; the backup
+passphrase from the ``passphrase`` argument (a string, a :class:`~otpbridge.secrets.Secret`
+or a function returning one) or else from ``OTPBRIDGE_PASSPHRASE`` /
+``OTPBRIDGE_PASSCOMMAND`` / a terminal prompt.
+
+Example::
+
+    import otpbridge
+
+    accounts = otpbridge.read_accounts("aegis:backup.json?password-env=AEGIS_PW")
+    otpbridge.convert("gauth:export.txt", "keepass:otp.kdbx?password-env=KP", dry_run=True)
+
+    dev = otpbridge.Device(home="~/.otpbridge-laptop", passphrase=my_passphrase)
+    dev.init("mydrive:otp", stores=["keepass:~/otp.kdbx"], kdf="default")
+    report = dev.sync()
+    print(report.added, report.received_added)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .config import Config
+from .errors import DataLossRefused, OtpBridgeError, PartialError, UsageError
+from .model import Account
+from .secrets import Secret, SecretSource
+from .store import Context, ReadResult, Store, WriteReport
+
+PassphraseLike = str | Secret | Callable[[], "Secret | str"] | None
+
+
+def _context(environ: Mapping[str, str] | None, warn: Callable[[str], None] | None, stats: Counter | None = None) -> Context:
+    return Context(
+        environ=dict(os.environ) if environ is None else dict(environ),
+        stats=stats if stats is not None else Counter(),
+        progress=False,
+        warn=warn or (lambda _msg: None),
+        info=lambda _msg: None,
+    )
+
+
+# --- stores and files ------------------------------------------------------------------------
+
+
+def open_store(spec: str, *, environ: Mapping[str, str] | None = None, warn: Callable[[str], None] | None = None) -> Store:
+    """A store or file named ``KIND:LOCATION[?opts]`` (the kind is detected when left out)."""
+    from .store import open_store as _open
+
+    return _open(spec, _context(environ, warn))
+
+
+def read(spec: str, *, environ: Mapping[str, str] | None = None) -> ReadResult:
+    """Every account of a store (deduplicated) plus the entries that could not be read."""
+    return open_store(spec, environ=environ).read().deduplicated()
+
+
+def read_accounts(spec: str, *, environ: Mapping[str, str] | None = None, strict: bool = True) -> list[Account]:
+    """The accounts of a store or file.
+
+    With ``strict`` (the default), entries that could not be read raise
+    :class:`~otpbridge.errors.PartialError` (exit 7 in the CLI) listing them; otherwise
+    they are dropped silently — use :func:`read` to see them.
+    """
+    result = read(spec, environ=environ)
+    if strict and result.errors:
+        raise PartialError(f"{len(result.errors)} entries skipped", result.errors, hint="read() returns the rest and the reasons")
+    return list(result.accounts)
+
+
+def convert(
+    source: str,
+    dest: str,
+    *,
+    dry_run: bool = False,
+    merge: bool = False,
+    environ: Mapping[str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> WriteReport:
+    """Copy every account of ``source`` into ``dest`` (as ``otpbridge convert``).
+
+    An existing export file is never overwritten unless ``merge``; databases (KeePass,
+    pass) are always merged into. Entries of ``source`` that could not be read are in
+    the report's ``errors``.
+    """
+    from . import registry
+    from .store import StoreSpec
+    from .store import open_store as _open
+
+    ctx = _context(environ, warn)
+    src = _open(source, ctx)
+    dspec = StoreSpec.parse(dest, registry.plugin_kinds())
+    if dspec.kind is None and not dspec.path.exists():
+        raise UsageError(f"cannot tell which format to write {dest!r} in", hint="name it as KIND:PATH")
+    dst = _open(dspec, ctx)
+    if not dst.can_write():
+        raise UsageError(f"{dst.kind} cannot be written")
+    if dst.exists() and not dst.is_database and not merge:
+        raise DataLossRefused(f"{dst.label} already exists; refusing to overwrite it", hint="pass merge=True to merge into it")
+    result = src.read().deduplicated()
+    report = dst.apply(upserts=result.accounts, dry_run=dry_run)
+    report.errors = list(result.errors) + list(report.errors)
+    return report
+
+
+# --- the vault --------------------------------------------------------------------------------------
+
+
+def _passphrase_getter(passphrase: PassphraseLike, environ: Mapping[str, str]) -> Callable[[], Secret]:
+    if passphrase is None:
+        return SecretSource(
+            what="backup passphrase", env_var="OTPBRIDGE_PASSPHRASE", command_var="OTPBRIDGE_PASSCOMMAND", environ=environ
+        ).get
+    if isinstance(passphrase, Secret):
+        return lambda: passphrase
+    if isinstance(passphrase, str):
+        secret = Secret(passphrase)
+        return lambda: secret
+    if callable(passphrase):
+
+        def call() -> Secret:
+            value = passphrase()
+            return value if isinstance(value, Secret) else Secret(value)
+
+        return call
+    raise TypeError("passphrase must be a str, a Secret, a function returning one, or None")
+
+
+class Device:
+    """One device: an otpbridge home (config + sync state), as ``OTPBRIDGE_HOME`` names it.
+
+    Two ``Device`` objects with different homes are two devices, even in one process.
+    """
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        passphrase: PassphraseLike = None,
+        environ: Mapping[str, str] | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.environ: dict[str, str] = dict(os.environ) if environ is None else dict(environ)
+        self.config = Config.resolve(os.path.expanduser(str(home)) if home is not None else None, self.environ)
+        self._passphrase = _passphrase_getter(passphrase, self.environ)
+        self.warnings: list[str] = []
+        self._warn = warn or self.warnings.append
+        self.stats: Counter = Counter()
+
+    def __repr__(self) -> str:
+        return f"<otpbridge.Device {self.config.config_dir}>"
+
+    # -- plumbing (mirrors cli/vault_cmds.py) --------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        return self.config.read()
+
+    def _need(self) -> dict[str, Any]:
+        data = self.settings()
+        if not data.get("remote"):
+            raise UsageError(f"this device has no vault configured ({self.config.config_file})", hint="call init() first")
+        return data
+
+    def _session(self, settings: Mapping[str, Any], *, remote: str | None = None, stores: bool = True):
+        from otpbridge.backends.base import open_backend
+
+        from .engine import Session
+        from .store import open_store as _open
+
+        device = settings.get("device", {}) if isinstance(settings.get("device"), dict) else {}
+        ctx = _context(self.environ, self._warn, self.stats)
+        return Session(
+            backend=open_backend(remote or settings["remote"], stats=self.stats, environ=self.environ),
+            state_dir=self.config.state_dir,
+            device_id=device.get("id", "") or "000000000000",
+            device_name=device.get("name", ""),
+            stores=[_open(spec, ctx) for spec in settings.get("stores", [])] if stores else [],
+            passphrase=self._passphrase,
+            stats=self.stats,
+            warn=self._warn,
+        )
+
+    # -- commands ------------------------------------------------------------------------------
+    def init(self, remote: str, stores: Sequence[str] = (), *, device_name: str | None = None, kdf: str = "default"):
+        """Create a vault on ``remote`` or join the one there (``otpbridge init``).
+
+        ``kdf="insecure-test"`` needs ``OTPBRIDGE_ALLOW_INSECURE_KDF=1`` (tests only).
+        Returns the engine's ``InitResult`` (``created``, ``vault_id``, ``epoch``).
+        """
+        from .engine import init_vault
+        from .remote import DEVICE_ID_RE, new_device_id
+        from .store import open_store as _open
+        from .syncstate import SyncState
+        from .vault import choose_params
+
+        settings = self.settings()
+        if settings.get("remote") and settings["remote"] != remote:
+            raise UsageError(f"this device already belongs to the vault at {settings['remote']}")
+        ctx = _context(self.environ, self._warn, self.stats)
+        for spec in stores:
+            _open(spec, ctx)  # unknown kinds fail before anything is written
+        device = dict(settings.get("device", {}))
+        if not DEVICE_ID_RE.fullmatch(str(device.get("id", ""))):
+            device["id"] = new_device_id()
+        device["name"] = device_name or device.get("name") or socket.gethostname().split(".")[0] or "device"
+        settings.update(remote=remote, kdf=kdf, device=device)
+        if stores:
+            settings["stores"] = list(stores)
+        settings.setdefault("stores", [])
+        s = self._session(settings)
+        s.params = choose_params(kdf, self.environ)
+        if getattr(s.backend, "name", "") == "local":
+            settings["remote"] = str(s.backend.root)
+        state = SyncState.load(self.config.state_dir)
+        result = init_vault(s, state)
+        self.config.write(settings)
+        return result
+
+    def _sync(self, mode: str, *, dry_run: bool, allow_deletions: bool, accept_rollback: bool):
+        from .engine import record_error, sync
+
+        settings = self._need()
+        try:
+            s = self._session(settings)
+            if not s.stores:
+                raise UsageError("no store is configured")
+            with s.backend:
+                return sync(s, mode=mode, dry_run=dry_run, allow_deletions=allow_deletions, accept_rollback=accept_rollback)
+        except OtpBridgeError as err:
+            if not dry_run:
+                record_error(self.config.state_dir, err, time.time())
+            raise
+
+    def backup(self, *, dry_run: bool = False, allow_deletions: bool = False, accept_rollback: bool = False):
+        """Local stores → vault, one way (``otpbridge backup``); returns the engine's SyncReport."""
+        return self._sync("backup", dry_run=dry_run, allow_deletions=allow_deletions, accept_rollback=accept_rollback)
+
+    def sync(self, *, dry_run: bool = False, allow_deletions: bool = False, accept_rollback: bool = False):
+        """Two-way sync (``otpbridge sync``); returns the engine's SyncReport."""
+        return self._sync("sync", dry_run=dry_run, allow_deletions=allow_deletions, accept_rollback=accept_rollback)
+
+    def restore(self, into: str | None = None, *, remote: str | None = None, snapshot: str | None = None, dry_run: bool = False):
+        """Every account of the vault into ``into`` (default: the primary store); never removes.
+
+        With ``remote`` and no configured home this is a new machine's first restore.
+        Returns the engine's RestoreReport.
+        """
+        from .engine import restore
+        from .store import open_store as _open
+        from .syncstate import SyncState
+
+        settings = self._need() if remote is None else {"remote": remote}
+        target_spec = into or (settings.get("stores") or [None])[0]
+        if not target_spec:
+            raise UsageError("where to? no 'into' was given and no store is configured")
+        s = self._session(settings, remote=remote, stores=False)
+        state = SyncState.load(self.config.state_dir) if remote is None else SyncState()
+        target = _open(target_spec, _context(self.environ, self._warn, self.stats))
+        with s.backend:
+            return restore(s, state, target, snapshot=snapshot, dry_run=dry_run)
+
+    def accounts(self, *, snapshot: str | None = None) -> list[Account]:
+        """Every live account in the vault (or in one snapshot), decrypted in memory only."""
+        from .engine import remote_accounts
+        from .syncstate import SyncState
+
+        s = self._session(self._need(), stores=False)
+        with s.backend:
+            found, _remote = remote_accounts(s, SyncState.load(self.config.state_dir), snapshot=snapshot)
+        return sorted(found.values(), key=lambda a: (a.issuer.lower(), a.name.lower()))
+
+    def verify(self):
+        """Download and decrypt every object of the vault (``otpbridge verify``): a restore drill.
+
+        Returns the engine's VerifyReport; raises IntegrityError (exit 4) when any object fails.
+        """
+        from .engine import verify
+        from .errors import IntegrityError
+        from .syncstate import SyncState
+
+        s = self._session(self._need(), stores=False)
+        with s.backend:
+            report = verify(s, SyncState.load(self.config.state_dir))
+        if report.failures:
+            raise IntegrityError(f"{len(report.failures)} object(s) failed verification: {'; '.join(report.failures[:3])}")
+        return report
+
+    def status(self) -> dict[str, Any]:
+        """What ``otpbridge status --json`` shows (no passphrase, no network)."""
+        from .logfile import read_failure
+        from .syncstate import SyncState
+
+        settings = self.settings()
+        st = SyncState.load(self.config.state_dir)
+        device = settings.get("device", {})
+        return {
+            "remote": settings.get("remote"),
+            "stores": settings.get("stores", []),
+            "device": {"id": device.get("id"), "name": device.get("name")},
+            "vault_id": st.vault_id,
+            "epoch": st.epoch,
+            "accounts": st.accounts,
+            "last_verified_backup": st.last_verified_backup,
+            "last_sync": st.last_sync,
+            "last_error": st.last_error,
+            "last_unattended_failure": read_failure(self.config.state_dir),
+        }
+
+
+# --- one-call shortcuts ------------------------------------------------------------------------
+
+
+def init(remote: str, stores: Sequence[str] = (), *, home: str | None = None, passphrase: PassphraseLike = None, **kw: Any):
+    """``Device(home, passphrase=…).init(remote, stores, …)``."""
+    return Device(home, passphrase=passphrase).init(remote, stores, **kw)
+
+
+def backup(*, home: str | None = None, passphrase: PassphraseLike = None, **kw: Any):
+    """``Device(home, passphrase=…).backup(…)``."""
+    return Device(home, passphrase=passphrase).backup(**kw)
+
+
+def sync(*, home: str | None = None, passphrase: PassphraseLike = None, **kw: Any):
+    """``Device(home, passphrase=…).sync(…)``."""
+    return Device(home, passphrase=passphrase).sync(**kw)
+
+
+def restore(into: str | None = None, *, home: str | None = None, passphrase: PassphraseLike = None, **kw: Any):
+    """``Device(home, passphrase=…).restore(into, …)``."""
+    return Device(home, passphrase=passphrase).restore(into, **kw)
+
+
+__all__ = ["Device", "backup", "convert", "init", "open_store", "read", "read_accounts", "restore", "sync"]
