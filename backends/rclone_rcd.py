@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Mapping
@@ -111,6 +112,7 @@ class RcdTransport:
         self._auth = ""
         self._finalizer: weakref.finalize | None = None
         self.starts = 0
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -177,8 +179,12 @@ class RcdTransport:
                     raise RcdUnavailable("rclone rcd did not open its socket in time") from None
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.05)
-        info = self.call("core/version", {})
-        check_version(self.binary, str(info.get("version", "")))
+        try:
+            info = self._decode(*self._exchange("POST", "/core/version", b"{}", {"Content-Type": "application/json"}))
+            check_version(self.binary, str(info.get("version", "")))
+        except BaseException:
+            self.close()
+            raise
 
     def _log_tail(self) -> str:
         if not self._folder:
@@ -202,24 +208,31 @@ class RcdTransport:
     # ------------------------------------------------------------------ requests
     def _request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
         """One HTTP exchange; a dead daemon or a dropped keep-alive connection gets one restart."""
-        for attempt in (1, 2):
-            self._ensure()
-            if self._conn is None:
-                assert self._folder is not None
-                self._conn = _UnixHTTPConnection(os.path.join(self._folder, "rc.sock"), self.timeout)
-            try:
-                self._conn.request(method, path, body=body, headers={"Authorization": self._auth, **headers})
-                response = self._conn.getresponse()
-                return response.status, response.read()
-            except TimeoutError:
-                self.close()  # rcd may be stuck on a frozen server: never reuse it
-                raise RcdTimeout(f"no answer within {self.timeout:g} s") from None
-            except (ConnectionError, http.client.HTTPException, OSError) as exc:
-                self._conn.close()
-                self._conn = None
-                if attempt == 2:
-                    raise RcdFailure(0, f"lost contact with rclone rcd: {exc}") from None
+        with self._lock:
+            for attempt in (1, 2):
+                self._ensure()
+                try:
+                    return self._exchange(method, path, body, headers)
+                except RcdFailure:
+                    if attempt == 2:
+                        raise
         raise AssertionError("unreachable")
+
+    def _exchange(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
+        if self._conn is None:
+            assert self._folder is not None
+            self._conn = _UnixHTTPConnection(os.path.join(self._folder, "rc.sock"), self.timeout)
+        try:
+            self._conn.request(method, path, body=body, headers={"Authorization": self._auth, **headers})
+            response = self._conn.getresponse()
+            return response.status, response.read()
+        except TimeoutError:
+            self.close()  # rcd may be stuck on a frozen server: never reuse it
+            raise RcdTimeout(f"no answer within {self.timeout:g} s") from None
+        except (ConnectionError, http.client.HTTPException, OSError) as exc:
+            self._conn.close()
+            self._conn = None
+            raise RcdFailure(0, f"lost contact with rclone rcd: {exc}") from None
 
     def call(self, command: str, params: dict[str, Any]) -> dict[str, Any]:
         status, data = self._request(

@@ -68,6 +68,8 @@ def parse_prefs(data: bytes, label: str) -> list[object]:
         root = ET.fromstring(data)  # noqa: S314 - see the DTD check above
     except ET.ParseError as exc:
         raise FormatError(f"{label}: not valid XML ({exc})") from None
+    except (LookupError, ValueError, RecursionError):  # e.g. an unknown encoding= in the XML declaration
+        raise FormatError(f"{label}: not a readable XML file") from None
     if root.tag != "map":
         raise FormatError(f"{label}: not an Android shared_prefs file (no <map>)")
     tokens: list[object] = []

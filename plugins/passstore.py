@@ -269,6 +269,7 @@ class PassStore(Store):
         report = WriteReport()
         ops: list[_Op] = []
         taken: set[str] = set()
+        wanted = {a.identity for a in upserts}
         for acc in dedupe(list(upserts)):
             entry = by_id.get(acc.identity)
             if entry is not None:
@@ -289,8 +290,9 @@ class PassStore(Store):
                     ops.append(_Op("add" if target is None else "append", rel, acc))
                     report.added.append(acc)
                     break
-                if rel not in taken and target is not None and target.account is not None:
-                    # same path, different secret: the account was re-keyed (brief: match by path)
+                if rel not in taken and target is not None and target.account is not None and target.account.identity not in wanted:
+                    # same path, different secret: the account was re-keyed, so match by path;
+                    # but never over an account that is itself being kept
                     ops.append(_Op("update", rel, acc))
                     report.updated.append(acc)
                     break

@@ -502,3 +502,11 @@ def test_huge_files_are_skipped_with_a_warning(pass_dir):
     assert [a.name for a in result.accounts] == ["a"] and result.errors == []
     assert store.ctx.stats["gpg"] == 1
     assert any("video.mp4" in w and "MiB" in w for w in pass_dir.warnings)
+
+
+def test_same_path_never_overwrites_an_account_that_is_kept(pass_dir):
+    pass_dir.write("Acme/alice", f"otpauth://totp/Acme:alice?secret={SECRET}&issuer=Acme\n".encode())
+    report = pass_dir.store().apply([totp(), totp(secret=SECRET2)])
+    assert report.unchanged == 1 and len(report.added) == 1
+    assert {a.secret for a in pass_dir.store().read().accounts} == {b32decode(SECRET), b32decode(SECRET2)}
+    assert (pass_dir.path / "Acme/alice-2.gpg").is_file()

@@ -172,7 +172,8 @@ def test_restore_new_laptop(tmp_path):
 def test_audit(tmp_path):
     import otpbridge
 
-    kdbx = kdbx_with(tmp_path / "a.kdbx", URIS[:2] + [URIS[0].replace("alice", "alice2")])  # a duplicate secret
+    tiny = "otpauth://totp/Tiny:dan?secret=GEZDGNBV&issuer=Tiny"  # 40 bits
+    kdbx = kdbx_with(tmp_path / "a.kdbx", URIS[:2] + [URIS[0].replace("alice", "alice2"), tiny])  # a duplicate secret
     uris = tmp_path / "b.txt"
     uris.write_text(URIS[2].replace("counter=5", "counter=9") + "\n")
     remote = tmp_path / "remote"
@@ -197,7 +198,8 @@ def test_audit(tmp_path):
     assert "cannot read" in proc.stdout  # the missing file is reported, the audit goes on
     data = json.loads(report.read_text())
     kinds = {(f["kind"], f["account"]) for f in data["findings"]}
-    assert ("short-secret", "Short (bob)") in {(k, a) for k, a in kinds} or any(k == "short-secret" for k, _ in kinds)
+    assert any(k == "short-secret" and "Tiny" in a for k, a in kinds)
+    assert not any(k == "short-secret" and "Short" in a for k, a in kinds)  # 80 bits is the floor, not below it
     assert any(k == "period" and "Short" in a for k, a in kinds)
     assert any(k == "digits" and "Short" in a for k, a in kinds)
     assert any(k == "duplicate" for k, _ in kinds)
