@@ -13,6 +13,8 @@ by the next run (its changes compare equal to the remote and are not repeated).
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -28,6 +30,7 @@ from .errors import (
     UnreachableError,
     UsageError,
 )
+from .fileio import atomic_write
 from .merge import (
     BaseEntry,
     Changes,
@@ -381,9 +384,36 @@ class LocalRead:
     errors: list[Any]
 
 
-def read_stores(s: Session, state: SyncState) -> LocalRead:
+STORE_CACHE_FILE = "store-cache.sealed"
+STORE_CACHE_KIND = "store-cache"
+
+
+def _load_store_cache(s: Session, key: Any) -> dict[str, bytes]:
+    """The stores' secret-bearing cache (pass: decrypted OTP lines), sealed under the vault key.
+
+    It lets a sync after one changed pass entry make one gpg call instead of one per
+    entry. Unreadable (another epoch, damage) just means a cold cache.
+    """
+    try:
+        blob = (s.state_dir / STORE_CACHE_FILE).read_bytes()
+        raw = key.open(blob, kind=STORE_CACHE_KIND, device=s.device_id, seq=0)
+        return {k: base64.b64decode(v) for k, v in json.loads(raw).items()}
+    except (OSError, OtpBridgeError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def _save_store_cache(s: Session, key: Any, cache: dict[str, bytes]) -> None:
+    raw = json.dumps({k: base64.b64encode(v).decode() for k, v in sorted(cache.items())}).encode()
+    s.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(s.state_dir / STORE_CACHE_FILE, key.seal(STORE_CACHE_KIND, s.device_id, 0, raw), backup=False)
+
+
+def read_stores(s: Session, state: SyncState, cache: dict[str, bytes] | None = None, key: Any = None) -> LocalRead:
     per_store, errors = [], []
+    before = dict(cache) if cache is not None else None
     for store in s.stores:
+        if cache is not None and hasattr(store, "ctx"):
+            store.ctx.store_cache = cache
         if not store.exists():
             if state.base:
                 raise UnreachableError(
@@ -395,6 +425,8 @@ def read_stores(s: Session, state: SyncState) -> LocalRead:
         result = store.read()  # raising here aborts the run: an unreadable store deletes nothing
         per_store.append(list(result.accounts))
         errors.extend(result.errors)
+    if cache is not None and key is not None and cache != before:
+        _save_store_cache(s, key, cache)
     return LocalRead(per_store, union(per_store), errors)
 
 
@@ -452,7 +484,8 @@ def sync(
             f"this device was removed from the vault by {info.get('by', '?')} at {_when(info.get('at', 0))}",
             hint="run 'otpbridge init REMOTE' in a fresh OTPBRIDGE_HOME to join again",
         )
-    local = read_stores(s, state)
+    cache = _load_store_cache(s, remote.key)
+    local = read_stores(s, state, cache, remote.key)
     report.store_errors = list(local.errors)
     base = None if (state.base is None or remote.own_regressed) else state.base
     if remote.own_regressed and state.base is not None:

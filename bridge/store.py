@@ -13,7 +13,7 @@ import os
 import sys
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -97,6 +97,9 @@ class Context:
     warn: Callable[[str], None] = field(default=lambda msg: print(f"warning: {msg}", file=sys.stderr))
     info: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
     cache_dir: Path | None = None  # where a store may keep a cache holding no secret
+    #: a cache that MAY hold secrets; whoever supplies it persists it encrypted (the sync
+    #: engine seals it under the vault key). None: stores must not cache secrets.
+    store_cache: MutableMapping[str, bytes] | None = None
 
     def password(self, spec: StoreSpec, *, label: str, required: bool = True) -> Secret | None:
         return store_password(spec.options, store_label=label, kind=spec.kind or "", environ=self.environ, required=required)

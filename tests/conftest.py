@@ -4,6 +4,9 @@ import pytest
 
 from tests.support.paths import FIXTURES
 
+# Shared fixtures: throw-away gpg homes and pass stores; rclone servers on 127.0.0.1.
+pytest_plugins = ["tests.support.gpg", "tests.support.servers"]
+
 
 @pytest.fixture(scope="session")
 def fixtures_dir():

@@ -152,6 +152,7 @@ def test_restore_new_laptop(tmp_path):
     old.backup()
     db = tmp_path / "new" / "otp.kdbx"
     db.parent.mkdir()
+    make_kdbx4(db, [E(title="bank login", username="me", password="keep-me")], password="laptop-db-pw")  # cheap KDF
     env = {
         "OTPB_REMOTE": str(remote),
         "OTPB_DEST": f"keepass:{db}",
@@ -165,6 +166,10 @@ def test_restore_new_laptop(tmp_path):
     proc = run_script("restore_new_laptop.py", env)
     assert "the vault holds 3 account(s)" in proc.stdout and "ok: 3 account(s)" in proc.stdout
     assert len(otpbridge.read_accounts(f"keepass:{db}", environ={"OTPBRIDGE_KEEPASS_PASSWORD": "laptop-db-pw"})) == 3
+    from pykeepass import PyKeePass
+
+    kept = PyKeePass(str(db), password="laptop-db-pw").find_entries(title="bank login", first=True)
+    assert kept is not None and kept.password == "keep-me"  # an existing database only gains OTP fields
 
 
 @needs_engine

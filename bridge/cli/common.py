@@ -81,7 +81,7 @@ class State:
             progress=self.progress_enabled,
             warn=self.warn,
             info=self.note,
-            cache_dir=None,
+            cache_dir=self.config.cache_dir,
         )
 
     @property
