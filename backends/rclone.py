@@ -303,7 +303,7 @@ class RcloneBackend(Backend):
         if failure.kind == rx.CONFIG_LOCKED:
             return AuthenticationError(
                 f"cannot open the rclone configuration for {where}: {failure.reason}",
-                hint="set RCLONE_CONFIG_PASS (or use --password-command in rclone's own config)",
+                hint="set RCLONE_CONFIG_PASS to the password of the rclone configuration",
             )
         return UnreachableError(f"{where} is unreachable ({action}): {failure.reason}")
 

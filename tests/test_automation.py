@@ -486,8 +486,6 @@ def test_hook_chains_an_existing_hook_and_never_fails_the_commit(tmp_path):
                             capture_output=True, text=True, timeout=TIMEOUT)
     assert commit.returncode == 0, commit.stderr
     assert marker.exists()  # the old hook ran
-    h = Home(root=tmp_path, remote=tmp_path, store="", name="x")
-    h.root = Path(env["OTPBRIDGE_HOME"]).parent
     state = Path(env["OTPBRIDGE_HOME"]) / "state"
     wait_for(lambda: (state / "last-unattended-failure.json").exists(), what="the failure record")
     record = json.loads((state / "last-unattended-failure.json").read_text())

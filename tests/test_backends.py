@@ -24,7 +24,7 @@ from otpbridge.backends.base import Backend, ObjectNotFound, open_backend, valid
 from otpbridge.backends.faults import FaultyBackend, SimulatedCrash
 from otpbridge.backends.local import LocalBackend
 from otpbridge.backends.rclone import RcloneBackend
-from otpbridge.errors import IntegrityError, MissingDependencyError, UnreachableError, UsageError
+from otpbridge.errors import AuthenticationError, IntegrityError, MissingDependencyError, UnreachableError, UsageError
 from tests.support import servers
 from tests.support.servers import RcloneServer, base_environ
 
@@ -411,6 +411,28 @@ def test_unknown_remote_is_a_usage_error(transport):
     with RcloneBackend("nosuchremote:otp", environ=base_environ(), transport=transport) as b:
         with pytest.raises(UsageError, match="nosuchremote"):
             b.list()
+
+
+@pytest.mark.parametrize("transport", ["rcd", "cli"])
+def test_encrypted_rclone_config_needs_its_password(tmp_path, transport):
+    conf = tmp_path / "rclone.conf"
+    env = dict(base_environ(), RCLONE_CONFIG=str(conf))
+    rclone = RcloneBackend(":local:/x", environ=env).binary
+    subprocess.run([rclone, "config", "create", "usb", "local", "--non-interactive"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [rclone, "config", "encryption", "set", "--password-command", "echo throwaway-cfg-pass"],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    assert conf.read_text().startswith("# Encrypted rclone configuration")
+    for pw in (None, "wrong"):
+        bad_env = dict(env, RCLONE_CONFIG_PASS=pw) if pw else env
+        with RcloneBackend(f"usb:{tmp_path}/otp", environ=bad_env, transport=transport) as b:
+            with pytest.raises(AuthenticationError) as err:  # exit 3, not a hang on a prompt
+                b.list()
+        assert "RCLONE_CONFIG_PASS" in err.value.hint
+    with RcloneBackend(f"usb:{tmp_path}/otp", environ=dict(env, RCLONE_CONFIG_PASS="throwaway-cfg-pass"), transport=transport) as b:
+        b.write("x", b"1")
+        assert b.read("x") == b"1"
 
 
 def test_env_remote_is_honoured(tmp_path):

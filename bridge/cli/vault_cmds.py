@@ -129,6 +129,11 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
     On an empty REMOTE a new vault is created and the passphrase is asked twice; on a
     vault this device joins (the passphrase is checked). A folder with other files is
     refused (exit 2).
+
+    \b
+    Examples:
+      otpbridge init mydrive:otp --store keepass:~/otp.kdbx --device laptop
+      otpbridge init /media/usb/otp --store pass: --kdf strong
     """
     import socket
 
@@ -245,7 +250,13 @@ def _print_sync(state: State, r) -> None:
 @_sync_options
 @click.pass_obj
 def backup_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, accept_rollback: bool) -> None:
-    """Back up the local stores to the vault (one way; nothing local changes)."""
+    """Back up the local stores to the vault (one way; nothing local changes).
+
+    \b
+    Examples:
+      otpbridge backup
+      otpbridge backup --dry-run --json
+    """
     _run_sync(state, "backup", dry_run, as_json, allow_deletions, accept_rollback)
 
 
@@ -253,7 +264,14 @@ def backup_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool
 @_sync_options
 @click.pass_obj
 def sync_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, accept_rollback: bool) -> None:
-    """Two-way sync: local changes to the vault, other devices' changes into the primary store."""
+    """Two-way sync: local changes to the vault, other devices' changes into the primary store.
+
+    \b
+    Examples:
+      otpbridge sync
+      OTPBRIDGE_PASSCOMMAND='pass show backup/otpbridge' otpbridge --quiet sync
+      otpbridge sync --dry-run --json
+    """
     _run_sync(state, "sync", dry_run, as_json, allow_deletions, accept_rollback)
 
 
@@ -272,6 +290,11 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
 
     On a new machine: 'otpbridge restore REMOTE --into keepass:new.kdbx' needs nothing but
     the passphrase; or 'otpbridge init REMOTE' first and then 'otpbridge restore --into …'.
+
+    \b
+    Examples:
+      otpbridge restore mydrive:otp --into keepass:~/new.kdbx
+      otpbridge restore --snapshot 3 --dry-run
     """
     from ..engine import restore
     from ..syncstate import SyncState
@@ -305,7 +328,13 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
 # --- passphrase ----------------------------------------------------------------------------------
 @click.group("passphrase")
 def passphrase_grp() -> None:
-    """Change or check the backup passphrase."""
+    """Change or check the backup passphrase.
+
+    \b
+    Examples:
+      otpbridge passphrase check
+      OTPBRIDGE_NEW_PASSCOMMAND='pass show backup/new' otpbridge passphrase change
+    """
 
 
 @passphrase_grp.command("change")
@@ -324,6 +353,11 @@ def passphrase_change_cmd(state: State, discard_remote_only: bool, kdf: str | No
     The current passphrase comes from the usual sources, the new one from
     OTPBRIDGE_NEW_PASSPHRASE, OTPBRIDGE_NEW_PASSCOMMAND, --new-passphrase-file/-fd or a
     prompt. Interrupted? Run the same command again: it finishes the job.
+
+    \b
+    Examples:
+      otpbridge passphrase change
+      otpbridge passphrase change --discard-remote-only --dry-run
     """
     from ..engine import change_passphrase
 
@@ -362,7 +396,12 @@ def passphrase_change_cmd(state: State, discard_remote_only: bool, kdf: str | No
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def passphrase_check_cmd(state: State, as_json: bool) -> None:
-    """Prove you still know the passphrase (nothing changes)."""
+    """Prove you still know the passphrase (nothing changes).
+
+    \b
+    Examples:
+      otpbridge passphrase check
+    """
     from ..engine import open_key
     from ..remote import Listing
     from ..syncstate import SyncState
@@ -405,7 +444,14 @@ def _ago(ts: float | None, now: float) -> str:
 @click.option("--max-age", help="Exit 1 when the last verified backup is older than this (e.g. 2d, 36h).")
 @click.pass_obj
 def status_cmd(state: State, as_json: bool, max_age: str | None) -> int:
-    """Show the last verified backup, the last error and this device's vault (no passphrase)."""
+    """Show the last verified backup, the last error and this device's vault (no passphrase).
+
+    \b
+    Examples:
+      otpbridge status
+      otpbridge status --max-age 2d   # exit 1 when older (monitoring)
+      otpbridge status --json
+    """
     from ..syncstate import SyncState
 
     limit = parse_duration(max_age) if max_age else None
@@ -457,7 +503,13 @@ def status_cmd(state: State, as_json: bool, max_age: str | None) -> int:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def verify_cmd(state: State, as_json: bool) -> None:
-    """Download and decrypt every object of the vault (a restore drill; changes nothing)."""
+    """Download and decrypt every object of the vault (a restore drill; changes nothing).
+
+    \b
+    Examples:
+      otpbridge verify
+      otpbridge verify --json
+    """
     from ..engine import verify
     from ..errors import IntegrityError
     from ..syncstate import SyncState
@@ -488,7 +540,13 @@ def _ts(ts: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def devices_grp(ctx: click.Context, as_json: bool) -> None:
-    """List the vault's devices (default), or remove one."""
+    """List the vault's devices (default), or remove one.
+
+    \b
+    Examples:
+      otpbridge devices
+      otpbridge devices remove old-phone
+    """
     if ctx.invoked_subcommand is None:
         ctx.invoke(devices_list_cmd, as_json=as_json)
 
@@ -497,7 +555,12 @@ def devices_grp(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def devices_list_cmd(state: State, as_json: bool) -> None:
-    """List devices (no passphrase: names are those seen at the last sync)."""
+    """List devices (no passphrase: names are those seen at the last sync).
+
+    \b
+    Examples:
+      otpbridge devices list --json
+    """
     from ..engine import devices
     from ..syncstate import SyncState
 
@@ -520,7 +583,12 @@ def devices_list_cmd(state: State, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def devices_remove_cmd(state: State, device_id: str, dry_run: bool, as_json: bool) -> None:
-    """Remove a device: its accounts stay (merged first), its objects go, it may not sync again."""
+    """Remove a device: its accounts stay (merged first), its objects go, it may not sync again.
+
+    \b
+    Examples:
+      otpbridge devices remove 1f2e3d4c
+    """
     from ..engine import sync
     from ..remote import DEVICE_ID_RE
 
@@ -543,7 +611,13 @@ def devices_remove_cmd(state: State, device_id: str, dry_run: bool, as_json: boo
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def snapshots_cmd(state: State, as_json: bool) -> None:
-    """List snapshots (each device's retained copies); restore one with 'restore --snapshot ID'."""
+    """List snapshots (each device's retained copies); restore one with 'restore --snapshot ID'.
+
+    \b
+    Examples:
+      otpbridge snapshots
+      otpbridge restore --snapshot ID --into uris:check.txt --dry-run
+    """
     from ..engine import snapshots
     from ..syncstate import SyncState
 
