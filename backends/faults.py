@@ -106,6 +106,10 @@ class FaultyBackend(Backend):
     def timeout(self) -> float:  # type: ignore[override]
         return self.inner.timeout
 
+    @property
+    def environ(self):  # type: ignore[override]
+        return self.inner.environ
+
     def describe(self) -> str:
         return self.inner.describe()
 

@@ -316,6 +316,7 @@ def _attach(logger: logging.Logger, state_dir: Path, env: Mapping[str, str]) -> 
         return None
     logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        handler._otpbridge_previous_level = logger.level  # type: ignore[attr-defined]
         logger.setLevel(logging.INFO)
     return handler
 
@@ -386,6 +387,9 @@ def _finish(
         if handler is not None:
             logger.removeHandler(handler)
             handler.close()
+            previous = getattr(handler, "_otpbridge_previous_level", None)
+            if previous is not None:
+                logger.setLevel(previous)
 
 
 __all__ = [

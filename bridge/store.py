@@ -24,6 +24,8 @@ from .model import Account, dedupe
 from .secrets import Secret, store_password
 
 _SNIFF_BYTES = 256 * 1024
+#: no authenticator export or URI list comes near this; a bigger file is a mistake
+MAX_FILE_BYTES = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,10 @@ class Store(ABC):
     def exists(self) -> bool:
         return self.path.exists()
 
+    def read_bytes(self, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+        """The store's file, or a FormatError naming it."""
+        return read_file(self.path, self.label, max_bytes=max_bytes)
+
     def fingerprint(self) -> str | None:
         """A cheap token that changes when the store changes (the sync fast path)."""
         try:
@@ -212,6 +218,23 @@ def report_result(existing: Sequence[Account], report: WriteReport) -> list[Acco
     gone = {a.identity for a in report.removed}
     out = [updates.get(a.identity, a) for a in existing if a.identity not in gone]
     return out + list(report.added)
+
+
+def read_file(path: Path, label: str, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The whole file, or a FormatError that names it (missing, a folder, unreadable, huge)."""
+    from .errors import FormatError
+
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise FormatError(f"{label}: the file is {size} bytes, too large for this format")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise FormatError(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise FormatError(f"{label}: is a folder, not a file") from None
+    except OSError as exc:
+        raise FormatError(f"{label}: cannot read: {exc.strerror}") from None
 
 
 def read_head(path: Path) -> bytes:

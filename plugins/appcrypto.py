@@ -24,6 +24,7 @@ from typing import Any
 from otpbridge.errors import EntryError, FormatError
 from otpbridge.model import Account
 from otpbridge.store import Context, ReadResult
+from otpbridge.store import read_file as _read_file
 
 #: Upper bounds for KDF parameters read from a file (checked before deriving).
 MAX_PBKDF2_ITERATIONS = 10_000_000
@@ -53,17 +54,7 @@ PARTIAL = _Partial()
 # -- files and JSON --------------------------------------------------------------------
 def read_file(path: Path, label: str) -> bytes:
     """The whole file, or a FormatError that names it (missing, unreadable, huge)."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise FormatError(f"{label}: the file is {size} bytes, too large for an authenticator export")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise FormatError(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise FormatError(f"{label}: is a folder, not a file") from None
-    except OSError as exc:
-        raise FormatError(f"{label}: cannot read: {exc.strerror}") from None
+    return _read_file(path, label, max_bytes=MAX_FILE_BYTES)
 
 
 def parse_json(data: bytes | str, label: str, *, what: str = "JSON") -> Any:

@@ -41,17 +41,6 @@ class _Undecryptable(ValueError):
     """This entry did not decrypt with the password (wrong or a different one)."""
 
 
-def _read_bytes(store: Store) -> bytes:
-    try:
-        if store.path.stat().st_size > _MAX_FILE:
-            raise FormatError(f"{store.label}: the file is too large to be Authy's preferences")
-        return store.path.read_bytes()
-    except FileNotFoundError:
-        raise FormatError(f"{store.label}: no such file") from None
-    except IsADirectoryError:
-        raise FormatError(f"{store.label}: is a folder, not a file") from None
-    except OSError as exc:
-        raise FormatError(f"{store.label}: cannot read: {exc.strerror}") from None
 
 
 def parse_prefs(data: bytes, label: str) -> list[object]:
@@ -160,7 +149,7 @@ class AuthyStore(Store):
         return b"<map" in head and b"com.authy.storage.tokens." in head
 
     def read(self) -> ReadResult:
-        tokens = parse_prefs(_read_bytes(self), self.label)
+        tokens = parse_prefs(self.read_bytes(max_bytes=_MAX_FILE), self.label)
         result = ReadResult()
         password: bytes | None = None
         tried = failed = 0

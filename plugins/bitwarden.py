@@ -61,17 +61,6 @@ class AccountRestrictedExport(OtpBridgeError):
     exit_code = 1
 
 
-def _read_bytes(store: Store) -> bytes:
-    try:
-        if store.path.stat().st_size > _MAX_FILE:
-            raise FormatError(f"{store.label}: the file is too large to be a Bitwarden export")
-        return store.path.read_bytes()
-    except FileNotFoundError:
-        raise FormatError(f"{store.label}: no such file") from None
-    except IsADirectoryError:
-        raise FormatError(f"{store.label}: is a folder, not a file") from None
-    except OSError as exc:
-        raise FormatError(f"{store.label}: cannot read: {exc.strerror}") from None
 
 
 # -- turning one login into an account ---------------------------------------------------
@@ -312,7 +301,7 @@ class BitwardenStore(Store):
         return bool(_CSV_HEADER.match(head)) and b"login_username" in head.split(b"\n", 1)[0]
 
     def read(self) -> ReadResult:
-        data = _read_bytes(self)
+        data = self.read_bytes(max_bytes=_MAX_FILE)
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:

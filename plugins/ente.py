@@ -62,17 +62,6 @@ _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
 
 
-def _read_bytes(store: Store) -> bytes:
-    try:
-        if store.path.stat().st_size > _MAX_FILE:
-            raise FormatError(f"{store.label}: the file is too large to be an Ente Auth export")
-        return store.path.read_bytes()
-    except FileNotFoundError:
-        raise FormatError(f"{store.label}: no such file") from None
-    except IsADirectoryError:
-        raise FormatError(f"{store.label}: is a folder, not a file") from None
-    except OSError as exc:
-        raise FormatError(f"{store.label}: cannot read: {exc.strerror}") from None
 
 
 def _looks_encrypted(head: bytes) -> bool:
@@ -305,7 +294,7 @@ class EnteStore(Store):
         return self.ctx.password(self.spec, label=f"{self.label} (export password)").encode()
 
     def read(self) -> ReadResult:
-        data = _read_bytes(self)
+        data = self.read_bytes(max_bytes=_MAX_FILE)
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:

@@ -32,17 +32,6 @@ STEAM_ISSUER = "Steam"
 _DIGITS_OK = range(5, 9)
 
 
-def _read_bytes(store: Store) -> bytes:
-    try:
-        if store.path.stat().st_size > _MAX_FILE:
-            raise FormatError(f"{store.label}: the file is too large to be a {store.title}")
-        return store.path.read_bytes()
-    except FileNotFoundError:
-        raise FormatError(f"{store.label}: no such file") from None
-    except IsADirectoryError:
-        raise FormatError(f"{store.label}: is a folder, not a file") from None
-    except OSError as exc:
-        raise FormatError(f"{store.label}: cannot read: {exc.strerror}") from None
 
 
 def _text(value: object, field: str) -> str:
@@ -153,7 +142,7 @@ class FreeOtpPlusStore(Store):
         return text.startswith(b"{") and b'"tokens"' in head and b'"tokenOrder"' in head
 
     def read(self) -> ReadResult:
-        data = _read_bytes(self)
+        data = self.read_bytes(max_bytes=_MAX_FILE)
         try:
             doc = json.loads(data.decode("utf-8-sig"))
         except (UnicodeDecodeError, ValueError, RecursionError):

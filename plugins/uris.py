@@ -34,12 +34,7 @@ class UrisStore(Store):
         return False
 
     def read(self) -> ReadResult:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            raise FormatError(f"{self.label}: no such file") from None
-        except OSError as exc:
-            raise FormatError(f"{self.label}: cannot read: {exc.strerror}") from None
+        data = self.read_bytes()
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:

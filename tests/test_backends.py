@@ -24,7 +24,13 @@ from otpbridge.backends.base import Backend, ObjectNotFound, open_backend, valid
 from otpbridge.backends.faults import FaultyBackend, SimulatedCrash
 from otpbridge.backends.local import LocalBackend
 from otpbridge.backends.rclone import RcloneBackend
-from otpbridge.errors import AuthenticationError, IntegrityError, MissingDependencyError, UnreachableError, UsageError
+from otpbridge.errors import (
+    AuthenticationError,
+    IntegrityError,
+    MissingDependencyError,
+    UnreachableError,
+    UsageError,
+)
 from tests.support import servers
 from tests.support.servers import RcloneServer, base_environ
 
