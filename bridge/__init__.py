@@ -10,17 +10,21 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import OtpBridgeError
-from .model import Account, Algorithm, Kind
-
 _API = ("Device", "backup", "convert", "init", "open_store", "read", "read_accounts", "restore", "sync")
+# Loaded on first use too: even errors/model cost ~20 ms (dataclasses pulls in inspect),
+# which `otpbridge --version` does not need (docs/PERFORMANCE.md).
+_LAZY = {"OtpBridgeError": "errors", "Account": "model", "Algorithm": "model", "Kind": "model"}
 
 __all__ = ["Account", "Algorithm", "Kind", "OtpBridgeError", "__version__", *_API]
 
 
-def __getattr__(name: str):  # PEP 562: the API module is imported only when used
-    if name in _API:
-        from . import api
+def __getattr__(name: str):  # PEP 562: modules are imported only when used
+    from importlib import import_module
 
-        return getattr(api, name)
+    if name in _API:
+        return getattr(import_module(".api", __name__), name)
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    if name in ("errors", "model"):  # `import otpbridge; otpbridge.model` worked before; keep it working
+        return import_module(f".{name}", __name__)
     raise AttributeError(f"module 'otpbridge' has no attribute {name!r}")

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import logging
-import logging.handlers
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import logging
+
     from .config import Config
 
 LOG_NAME = "otpbridge.log"
@@ -71,46 +70,52 @@ def failure_path(state_dir: Path) -> Path:
     return state_dir / FAILURE_NAME
 
 
-class _PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
-    """A RotatingFileHandler whose files are created 0600 (the stdlib uses the umask)."""
+def _private_handler_class():
+    """A RotatingFileHandler whose files are created 0600 (the stdlib uses the umask).
 
-    def _open(self):  # noqa: ANN202 - stdlib signature
-        return open(  # noqa: SIM115 - the handler owns the stream
-            self.baseFilename,
-            self.mode,
-            encoding=self.encoding,
-            errors=self.errors,
-            opener=lambda path, flags: os.open(path, flags, 0o600),
-        )
+    Built on first use: ``logging.handlers`` costs start-up time that ``otpbridge code``
+    should not pay when there is no home to log to.
+    """
+    import logging.handlers
+
+    class PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
+        def _open(self):  # noqa: ANN202 - stdlib signature
+            return open(  # noqa: SIM115 - the handler owns the stream
+                self.baseFilename,
+                self.mode,
+                encoding=self.encoding,
+                errors=self.errors,
+                opener=lambda path, flags: os.open(path, flags, 0o600),
+            )
+
+    return PrivateRotatingHandler
 
 
-class _Redactor(logging.Filter):
-    def __init__(self, values: Sequence[str]) -> None:
-        super().__init__()
-        self.values = [v for v in values if len(v) >= 4]
+def _redactor(values: Sequence[str]) -> Callable[[logging.LogRecord], bool]:
+    """A logging filter replacing known secret values by ``***`` (a second line of defence)."""
+    kept = [v for v in values if len(v) >= 4]
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.values:
+    def redact(record: logging.LogRecord) -> bool:
+        if kept:
             text = record.getMessage()
-            for value in self.values:
+            for value in kept:
                 text = text.replace(value, "***")
             record.msg, record.args = text, None
         return True
 
-
-def _formatter() -> logging.Formatter:
-    fmt = logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
-    return fmt
+    return redact
 
 
 def open_handler(state_dir: Path, environ: Mapping[str, str]) -> logging.Handler:
+    import logging
+
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = log_path(state_dir)
-    handler = _PrivateRotatingHandler(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8", delay=False)
+    handler = _private_handler_class()(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8", delay=False)
     with contextlib.suppress(OSError):
         os.chmod(path, 0o600)  # a file made by an older version or by hand
-    handler.setFormatter(_formatter())
-    handler.addFilter(_Redactor([environ[name] for name in _SECRET_ENV if name in environ]))
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+    handler.addFilter(_redactor([environ[name] for name in _SECRET_ENV if name in environ]))
     handler.setLevel(logging.INFO)
     return handler
 
@@ -171,7 +176,7 @@ class _StderrTap(io.TextIOBase):
 
     def write(self, text: str) -> int:  # type: ignore[override]
         written = self._real.write(text)  # raises for bytes, as click's probe expects
-        self._partial += text
+        self._partial = (self._partial + text)[-8192:]  # progress redraws ("\r") never end a line
         if "\n" in self._partial:
             *done, self._partial = self._partial.split("\n")
             for line in done:
@@ -222,6 +227,8 @@ def _message_and_hint(lines: Sequence[str]) -> tuple[str | None, str | None]:
 
 
 def write_failure(state_dir: Path, record: Mapping[str, Any]) -> None:
+    import json
+
     from .fileio import atomic_write
 
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -230,6 +237,8 @@ def write_failure(state_dir: Path, record: Mapping[str, Any]) -> None:
 
 def read_failure(state_dir: Path) -> dict[str, Any] | None:
     """The last unattended failure not yet followed by a good sync, or None."""
+    import json
+
     try:
         data = json.loads(failure_path(state_dir).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -268,13 +277,12 @@ def logged(args: Sequence[str], runner: Callable[[list[str]], int], environ: Map
     home, command = split_command(args)
     config = _config(home, env)
     state_dir = config.state_dir if config is not None else None
-    logger = logging.getLogger(LOGGER_NAME)
     handler: logging.Handler | None = None
     if config is not None and config.config_dir.is_dir() and command not in (None, "help"):
-        handler = _attach(logger, state_dir, env)
+        handler = _attach(state_dir, env)
     unattended = env.get(UNATTENDED_ENV) or None
     if handler is not None:
-        logger.info("start: otpbridge %s%s", describe_args(args), f" (unattended: {unattended})" if unattended else "")
+        _logger().info("start: otpbridge %s%s", describe_args(args), f" (unattended: {unattended})" if unattended else "")
     started = time.monotonic()
     tap = _StderrTap(sys.stderr)
     previous_running = os.environ.get(RUNNING_ENV)
@@ -295,7 +303,7 @@ def logged(args: Sequence[str], runner: Callable[[list[str]], int], environ: Map
         else:
             os.environ[RUNNING_ENV] = previous_running
         try:
-            _finish(logger, handler, config, env, args, command, code, tap.lines, time.monotonic() - started, unattended)
+            _finish(handler, config, env, args, command, code, tap.lines, time.monotonic() - started, unattended)
         except Exception:  # noqa: BLE001,S110 - logging must never change the outcome
             pass
 
@@ -309,11 +317,20 @@ def _config(home: str | None, env: Mapping[str, str]) -> Config | None:
         return None
 
 
-def _attach(logger: logging.Logger, state_dir: Path, env: Mapping[str, str]) -> logging.Handler | None:
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger(LOGGER_NAME)
+
+
+def _attach(state_dir: Path, env: Mapping[str, str]) -> logging.Handler | None:
+    import logging
+
     try:
         handler = open_handler(state_dir, env)
     except OSError:
         return None
+    logger = _logger()
     logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > logging.INFO:
         handler._otpbridge_previous_level = logger.level  # type: ignore[attr-defined]
@@ -322,7 +339,6 @@ def _attach(logger: logging.Logger, state_dir: Path, env: Mapping[str, str]) -> 
 
 
 def _finish(
-    logger: logging.Logger,
     handler: logging.Handler | None,
     config: Config | None,
     env: Mapping[str, str],
@@ -338,12 +354,15 @@ def _finish(
     state_dir = config.state_dir
     home_exists = config.config_dir.is_dir()
     if handler is None and home_exists and command not in (None, "help"):
-        handler = _attach(logger, state_dir, env)  # `init` may have just created the home
+        handler = _attach(state_dir, env)  # `init` may have just created the home
         if handler is not None:
-            logger.info("start: otpbridge %s", describe_args(args))
+            _logger().info("start: otpbridge %s", describe_args(args))
     try:
         message, hint = _message_and_hint(lines)
         if handler is not None:
+            import logging
+
+            logger = _logger()
             if code is None:
                 logger.error("%s: crashed after %.1fs (a bug: see the traceback on stderr)", command, seconds)
             else:
@@ -385,6 +404,7 @@ def _finish(
             )
     finally:
         if handler is not None:
+            logger = _logger()
             logger.removeHandler(handler)
             handler.close()
             previous = getattr(handler, "_otpbridge_previous_level", None)

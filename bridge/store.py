@@ -121,6 +121,10 @@ class Store(ABC):
     options: ClassVar[tuple[str, ...]] = ()
     #: detection order: higher is tried first (specific formats before generic ones)
     sniff_priority: ClassVar[int] = 50
+    #: ``write_all`` writes back, untouched, every entry its last ``read`` reported as an
+    #: error (other kinds, damaged entries). When False, the default ``apply`` refuses to
+    #: rewrite a file holding such entries rather than silently dropping them (SPEC §3).
+    keeps_unreadable: ClassVar[bool] = False
 
     def __init__(self, spec: StoreSpec, ctx: Context) -> None:
         self.spec = spec
@@ -185,13 +189,31 @@ class Store(ABC):
 
         The default reads the existing file, merges, and rewrites it whole.
         """
+        from .errors import DataLossRefused, OtpBridgeError
+
         if not self.can_write():
             self.write_all(())  # raises the uniform "cannot be written" error
-        existing = self.read().accounts if self.exists() else []
+        current = self.read() if self.exists() else ReadResult()
+        existing = current.accounts
         report = merge_accounts(existing, upserts, removals)
         report.dry_run = dry_run
+        if current.errors and not self.keeps_unreadable and report.changed:
+            # Rewriting the file would drop what we could not read (SPEC §3: other kinds
+            # are preserved untouched); the user must fix or remove those entries first.
+            raise DataLossRefused(
+                f"{self.label} holds {len(current.errors)} entr{'y' if len(current.errors) == 1 else 'ies'} "
+                f"otpbridge cannot read (first: {current.errors[0]}); rewriting it would lose "
+                f"{'it' if len(current.errors) == 1 else 'them'}",
+                hint="write to a new file instead, or remove those entries from it first",
+            )
         if not dry_run and (report.changed or not self.exists()):
-            report.backup = self.write_all(report_result(existing, report))
+            try:
+                report.backup = self.write_all(report_result(existing, report))
+            except OSError as exc:  # a folder in the way, a full disk: one clear line, not a traceback
+                raise OtpBridgeError(
+                    f"{self.label}: cannot write: {exc.strerror or exc.__class__.__name__}",
+                    hint="check the path and free space; the previous file, if any, is unchanged",
+                ) from None
         return report
 
 

@@ -53,6 +53,7 @@ class AegisStore(Store):
     )
     options = ("encrypt",)
     sniff_priority = 60
+    keeps_unreadable = True  # entries it cannot read are written back untouched
 
     def __init__(self, spec, ctx) -> None:
         super().__init__(spec, ctx)
@@ -164,9 +165,14 @@ class AegisStore(Store):
             where = ac.entry_where(
                 i, *((raw.get("issuer"), raw.get("name")) if isinstance(raw, dict) else ())
             )
-            ac.collect(
+            account = ac.collect(
                 result, where, lambda raw=raw, where=where: self._entry(raw, version, group_names, where)
             )
+            if account is None:
+                # Whatever we cannot read (mOTP, Yandex, a newer kind, a damaged entry) is
+                # written back untouched when this vault is rewritten (SPEC §3).
+                groups = self._groups_of(raw, version, group_names) if isinstance(raw, dict) else []
+                self._foreign.append((copy.deepcopy(raw), groups))
         return result
 
     def _groups_of(self, raw: dict, version: int, group_names: dict[str, str]) -> list[str]:
@@ -181,7 +187,6 @@ class AegisStore(Store):
         otp_type = str(raw.get("type", "")).lower()
         groups = self._groups_of(raw, version, group_names)
         if otp_type in _UNSUPPORTED:
-            self._foreign.append((copy.deepcopy(raw), groups))
             raise ac.skipped(_UNSUPPORTED[otp_type])
         if otp_type not in _SUPPORTED:
             raise ac.EntryProblem(f"unknown OTP type {otp_type[:20]!r}")
@@ -271,8 +276,9 @@ class AegisStore(Store):
             entries.append(_ordered(entry))
         for raw, names in self._foreign:
             entry = copy.deepcopy(raw)
-            entry.pop("group", None)
-            entry["groups"] = group_ids(names)
+            if isinstance(entry, dict):
+                entry.pop("group", None)
+                entry["groups"] = group_ids(names)
             entries.append(entry)
         groups = [{"uuid": gid, "name": name} for name, gid in used_groups.items()]
         return {"version": CONTENT_VERSION, "entries": entries, "groups": groups}

@@ -62,6 +62,11 @@ class AndOtpStore(Store):
     loses = "notes; all but the first tag; thumbnails"
     options = ("format",)
     sniff_priority = 30
+    keeps_unreadable = True
+
+    def __init__(self, spec, ctx) -> None:
+        super().__init__(spec, ctx)
+        self._unread: list[Any] = []
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -87,9 +92,11 @@ class AndOtpStore(Store):
         if not isinstance(entries, list):
             raise FormatError(f"{self.label}: not an andOTP backup (expected a JSON list of entries)")
         result = ReadResult()
+        self._unread = []
         for i, raw in enumerate(entries):
             names = (raw.get("issuer"), raw.get("label")) if isinstance(raw, dict) else ()
-            ac.collect(result, ac.entry_where(i, *names), lambda raw=raw: _entry(raw))
+            if ac.collect(result, ac.entry_where(i, *names), lambda raw=raw: _entry(raw)) is None:
+                self._unread.append(raw)  # mOTP, damaged: written back untouched
         return result
 
     def _decrypt(self, data: bytes) -> bytes:
@@ -123,7 +130,8 @@ class AndOtpStore(Store):
 
     def write_all(self, accounts: Sequence[Account]) -> Path | None:
         ac.warn_cleartext(self.ctx, self.label)
-        return atomic_write(self.path, ac.dump_json([_to_entry(a) for a in accounts]), mode=0o600)
+        entries = [_to_entry(a) for a in accounts] + list(self._unread)
+        return atomic_write(self.path, ac.dump_json(entries), mode=0o600)
 
 
 def _entry(raw: Any) -> Account:

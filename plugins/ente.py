@@ -113,7 +113,8 @@ def parse_line(line: str) -> tuple[Account | None, str | None]:
     return account, None
 
 
-def parse_plain(text: str) -> ReadResult:
+def parse_plain(text: str, unread: list[str] | None = None) -> ReadResult:
+    """The accounts of a plain export; lines that are skipped or broken go to ``unread`` too."""
     result = ReadResult()
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -123,9 +124,13 @@ def parse_plain(text: str) -> ReadResult:
             account, skipped = parse_line(line)
         except (UriError, ValueError, TypeError) as exc:
             result.errors.append(EntryError(f"line {number}", str(exc) or "unreadable line"))
+            if unread is not None:
+                unread.append(line)
             continue
         if skipped:
             result.errors.append(EntryError(f"line {number}", skipped))
+            if unread is not None:
+                unread.append(line)
         else:
             result.accounts.append(account)
     return result
@@ -278,6 +283,11 @@ class EnteStore(Store):
     loses = "all but the first Ente tag (folder); Yandex codes and codes in Ente's trash are skipped (listed)"
     options = ("encrypt",)
     sniff_priority = 55
+    keeps_unreadable = True  # trashed, Yandex and broken lines are written back as they were
+
+    def __init__(self, spec, ctx) -> None:
+        super().__init__(spec, ctx)
+        self._unread: list[str] = []
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -308,7 +318,8 @@ class EnteStore(Store):
                 text = open_encrypted(doc, self._password())
             except (FormatError, AuthenticationError) as exc:
                 raise type(exc)(f"{self.label}: {exc}", hint=exc.hint) from None
-        return parse_plain(text)
+        self._unread = []
+        return parse_plain(text, self._unread)
 
     def _encrypt(self) -> bool:
         choice = self.spec.options.get("encrypt")
@@ -325,7 +336,7 @@ class EnteStore(Store):
         raise UsageError(f"?encrypt={choice!r} is not yes or no")
 
     def write_all(self, accounts: Sequence[Account]) -> Path | None:
-        plain = format_plain(accounts)
+        plain = format_plain(accounts) + "".join(line + "\n" for line in self._unread)
         if self._encrypt():
             password = self._password()
             if not password:

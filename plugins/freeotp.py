@@ -135,6 +135,11 @@ class FreeOtpPlusStore(Store):
         "digits are skipped (listed); equal issuer:name pairs get a ' (2)' suffix"
     )
     sniff_priority = 60
+    keeps_unreadable = True
+
+    def __init__(self, spec, ctx) -> None:
+        super().__init__(spec, ctx)
+        self._unread: list[object] = []
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -150,6 +155,7 @@ class FreeOtpPlusStore(Store):
         if not isinstance(doc, dict) or not isinstance(doc.get("tokens"), list):
             raise FormatError(f"{self.label}: not a FreeOTP+ backup (no 'tokens' list)")
         result = ReadResult()
+        self._unread = []
         for index, token in enumerate(doc["tokens"], start=1):
             where = f"token {index}"
             if isinstance(token, dict):
@@ -161,6 +167,7 @@ class FreeOtpPlusStore(Store):
                 result.accounts.append(token_to_account(token))
             except (ValueError, TypeError, OverflowError) as exc:
                 result.errors.append(EntryError(where, str(exc) or "unreadable token"))
+                self._unread.append(token)  # written back untouched (SPEC §3)
         return result
 
     def apply(self, upserts: Sequence[Account] = (), removals: Sequence[Account] = (), *, dry_run: bool = False) -> WriteReport:
@@ -177,6 +184,13 @@ class FreeOtpPlusStore(Store):
 
     def write_all(self, accounts: Sequence[Account]) -> Path | None:
         tokens, order, used = [], [], set()
+        for raw in self._unread:  # tokens we could not read keep their place in tokenOrder
+            tokens.append(raw)
+            if isinstance(raw, dict) and isinstance(raw.get("label"), str):
+                issuer = raw.get("issuerInt") or raw.get("issuerExt") or ""
+                tid = token_id(issuer if isinstance(issuer, str) else "", raw["label"])
+                used.add(tid)
+                order.append(tid)
         for acc in accounts:
             reason = unsupported_reason(acc)
             if reason:

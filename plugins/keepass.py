@@ -3,6 +3,9 @@
 Reads every OTP convention KeePass-family apps use (see ``keepass_fields``); writes
 KeePassXC's (a protected ``otp`` URI) for time-based accounts and KeePass's native
 ``HmacOtp-*`` fields for HOTP, because KeePassXC shows TOTP codes for an ``otp`` HOTP URI.
+HOTP that ``HmacOtp-*`` cannot express (KeePass computes 6-digit SHA-1 only) goes,
+whole, into our protected ``otpbridge-hotp`` URI: no app shows codes for it, but a sync
+must never drop an account.
 A database is the user's: an update changes only the OTP fields of the matching entry,
 a removal deletes only OTP fields (never the entry, its password or other fields), and
 entries we cannot read are left exactly as they are.
@@ -58,8 +61,12 @@ class KeePassStore(Store):
     kind = "keepass"
     title = "KeePass database (KeePassXC, KeePass 2, KDBX 3.1/4)"
     reads = "KeePassXC 'otp' (URI or KeeOtp), 'TOTP Seed'/'TOTP Settings', KeePass 2 TimeOtp-*/HmacOtp-*; groups as folders"
-    writes = "in place: TOTP/Steam as KeePassXC's protected 'otp', HOTP as KeePass HmacOtp-*; nothing else is touched"
-    loses = "HOTP other than 6-digit SHA-1; notes (only new entries get them); issuer/name of TimeOtp entries (title/user name)"
+    writes = (
+        "in place: TOTP/Steam as KeePassXC's protected 'otp', HOTP as KeePass HmacOtp-* (6-digit SHA-1) or else as a "
+        "protected 'otpbridge-hotp' URI (kept whole; KeePass/KeePassXC show no code for it, 'otpbridge code' does); "
+        "nothing else is touched"
+    )
+    loses = "notes (only new entries get them); issuer/name of TimeOtp/HmacOtp entries (title/user name)"
     is_database = True
     options = ("keyfile",)
     sniff_priority = 95
@@ -356,17 +363,7 @@ class _Writer:
         taken = {s.convention for s in entry.slots if s not in same}
         uri, native, legacy = by_conv.get(kf.URI), by_conv.get(kf.KP2_TOTP), by_conv.get(kf.LEGACY)
         if acc.kind is Kind.HOTP:
-            hotp = by_conv.get(kf.KP2_HOTP)
-            if kf.can_kp2_hotp(acc) and kf.KP2_HOTP not in taken:
-                self._write(entry, kf.kp2_hotp_fields(acc), hotp.fields if hotp else ())
-                if uri is not None:
-                    self._drop_slot(entry, uri)  # one source of truth: KeePass's own fields
-            elif uri is not None:
-                self._write(entry, kf.otp_field(acc))  # a plugin's otp HOTP URI: keep its convention
-            else:
-                return self._refuse(entry, acc, "KeePass stores HOTP only as 6-digit SHA-1 codes; left unchanged")
-            self._reslot(entry)
-            return True
+            return self._store_hotp(entry, acc, by_conv, taken)
 
         keep_native = native is not None and kf.can_kp2_totp(acc)
         write_uri = uri is not None or (kf.URI not in taken and not keep_native)
@@ -389,6 +386,27 @@ class _Writer:
         self._reslot(entry)
         return True
 
+    def _store_hotp(self, entry: _Entry, acc: Account, by_conv: dict[str, kf.Slot], taken: set[str]) -> bool:
+        """KeePass's ``HmacOtp-*`` when they can hold ``acc``, else our ``otpbridge-hotp`` URI.
+
+        Never ``otp``: KeePassXC shows TOTP codes for an HOTP URI there. The account's
+        other slots in this entry go (``otp`` or the other shape), so there is one
+        source of truth.
+        """
+        shapes = [(kf.KP2_HOTP, kf.kp2_hotp_fields)] if kf.can_kp2_hotp(acc) else []
+        shapes.append((kf.OB_HOTP, kf.ob_hotp_field))
+        free = [(conv, fields) for conv, fields in shapes if conv not in taken]
+        if not free:
+            return self._refuse(entry, acc, "the entry's HOTP fields hold another account; left unchanged")
+        convention, fields = free[0]
+        old = by_conv.get(convention)
+        self._write(entry, fields(acc), old.fields if old else ())
+        for conv, slot in by_conv.items():
+            if conv != convention:
+                self._drop_slot(entry, slot)
+        self._reslot(entry)
+        return True
+
     def _refuse(self, entry: _Entry, acc: Account, reason: str) -> bool:
         self.report.errors.append(EntryError(f"{entry.where} ({acc.label})", reason))
         return False
@@ -402,11 +420,6 @@ class _Writer:
                 hits[:] = [(e, s) for e, s in hits if e is not entry] + [(entry, slot)]
 
     def _add(self, acc: Account) -> None:
-        if acc.kind is Kind.HOTP and not kf.can_kp2_hotp(acc):
-            self.report.errors.append(
-                EntryError(acc.label, "not written: KeePass stores HOTP only as 6-digit SHA-1 codes")
-            )
-            return
         title = acc.issuer or acc.name
         family = "hotp" if acc.kind is Kind.HOTP else "totp"
         entry = None
@@ -416,7 +429,12 @@ class _Writer:
                 break
         if entry is None:
             entry = self._new_entry(acc, title)
-        values = kf.kp2_hotp_fields(acc) if acc.kind is Kind.HOTP else kf.otp_field(acc)
+        if acc.kind is not Kind.HOTP:
+            values = kf.otp_field(acc)
+        elif kf.can_kp2_hotp(acc):
+            values = kf.kp2_hotp_fields(acc)
+        else:
+            values = kf.ob_hotp_field(acc)
         self._write(entry, values)
         self._reslot(entry)
         self.report.added.append(acc)

@@ -1,14 +1,17 @@
 """The OTP conventions of KeePass-family databases, as plain functions over an entry's fields.
 
-An entry may hold OTP data in four places ("slots"), read in KeePassXC's order
-(shared notes, keepass-and-pass §1.2 and §2):
+An entry may hold OTP data in five places ("slots"), read in KeePassXC's order
+(shared notes, keepass-and-pass §1.2 and §2), then ours:
 
 * ``legacy`` — KeeTrayTOTP / old KeePassXC: ``TOTP Seed`` + ``TOTP Settings`` (``30;6``, ``30;S``);
 * ``otp`` — KeePassXC, KeePassOTP, KeeWeb, Keepass2Android: an otpauth:// URI, or
   KeeOtp 1's ``key=…&size=…&step=…`` query string;
 * ``kp2-totp`` — KeePass ≥ 2.47: ``TimeOtp-Secret[-Hex|-Base32|-Base64]``, ``-Length``,
   ``-Period``, ``-Algorithm``;
-* ``kp2-hotp`` — KeePass: ``HmacOtp-Secret*`` and ``HmacOtp-Counter`` (the *next* counter).
+* ``kp2-hotp`` — KeePass: ``HmacOtp-Secret*`` and ``HmacOtp-Counter`` (the *next* counter);
+* ``otpbridge-hotp`` — ours: the canonical otpauth://hotp URI of an HOTP account that
+  ``HmacOtp-*`` cannot express (KeePass computes only 6-digit SHA-1 HOTP) and that must
+  not go to ``otp`` (KeePassXC would show TOTP codes for it). Read last.
 
 Nothing here touches pykeepass, so the conventions are testable on dictionaries.
 Error messages name fields and settings, never secret values.
@@ -31,9 +34,10 @@ LEGACY_SETTINGS = "TOTP Settings"
 OTP = "otp"
 TOTP_PREFIX = "TimeOtp-"
 HOTP_PREFIX = "HmacOtp-"
+OB_HOTP_FIELD = "otpbridge-hotp"
 SECRET_SUFFIXES = ("", "-Hex", "-Base32", "-Base64")  # KeePass's read order
 
-LEGACY, URI, KP2_TOTP, KP2_HOTP = "legacy", "otp", "kp2-totp", "kp2-hotp"
+LEGACY, URI, KP2_TOTP, KP2_HOTP, OB_HOTP = "legacy", "otp", "kp2-totp", "kp2-hotp", "otpbridge-hotp"
 
 KP2_ALGORITHMS = {Algorithm.SHA1: "HMAC-SHA-1", Algorithm.SHA256: "HMAC-SHA-256", Algorithm.SHA512: "HMAC-SHA-512"}
 KP2_MAX_DIGITS = 8  # KeePass's own limit for TimeOtp-Length
@@ -57,7 +61,7 @@ class Slot:
         """"totp" (time-based incl. Steam), "hotp", or "?" when unreadable and unknown."""
         if self.account is not None:
             return "hotp" if self.account.kind is Kind.HOTP else "totp"
-        if self.convention == KP2_HOTP:
+        if self.convention in (KP2_HOTP, OB_HOTP):
             return "hotp"
         if self.convention in (LEGACY, KP2_TOTP):
             return "totp"
@@ -183,29 +187,48 @@ def parse_otp(value: str, ctx: dict, title: str, username: str) -> Account:
     if lower.startswith("otpauth-migration:"):
         raise FieldError("'otp' holds a Google Authenticator migration link; import it with gauth:")
     if lower.startswith("otpauth:"):
-        try:
-            acc = parse_uri(_normalise_uri(text), folder=ctx["folder"])
-        except UriError as exc:
-            raise FieldError(f"'otp': {exc}") from None
+        acc = _parse_otpauth(text, ctx, OTP)
         issuer, name = acc.issuer, acc.name
         # KeePassXC writes "KeePassXC" / "none" for an empty title / user name.
         if issuer == "KeePassXC" and not title:
             issuer = ""
         if name == "none" and not username:
             name = ""
-        name = name or ctx["name"]
-        if not issuer and title != name:
-            issuer = ctx["issuer"]
-        if (issuer, name) != (acc.issuer, acc.name):
-            acc = acc.replace(issuer=issuer, name=name)
-        # mtime is not validated and not compared; setting it on our fresh instance
-        # spares a second validation pass per entry (10,000-entry databases).
-        object.__setattr__(acc, "mtime", ctx["mtime"])
-        return acc
+        return _fill_label(acc, issuer, name, ctx, title)
     params = _query(text)
     if "key" in params:
         return _parse_keeotp(params, ctx)
     raise FieldError("'otp' is neither an otpauth:// URI nor a KeeOtp key=… string")
+
+
+def _parse_otpauth(text: str, ctx: dict, field: str) -> Account:
+    try:
+        acc = parse_uri(_normalise_uri(text), folder=ctx["folder"])
+    except UriError as exc:
+        raise FieldError(f"'{field}': {exc}") from None
+    # mtime is not validated and not compared; setting it on our fresh instance
+    # spares a second validation pass per entry (10,000-entry databases).
+    object.__setattr__(acc, "mtime", ctx["mtime"])
+    return acc
+
+
+def _fill_label(acc: Account, issuer: str, name: str, ctx: dict, title: str) -> Account:
+    """Issuer / name the URI lacks come from the entry's title / user name."""
+    name = name or ctx["name"]
+    if not issuer and title != name:
+        issuer = ctx["issuer"]
+    if (issuer, name) != (acc.issuer, acc.name):
+        acc = acc.replace(issuer=issuer, name=name)
+    return acc
+
+
+def parse_ob_hotp(value: str, ctx: dict, title: str) -> Account:
+    """Our own field: exactly one otpauth://hotp URI (anything else is an entry error, not a guess)."""
+    text = value.strip()
+    if not text.lower().startswith("otpauth://hotp"):
+        raise FieldError(f"'{OB_HOTP_FIELD}' does not hold an otpauth://hotp URI")
+    acc = _parse_otpauth(text, ctx, OB_HOTP_FIELD)
+    return _fill_label(acc, acc.issuer, acc.name, ctx, title)
 
 
 def _parse_keeotp(params: dict[str, str], ctx: dict) -> Account:
@@ -283,6 +306,8 @@ def read_slots(
         names = tuple(k for k in fields if k.startswith(prefix))
         if any(k.startswith(prefix + "Secret") for k in names):
             add(convention, names, lambda parse=parse: parse(fields, ctx))
+    if OB_HOTP_FIELD in fields:
+        add(OB_HOTP, (OB_HOTP_FIELD,), lambda: parse_ob_hotp(fields[OB_HOTP_FIELD], ctx, title))
     return slots
 
 
@@ -312,7 +337,7 @@ def slot_matches(slot: Slot, acc: Account) -> bool:
     old = slot.account
     if old is None or otp_settings(old) != otp_settings(acc):
         return False
-    if slot.convention == URI:
+    if slot.convention in (URI, OB_HOTP):  # the URI holds issuer and name: keep them exact
         return (old.issuer, old.name) == (acc.issuer, acc.name)
     return True
 
@@ -354,5 +379,14 @@ def legacy_fields(acc: Account) -> dict[str, tuple[str, bool]]:
 def otp_field(acc: Account) -> dict[str, tuple[str, bool]]:
     from otpbridge.otpauth import format_uri
 
+    if acc.kind is Kind.HOTP:  # KeePassXC would show TOTP codes for it
+        raise ValueError("an HOTP account never goes to 'otp'")
     return {OTP: (format_uri(acc), True)}
+
+
+def ob_hotp_field(acc: Account) -> dict[str, tuple[str, bool]]:
+    """HOTP that ``HmacOtp-*`` cannot hold: the whole account, losslessly, in a protected URI."""
+    from otpbridge.otpauth import format_uri
+
+    return {OB_HOTP_FIELD: (format_uri(acc), True)}
 

@@ -23,6 +23,12 @@ class UrisStore(Store):
     writes = "canonical otpauth:// URIs, one per line (plain text, mode 0600)"
     loses = "folders and notes"
     sniff_priority = 10
+    keeps_unreadable = True  # lines it cannot read (motp://, damaged) are written back as they were
+
+    def __init__(self, spec, ctx) -> None:
+        super().__init__(spec, ctx)
+        self._comments: list[str] = []
+        self._unread: list[str] = []
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -40,17 +46,23 @@ class UrisStore(Store):
         except UnicodeDecodeError:
             raise FormatError(f"{self.label}: not a UTF-8 text file") from None
         result = ReadResult()
+        self._comments, self._unread = [], []
         for number, line in enumerate(text.splitlines(), start=1):
             line = line.strip()
-            if not line or line.startswith("#"):
+            if not line:
+                continue
+            if line.startswith("#"):
+                self._comments.append(line)
                 continue
             try:
                 result.accounts.append(parse_uri(line))
             except UriError as exc:
+                self._unread.append(line)
                 result.errors.append(EntryError(f"line {number}", str(exc)))
         return result
 
     def write_all(self, accounts: Sequence[Account]) -> Path | None:
         self.ctx.warn(f"{self.label} holds your 2FA secrets in clear text; keep it safe and delete it when done")
-        body = "".join(format_uri(a) + "\n" for a in accounts)
+        lines = [*self._comments, *(format_uri(a) for a in accounts), *self._unread]
+        body = "".join(line + "\n" for line in lines)
         return atomic_write(self.path, body.encode("utf-8"), mode=0o600)

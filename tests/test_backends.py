@@ -31,14 +31,7 @@ from otpbridge.errors import (
     UnreachableError,
     UsageError,
 )
-from tests.support import servers
 from tests.support.servers import RcloneServer, base_environ
-
-# Fixtures from tests/support/servers.py, made visible to this module.
-webdav_server = servers.webdav_server
-sftp_server = servers.sftp_server
-s3_server = servers.s3_server
-server_factory = servers.server_factory
 
 ALL_BYTES = bytes(range(256)) * 3 + b"line1\r\nline2\r\n\r\n\x00\xff"
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from otpbridge.errors import AuthenticationError, FormatError, OtpBridgeError, UsageError
 from otpbridge.model import Account, Algorithm, Kind, b32decode, b32encode
-from otpbridge.otpauth import parse_uri
+from otpbridge.otpauth import format_uri, parse_uri
 from otpbridge.plugins import keepass_fields as kf
 from otpbridge.plugins import keepass_kdbx as kdbx
 from otpbridge.secrets import Secret
@@ -383,11 +383,11 @@ def test_secrets_are_stored_protected(tmp_path):
     from pykeepass import PyKeePass
 
     path = tmp_path / "p.kdbx"
-    kstore(path).apply([acc(1), acc(3, Kind.HOTP)])
+    kstore(path).apply([acc(1), acc(3, Kind.HOTP), acc(5, Kind.HOTP, algorithm=Algorithm.SHA512)])
     make_kdbx4(tmp_path / "n.kdbx", [E("N", "u", "", "", {"TimeOtp-Secret-Base32": (S[9], False)})])
     kstore(tmp_path / "n.kdbx").apply([Account(Kind.TOTP, secret(9), "N", "u", digits=8)])
     for db, title, name in ((path, "Issuer1", "otp"), (path, "Issuer3", "HmacOtp-Secret-Base32"),
-                            (tmp_path / "n.kdbx", "N", "TimeOtp-Secret-Base32")):
+                            (path, "Issuer5", kf.OB_HOTP_FIELD), (tmp_path / "n.kdbx", "N", "TimeOtp-Secret-Base32")):
         entry = PyKeePass(str(db), "pw").find_entries(title=title, first=True)
         values = [s.find("Value") for s in entry._element.iterfind("String") if s.findtext("Key") == name]
         assert len(values) == 1 and values[0].get("Protected") == "True", (title, name)
@@ -539,11 +539,15 @@ def test_new_account_never_overwrites_another_accounts_entry(user_db):
     assert entry_fields(user_db, "Taken")["otp"] == "not an otp value"
 
 
-def test_hotp_keepass_cannot_hold_is_reported_not_written(user_db):
+def test_hotp_keepass_cannot_compute_is_kept_whole(user_db):
     odd = acc(29, Kind.HOTP, digits=8, algorithm=Algorithm.SHA256, counter=5)
     report = kstore(user_db).apply([odd, acc(24)])
-    assert len(report.added) == 1 and len(report.errors) == 1 and "6-digit" in report.errors[0].reason
-    assert secret(29) not in read_map(user_db)
+    assert len(report.added) == 2 and not report.errors
+    fields = entry_fields(user_db, "Issuer29")
+    assert fields[kf.OB_HOTP_FIELD] == format_uri(odd)
+    assert "otp" not in fields and not any(k.startswith("HmacOtp-") for k in fields)
+    assert key(read_map(user_db)[secret(29)]) == key(odd)
+    assert kstore(user_db).apply([odd]).unchanged == 1  # read back as it was written: no churn
 
 
 def test_hotp_counter_update(user_db):
@@ -593,14 +597,15 @@ def test_round_trip_of_the_uri_fixtures(tmp_path):
     source = []
     for name in ("plain.txt", "urilist.txt"):
         source += kstore_uris(FIXTURES / "otpauth_uri" / name)
+    # The point of this test: HOTP that KeePass itself cannot compute is in the fixtures.
+    assert {(a.algorithm, a.digits) for a in source if a.kind is Kind.HOTP} >= {
+        (Algorithm.SHA256, 7), (Algorithm.SHA512, 8), (Algorithm.SHA1, 6)}
     path = tmp_path / "rt.kdbx"
     report = kstore(path).apply(source)
-    writable = [a for a in source if a.kind is not Kind.HOTP or kf.can_kp2_hotp(a)]
-    # KeePass holds HOTP only as 6-digit SHA-1: the others are reported, never silently dropped.
-    assert len(report.errors) == len({a.identity for a in source}) - len({a.identity for a in writable})
-    back = kstore(path).read().accounts
+    assert not report.errors and len(report.added) == len({a.identity for a in source})
+    back = kstore(path).read()
     strip = lambda a: key(a.replace(folder=""))  # noqa: E731
-    assert sorted(map(strip, back)) == sorted({strip(a) for a in writable})
+    assert sorted(map(strip, back.accounts)) == sorted({strip(a) for a in source}) and not back.errors
 
 
 def kstore_uris(path: Path) -> list[Account]:
@@ -634,3 +639,210 @@ def test_hotp_uri_becomes_keepass_fields_on_update(tmp_path):
     fields = entry_fields(path, "H")
     assert "otp" not in fields and fields["HmacOtp-Counter"] == "4" and fields["Password"] == "pwh"
     assert read_map(path)[secret(17)].counter == 4
+
+
+# -- HOTP that KeePass's HmacOtp-* cannot express: the otpbridge-hotp URI --------------------------
+
+
+def test_otpbridge_hotp_slot_is_read_last_and_checked():
+    odd = Account(Kind.HOTP, secret(1), "Bank", "u", algorithm=Algorithm.SHA256, digits=7, counter=9)
+    slots = kf.read_slots({kf.OB_HOTP_FIELD: format_uri(odd), "HmacOtp-Secret-Base32": S[2]}, title="Bank", username="u")
+    assert [s.convention for s in slots] == [kf.KP2_HOTP, kf.OB_HOTP]
+    assert [key(a) for a in kf.entry_accounts(slots)] == [key(Account(Kind.HOTP, secret(2), "Bank", "u")), key(odd)]
+    for bad in (format_uri(odd.replace(kind=Kind.TOTP)), "hello", f"otpauth://hotp/X?secret={S[3]}&digits=99"):
+        (slot,) = kf.read_slots({kf.OB_HOTP_FIELD: bad}, title="T", username="u")
+        assert slot.account is None and kf.OB_HOTP_FIELD in slot.error and slot.family == "hotp"
+        assert S[3] not in slot.error
+
+
+@given(
+    issuer=st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=12),
+    name=st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=12),
+    algorithm=st.sampled_from(list(Algorithm)),
+    digits=st.integers(5, 10),
+    counter=st.integers(0, 2**64 - 1),
+    raw=st.binary(min_size=1, max_size=64),
+)
+@settings(max_examples=200, deadline=None)
+def test_otpbridge_hotp_field_round_trips_any_hotp_account(issuer, name, algorithm, digits, counter, raw):
+    a = Account(Kind.HOTP, raw, issuer, name, algorithm=algorithm, digits=digits, counter=counter)
+    ((field, (value, protected)),) = kf.ob_hotp_field(a).items()
+    assert field == kf.OB_HOTP_FIELD and protected
+    # Title and user name as _add makes them.
+    (slot,) = kf.read_slots({field: value}, title=a.issuer or a.name, username=a.name)
+    assert slot.account is not None and key(slot.account) == key(a) and kf.slot_matches(slot, a)
+
+
+def test_otp_field_refuses_hotp():
+    with pytest.raises(ValueError):
+        kf.otp_field(acc(1, Kind.HOTP))
+
+
+# Start shapes x target accounts, all in one database and one apply.
+HOTP_TARGETS = {
+    "sha1-6": {},
+    "sha256-7": {"algorithm": Algorithm.SHA256, "digits": 7},
+    "sha512-8": {"algorithm": Algorithm.SHA512, "digits": 8},
+    "sha1-8": {"digits": 8},
+}
+
+
+def _hotp_start(shape: str, i: int) -> dict:
+    if shape == "hmacotp":
+        return {"HmacOtp-Secret-Base32": S[i], "HmacOtp-Counter": "3"}
+    uri = f"otpauth://hotp/Start{i}:u{i}?secret={S[i]}&issuer=Start{i}&counter=3&algorithm=SHA256&digits=8"
+    return {"otp": uri} if shape == "otp-uri" else {kf.OB_HOTP_FIELD: uri}
+
+
+@pytest.fixture
+def hotp_shapes_db(tmp_path):
+    entries, cases, i = [], [], 0
+    for shape in ("hmacotp", "otp-uri", "otpbridge-hotp", "new"):
+        for target, params in HOTP_TARGETS.items():
+            i += 1
+            title = f"Start{i}"
+            cases.append((shape, target, title, Account(Kind.HOTP, secret(i), title, f"u{i}", counter=4, **params)))
+            if shape != "new":
+                entries.append(E(title, f"u{i}", f"pw{i}", "F", {**_hotp_start(shape, i), "Extra": (f"x{i}", True)}))
+    return make_kdbx4(tmp_path / "shapes.kdbx", entries), cases
+
+
+def test_hotp_goes_to_exactly_one_shape_and_never_to_otp(hotp_shapes_db):
+    path, cases = hotp_shapes_db
+    report = kstore(path).apply([a.replace(folder="F") for *_, a in cases])
+    assert not report.errors and len(report.updated) == 12 and len(report.added) == 4
+    back = read_map(path)
+    for shape, target, title, a in cases:
+        fields = entry_fields(path, title)
+        where = (shape, target)
+        assert "otp" not in fields, where
+        hmac = {k for k in fields if k.startswith("HmacOtp-")}
+        if kf.can_kp2_hotp(a):
+            assert hmac == {"HmacOtp-Secret-Base32", "HmacOtp-Counter"} and kf.OB_HOTP_FIELD not in fields, where
+            assert fields["HmacOtp-Counter"] == "4"
+        else:
+            assert not hmac and fields[kf.OB_HOTP_FIELD] == format_uri(a.replace(folder="F")), where
+        assert key(back[a.secret]) == key(a.replace(folder="F")), where
+        if shape != "new":  # the user's own fields survive the change of shape
+            assert fields["Password"] == f"pw{title[5:]}" and fields["Extra"] == f"x{title[5:]}", where
+    assert kstore(path).apply([a.replace(folder="F") for *_, a in cases]).unchanged == 16
+
+
+def test_switching_hotp_shapes_back_and_forth_removes_the_old_fields(user_db):
+    from pykeepass import PyKeePass
+
+    old = read_map(user_db)[secret(13)]
+    odd = old.replace(algorithm=Algorithm.SHA256, digits=7, counter=43)
+    assert kstore(user_db).apply([odd]).updated
+    fields = entry_fields(user_db, "Hotp")
+    assert not any(k.startswith("HmacOtp-") for k in fields) and "otp" not in fields
+    assert fields[kf.OB_HOTP_FIELD] == format_uri(odd) and fields["Password"] == "pw-hotp"
+    assert read_map(user_db)[secret(13)] == odd
+    back = odd.replace(algorithm=Algorithm.SHA1, digits=6, counter=44)
+    assert kstore(user_db).apply([back]).updated
+    fields = entry_fields(user_db, "Hotp")
+    assert kf.OB_HOTP_FIELD not in fields and fields["HmacOtp-Counter"] == "44" and fields["Password"] == "pw-hotp"
+    assert read_map(user_db)[secret(13)] == back
+    entry = PyKeePass(str(user_db), "pw").find_entries(title="Hotp", first=True)
+    assert len(entry.history) == 2  # each change kept the previous state, as KeePass does
+    # Removing the account removes our field too, and nothing else.
+    kstore(user_db).apply([], [odd])
+    assert secret(13) not in read_map(user_db)
+    fields = entry_fields(user_db, "Hotp")
+    assert not any(k.startswith("HmacOtp-") or k == kf.OB_HOTP_FIELD for k in fields) and fields["Password"] == "pw-hotp"
+
+
+def test_hotp_never_overwrites_another_accounts_hmacotp(tmp_path):
+    # HmacOtp-* hold account 2; the otp URI holds account 3 (6-digit SHA-1): it moves to otpbridge-hotp.
+    path = make_kdbx4(tmp_path / "two.kdbx", [E("Two", "u", "pw2", "", {
+        "HmacOtp-Secret-Base32": S[2], "HmacOtp-Counter": "7",
+        "otp": f"otpauth://hotp/Two:u?secret={S[3]}&issuer=Two&counter=1"})])
+    mine = read_map(path)[secret(3)].replace(counter=2)
+    report = kstore(path).apply([mine])
+    assert report.updated and not report.errors
+    fields = entry_fields(path, "Two")
+    assert "otp" not in fields and fields["HmacOtp-Secret-Base32"] == S[2] and fields["HmacOtp-Counter"] == "7"
+    assert fields[kf.OB_HOTP_FIELD] == format_uri(mine)
+    assert read_map(path)[secret(3)] == mine and read_map(path)[secret(2)].counter == 7
+    # Both HOTP shapes taken by other accounts (or unreadable): refused, entry untouched.
+    path2 = make_kdbx4(tmp_path / "full.kdbx", [E("Full", "u", "", "", {
+        "HmacOtp-Secret-Base32": S[2], kf.OB_HOTP_FIELD: "garbage",
+        "otp": f"otpauth://hotp/Full:u?secret={S[3]}&issuer=Full&counter=1"})])
+    before = entry_fields(path2, "Full")
+    report = kstore(path2).apply([read_map(path2)[secret(3)].replace(counter=5)])
+    assert report.errors and not report.updated and entry_fields(path2, "Full") == before
+
+
+def rfc4226(secret_bytes: bytes, counter: int, digits: int, algorithm: Algorithm) -> str:
+    """HOTP straight from RFC 4226 §5.3 (any HMAC hash), independent of pyotp and codes.py."""
+    import hmac
+
+    mac = hmac.new(secret_bytes, counter.to_bytes(8, "big"), algorithm.value.lower()).digest()
+    offset = mac[-1] & 0x0F
+    value = int.from_bytes(mac[offset:offset + 4], "big") & 0x7FFFFFFF
+    return str(value % 10**digits).zfill(digits)
+
+
+def test_rfc4226_reference_meets_the_rfc_vectors():
+    # RFC 4226 appendix D (SHA-1), and RFC 6238 appendix B at T=59 (counter 1) for SHA-256/512.
+    sha1 = b"12345678901234567890"
+    assert [rfc4226(sha1, c, 6, Algorithm.SHA1) for c in range(3)] == ["755224", "287082", "359152"]
+    assert rfc4226(sha1 + sha1[:12], 1, 8, Algorithm.SHA256) == "46119246"
+    assert rfc4226(sha1 * 3 + sha1[:4], 1, 8, Algorithm.SHA512) == "90693936"
+
+
+def test_codes_of_read_back_hotp_accounts_are_right(tmp_path):
+    from otpbridge.codes import code_at
+    from tests.support.oracles import OATHTOOL, oathtool_code
+
+    accounts = [acc(i, Kind.HOTP, algorithm=alg, digits=d, counter=c) for i, (alg, d, c) in enumerate([
+        (Algorithm.SHA1, 6, 0), (Algorithm.SHA1, 8, 10300), (Algorithm.SHA1, 7, 2**40),
+        (Algorithm.SHA256, 7, 50), (Algorithm.SHA512, 8, 10300), (Algorithm.SHA256, 6, 1)])]
+    path = tmp_path / "codes.kdbx"
+    assert not kstore(path).apply(accounts).errors
+    back = kstore(path).read().accounts
+    assert sorted(map(key, back)) == sorted(map(key, accounts))
+    oathtool_checked = 0
+    for a in back:
+        for counter in (a.counter, a.counter + 1):
+            a_at = a.replace(counter=counter)
+            ours = code_at(a_at)
+            assert ours == rfc4226(a.secret, counter, a.digits, a.algorithm), a.label
+            if OATHTOOL is not None and a.algorithm is Algorithm.SHA1:
+                assert ours == oathtool_code(a_at), a.label
+                oathtool_checked += 1
+    assert oathtool_checked == (6 if OATHTOOL is not None else 0)
+
+
+def test_cli_convert_uri_fixture_to_new_keepass_and_list_it(tmp_path, monkeypatch, capsys):
+    import json
+
+    from otpbridge.cli import main
+
+    monkeypatch.setenv("P", "cli-pw")
+    monkeypatch.setenv("OTPBRIDGE_HOME", str(tmp_path / "home"))  # no log in the user's real home
+    monkeypatch.delenv("OTPBRIDGE_KEEPASS_PASSWORD", raising=False)
+    monkeypatch.delenv("OTPBRIDGE_STORE_PASSWORD", raising=False)
+    fixture = FIXTURES / "otpauth_uri" / "plain.txt"
+    db = tmp_path / "NEW.kdbx"
+    dest = f"keepass:{db}?password-env=P"
+    code = main(["convert", f"uris:{fixture}", dest])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    code = main(["list", dest, "--json", "--show-secrets"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    listed = json.loads(out)
+    assert not listed["errors"]
+    got = sorted(parse_uri(a["uri"]) for a in listed["accounts"])  # type: ignore[type-var]
+    expected = kstore_uris(fixture)
+    assert len(got) == len(expected) == 7
+    assert sorted(map(key, got)) == sorted(key(a.replace(folder="")) for a in expected)
+    # otpbridge computes the codes KeePass cannot (SHA-256 / SHA-512 HOTP).
+    code = main(["code", dest, "Air Canada", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    (shown,) = json.loads(out)["codes"]
+    (air,) = [a for a in expected if a.issuer == "Air Canada"]
+    assert shown["code"] == rfc4226(air.secret, air.counter, 7, Algorithm.SHA256)

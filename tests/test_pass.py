@@ -16,7 +16,6 @@ from otpbridge.plugins.passstore import PassStore
 from otpbridge.store import StoreSpec
 from tests.support.gpg import needs_gpg
 
-pytest_plugins = ["tests.support.gpg"]  # gpg_keys, gnupghome, pass_dir
 pytestmark = needs_gpg
 
 SECRET = "JBSWY3DPEHPK3PXP"  # 10 bytes: the common short secret

@@ -13,7 +13,6 @@ from otpbridge.plugins import pass_entry as pe
 from tests.support.gpg import needs_gpg, needs_pass, needs_pass_otp
 from tests.support.oracles import needs_oathtool, oathtool_code
 
-pytest_plugins = ["tests.support.gpg"]  # gpg_keys, gnupghome, pass_dir
 pytestmark = [needs_gpg, needs_pass]
 
 SECRET = "JBSWY3DPEHPK3PXP"

@@ -14,10 +14,7 @@ from otpbridge.backends import rclone_exec as rx
 from otpbridge.backends.base import validate_name
 from otpbridge.backends.rclone import RcloneBackend
 from otpbridge.errors import OtpBridgeError, UnreachableError, UsageError
-from tests.support import servers
 from tests.support.servers import base_environ
-
-webdav_server = servers.webdav_server  # the fixture, made visible to this module
 
 BACKENDS_DIR = Path(__file__).resolve().parents[1] / "backends"
 

@@ -8,17 +8,13 @@ Google Authenticator and Aegis fixtures, and a local-folder vault remote.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from otpbridge.otpauth import parse_uri
-from tests.support.gpg import gnupghome, gpg_keys, pass_dir  # noqa: F401 (fixtures)
 from tests.support.kdbx import E, make_kdbx4
 from tests.support.paths import FIXTURES, REPO
 
@@ -27,16 +23,6 @@ TIMEOUT = 300
 PASSPHRASE = "scripts test passphrase 2718"
 
 
-def _have(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
-def needs(*plugins: str):
-    missing = [p for p in plugins if not _have(f"otpbridge.plugins.{p}")]
-    return pytest.mark.skipif(bool(missing), reason=f"plugin module(s) not installed yet: {', '.join(missing)}")
-
-
-needs_engine = pytest.mark.skipif(not _have("otpbridge.engine"), reason="the sync engine (otpbridge.engine) is not installed yet")
 
 URIS = [
     "otpauth://totp/GitHub:alice?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=GitHub",
@@ -79,8 +65,7 @@ def test_every_script_is_percent_format_and_documents_its_inputs():
         compile(text, name, "exec")
 
 
-@needs("keepass", "passstore")
-def test_keepassxc_to_pass(tmp_path, pass_dir):  # noqa: F811
+def test_keepassxc_to_pass(tmp_path, pass_dir):
     source = kdbx_with(tmp_path / "Passwords.kdbx", URIS)
     env = {**pass_dir.env(), "OTPB_SOURCE": source, "OTPB_DEST": f"pass:{pass_dir.path}", "OTPBRIDGE_KEEPASS_PASSWORD": "kp-pass"}
     dry = run_script("keepassxc_to_pass.py", {**env, "OTPB_DRY_RUN": "1"})
@@ -93,7 +78,6 @@ def test_keepassxc_to_pass(tmp_path, pass_dir):  # noqa: F811
     assert "would add 0" in again.stdout
 
 
-@needs("gauth", "keepass")
 def test_gauth_to_keepassxc(tmp_path):
     export = FIXTURES / "google_authenticator" / "example_export.txt"
     db = tmp_path / "otp.kdbx"
@@ -107,9 +91,7 @@ def test_gauth_to_keepassxc(tmp_path):
     assert len(kp.entries) >= 2
 
 
-@needs_engine
-@needs("aegis", "passstore")
-def test_aegis_to_pass_and_cloud(tmp_path, pass_dir):  # noqa: F811
+def test_aegis_to_pass_and_cloud(tmp_path, pass_dir):
     remote = tmp_path / "remote"
     env = {
         **pass_dir.env(),
@@ -138,8 +120,6 @@ def test_aegis_to_pass_and_cloud(tmp_path, pass_dir):  # noqa: F811
     assert json.loads(cli.stdout)["accounts"] == 7
 
 
-@needs_engine
-@needs("keepass")
 def test_restore_new_laptop(tmp_path):
     import otpbridge
 
@@ -172,8 +152,6 @@ def test_restore_new_laptop(tmp_path):
     assert kept is not None and kept.password == "keep-me"  # an existing database only gains OTP fields
 
 
-@needs_engine
-@needs("keepass", "gauth")
 def test_audit(tmp_path):
     import otpbridge
 

@@ -231,16 +231,6 @@ def test_cli_store_password_none_and_no_tty_fails_fast():
 
 
 # -- the console script without a terminal: the backup passphrase ------------------------
-# These need a vault; they run once the sync engine (otpbridge.engine) is installed.
-
-
-def _engine_present() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("otpbridge.engine") is not None and importlib.util.find_spec("otpbridge.cli.vault_cmds") is not None
-
-
-needs_engine = pytest.mark.skipif(not _engine_present(), reason="the sync engine (otpbridge.engine, cli.vault_cmds) is not installed yet")
 PASSPHRASE = "tr0ub4dor&3 staple"
 
 
@@ -252,7 +242,6 @@ def vault_home(tmp_path):
     return init_vault(tmp_path, PASSPHRASE)
 
 
-@needs_engine
 def test_cli_passphrase_file(vault_home, tmp_path):
     f = tmp_path / "pp"
     f.write_text(PASSPHRASE + "\n")
@@ -260,7 +249,6 @@ def test_cli_passphrase_file(vault_home, tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-@needs_engine
 def test_cli_passphrase_fd(vault_home):
     r, w = os.pipe()
     os.write(w, (PASSPHRASE + "\n").encode())
@@ -272,13 +260,11 @@ def test_cli_passphrase_fd(vault_home):
     assert proc.returncode == 0, proc.stderr
 
 
-@needs_engine
 def test_cli_passphrase_env(vault_home):
     proc = run_cli(["passphrase", "check"], env=vault_home.env(OTPBRIDGE_PASSPHRASE=PASSPHRASE))
     assert proc.returncode == 0, proc.stderr
 
 
-@needs_engine
 def test_cli_passphrase_command(vault_home, tmp_path):
     helper = tmp_path / "print-pp"
     helper.write_text(f"#!{sys.executable}\nprint({PASSPHRASE!r})\n")
@@ -287,13 +273,11 @@ def test_cli_passphrase_command(vault_home, tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-@needs_engine
 def test_cli_passphrase_wrong_is_exit_3(vault_home):
     proc = run_cli(["passphrase", "check"], env=vault_home.env(OTPBRIDGE_PASSPHRASE="not it"))
     assert proc.returncode == 3, proc.stderr
 
 
-@needs_engine
 def test_cli_passphrase_two_sources_is_exit_2(vault_home, tmp_path):
     f = tmp_path / "pp"
     f.write_text(PASSPHRASE + "\n")
@@ -301,7 +285,6 @@ def test_cli_passphrase_two_sources_is_exit_2(vault_home, tmp_path):
     assert proc.returncode == 2 and "more than one" in proc.stderr
 
 
-@needs_engine
 def test_cli_passphrase_none_and_no_tty_fails_fast(vault_home):
     started = time.monotonic()
     proc = run_cli(["passphrase", "check"], env=vault_home.env(), timeout=60)

@@ -8,7 +8,6 @@ import random
 import pytest
 
 from tests.support.engine import Device, make_account, ok, remote_ids
-from tests.support.servers import webdav_server  # noqa: F401 - the session fixture
 
 
 def devices(tmp_path, n, remote=None, env=None):

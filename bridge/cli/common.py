@@ -114,17 +114,61 @@ class State:
         click.echo(json.dumps(payload, indent=2, sort_keys=False, default=str))
 
     def table(self, columns: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None) -> None:
+        """Aligned plain-text columns on stdout.
+
+        Written by hand rather than with rich: importing rich costs ~50 ms, a third of
+        ``otpbridge code``'s start-up (docs/PERFORMANCE.md), and plain columns never wrap,
+        so they stay greppable and copy-pasteable. Cell text is printed literally (no
+        markup), with control characters replaced so a hostile name cannot drive the
+        terminal.
+        """
         if self.quiet:
             return
-        from rich.console import Console
-        from rich.table import Table
+        for line in render_table(columns, rows, title=title, bold_header=_stdout_is_tty()):
+            click.echo(line)
 
-        tbl = Table(title=title, show_edge=False, header_style="bold")
-        for col in columns:
-            tbl.add_column(col)
-        for row in rows:
-            tbl.add_row(*("" if v is None else str(v) for v in row))
-        Console(soft_wrap=False).print(tbl)
+
+def render_table(columns: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None, bold_header: bool = False) -> list[str]:
+    header = [_cell(c) for c in columns]
+    body = [[_cell(v) for v in row] for row in rows]
+    widths = [_width(h) for h in header]
+    for row in body:
+        for i, value in enumerate(row[: len(widths)]):
+            widths[i] = max(widths[i], _width(value))
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [c + " " * (widths[i] - _width(c)) for i, c in enumerate(cells[: len(widths)])]
+        return "  ".join(padded).rstrip()
+
+    out = [title] if title else []
+    head = line(header)
+    out.append(click.style(head, bold=True) if bold_header else head)
+    out.append("  ".join("-" * w for w in widths))
+    out.extend(line(row) for row in body)
+    return out
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ("?" if ch not in "\t\n" else " ") for ch in text)
+
+
+def _width(text: str) -> int:
+    """Terminal columns: East Asian wide/fullwidth characters take two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(ch) else (2 if unicodedata.east_asian_width(ch) in "WF" else 1) for ch in text)
+
+
+def _stdout_is_tty() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (ValueError, AttributeError):
+        return False
 
 
 def _stderr_is_tty() -> bool:
@@ -171,4 +215,4 @@ def pass_state(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.pass_obj(fn)
 
 
-__all__ = ["State", "account_json", "errors_json", "finish_partial", "has_tty", "pass_state", "render_error"]
+__all__ = ["State", "account_json", "errors_json", "finish_partial", "has_tty", "pass_state", "render_error", "render_table"]
