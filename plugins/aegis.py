@@ -33,6 +33,10 @@ from otpbridge.store import ReadResult, Store, read_head
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
 FILE_VERSION = 1
 MAX_PASSWORD_SLOTS = 8  # Aegis has one password slot, plus one per "backup password"
+#: scrypt work (128·N·r·p bytes, summed over the password slots) we accept before deriving:
+#: eight slots at Aegis's own 32 MiB. appcrypto's per-call bound (1 GiB, ~6 s) times eight
+#: slots would let a crafted vault stall us for most of a minute.
+MAX_SLOTS_SCRYPT_BYTES = 8 * 128 * SCRYPT_N * SCRYPT_R * SCRYPT_P
 CONTENT_VERSION = 3
 _SUPPORTED = {"totp": Kind.TOTP, "hotp": Kind.HOTP, "steam": Kind.STEAM}
 _UNSUPPORTED = {"motp": "mOTP", "yandex": "Yandex"}
@@ -112,6 +116,15 @@ class AegisStore(Store):
             raise FormatError(
                 f"{self.label}: {len(password_slots)} password slots is not a plausible Aegis vault"
             )
+        work = 0
+        for slot in password_slots:
+            n, r, p = (slot.get(k) for k in ("n", "r", "p"))
+            if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (n, r, p)):
+                work += 128 * n * r * p  # malformed values are refused by ac.scrypt itself
+        if work > MAX_SLOTS_SCRYPT_BYTES:
+            raise FormatError(
+                f"{self.label}: the password slots ask for more scrypt work than Aegis ever uses"
+            )
         password = self._get_password().encode()
         master = None
         for slot in password_slots:
@@ -184,7 +197,10 @@ class AegisStore(Store):
     def _entry(self, raw: Any, version: int, group_names: dict[str, str], where: str) -> Account | None:
         if not isinstance(raw, dict):
             raise ac.EntryProblem("not an object")
-        otp_type = str(raw.get("type", "")).lower()
+        raw_type = raw.get("type", "")
+        if not isinstance(raw_type, str):  # never quote a non-text value: it could hold anything
+            raise ac.EntryProblem("the OTP type is not text")
+        otp_type = raw_type.lower()
         groups = self._groups_of(raw, version, group_names)
         if otp_type in _UNSUPPORTED:
             raise ac.skipped(_UNSUPPORTED[otp_type])
@@ -237,7 +253,8 @@ class AegisStore(Store):
     def build_content(self, accounts: Sequence[Account]) -> dict:
         """The plaintext ``db`` object (content version 3) for ``accounts``."""
         entries: list[dict[str, Any]] = []
-        used_groups: dict[str, str] = {}
+        # Groups read from this vault stay, even when no entry uses them any more.
+        used_groups: dict[str, str] = dict(self._group_uuids)
         seen_uuids: set[str] = set()
 
         def group_ids(names: list[str]) -> list[str]:

@@ -29,8 +29,10 @@ from otpbridge.model import Account, Algorithm, Kind, b32decode
 from otpbridge.plugins import appcrypto as ac
 from otpbridge.store import ReadResult, Store
 
-# andOTP's own bounds on the stored iteration count (Aegis uses the same check).
-MAX_ITERATIONS = 10_000_000
+# andOTP writes a random count in 140 000–160 000 (early versions used a few thousand);
+# Aegis accepts up to 10 M, but 10 M PBKDF2-SHA1 rounds take ~9 s, so a crafted file
+# could stall us. 1 M (about 1 s) leaves a wide margin over anything andOTP wrote.
+MAX_ITERATIONS = 1_000_000
 _HEADER = 4 + 12 + 12
 _TAG = 16
 _TYPES = {"TOTP": Kind.TOTP, "HOTP": Kind.HOTP, "STEAM": Kind.STEAM}

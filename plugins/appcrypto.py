@@ -57,19 +57,46 @@ def read_file(path: Path, label: str) -> bytes:
     return _read_file(path, label, max_bytes=MAX_FILE_BYTES)
 
 
+#: No export nests JSON deeper than a handful of levels; deeper values would later blow
+#: Python's recursion limit in copy.deepcopy / json.dumps (a traceback, not an error).
+MAX_JSON_DEPTH = 64
+
+
 def parse_json(data: bytes | str, label: str, *, what: str = "JSON") -> Any:
     """Parse UTF-8 JSON (a BOM is allowed) or raise FormatError naming ``what``."""
     try:
         text = data.decode("utf-8-sig") if isinstance(data, bytes | bytearray) else data
-        return json.loads(text)
+        value = json.loads(text)
     except UnicodeDecodeError:
         raise FormatError(f"{label}: the {what} is not UTF-8 text") from None
     except RecursionError:
         raise FormatError(f"{label}: the {what} is nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError; its message holds a position, not data
+    except json.JSONDecodeError as exc:  # its message holds a position, not data
         raise FormatError(
             f"{label}: the {what} is not valid JSON ({exc.msg} at position {exc.pos})"
         ) from None
+    except ValueError:  # e.g. an integer longer than Python's int conversion limit
+        raise FormatError(f"{label}: the {what} is not valid JSON (a value is out of range)") from None
+    if too_deep(value):
+        raise FormatError(f"{label}: the {what} is nested too deeply")
+    return value
+
+
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when ``value`` nests lists/objects more than ``limit`` levels (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def dump_json(obj: Any) -> bytes:

@@ -49,10 +49,13 @@ LOGIN = 1
 
 # Bounds on KDF parameters read from a file, checked before deriving (a hostile file must
 # not make us spend minutes or gigabytes). Bitwarden's own settings stay well inside.
-PBKDF2_MAX_ITERATIONS = 10_000_000
-ARGON2_MAX_MEMORY_MIB = 2048
-ARGON2_MAX_ITERATIONS = 64
-ARGON2_MAX_PARALLELISM = 64
+# The bounds are Bitwarden's own settings limits (PBKDF2 at most 2 000 000 iterations;
+# Argon2id 16–1024 MiB, 2–10 iterations, 1–16 threads): a file outside them was not
+# made by Bitwarden, and the old bounds (2 GiB × 64 passes) let a file stall us for minutes.
+PBKDF2_MAX_ITERATIONS = 2_000_000
+ARGON2_MAX_MEMORY_MIB = 1024
+ARGON2_MAX_ITERATIONS = 10
+ARGON2_MAX_PARALLELISM = 16
 
 
 class AccountRestrictedExport(OtpBridgeError):

@@ -45,9 +45,12 @@ _MAX_FILE = 64 * 1024 * 1024
 
 # Bounds on the KDF limits of a file we read (Ente's default is 1 GiB / ops 4; on weak
 # phones it halves memory and doubles ops, keeping the product).
-MEMLIMIT_MIN, MEMLIMIT_MAX = 8192, 2 * 1024**3
+# Ente starts at libsodium's SENSITIVE limits (1 GiB, ops 4) and only ever lowers memory
+# (doubling ops), so memLimit never exceeds 1 GiB and the product stays 4 GiB. The old
+# bounds (2 GiB, product 16 GiB) let a crafted file cost ~25 s and 2 GiB of memory.
+MEMLIMIT_MIN, MEMLIMIT_MAX = 8192, 1024**3
 OPSLIMIT_MIN, OPSLIMIT_MAX = 1, 1024
-WORK_MAX = 16 * 1024**3  # memLimit × opsLimit
+WORK_MAX = 4 * 1024**3  # memLimit × opsLimit
 
 # What we write: libsodium's SENSITIVE limits, which Ente uses by default.
 WRITE_MEMLIMIT = 1024**3

@@ -58,9 +58,11 @@ class TwoFasStore(Store):
     loses = "notes; icons of new entries (kept for entries read from the same file)"
     options = ("encrypt",)
     sniff_priority = 60
+    keeps_unreadable = True
 
     def __init__(self, spec, ctx) -> None:
         super().__init__(spec, ctx)
+        self._unread: list[Any] = []
         self._password: Secret | None = None
         self._was_encrypted = False
         self._extras: dict[str, dict[str, Any]] = {}
@@ -78,7 +80,7 @@ class TwoFasStore(Store):
 
     # -- reading ---------------------------------------------------------------------------
     def read(self) -> ReadResult:
-        self._extras, self._group_ids, self._groups_raw = {}, {}, {}
+        self._extras, self._group_ids, self._groups_raw, self._unread = {}, {}, {}, []
         backup = ac.parse_json(ac.read_file(self.path, self.label), self.label)
         if not isinstance(backup, dict) or "schemaVersion" not in backup:
             raise FormatError(f"{self.label}: not a 2FAS backup (no schemaVersion)")
@@ -113,7 +115,8 @@ class TwoFasStore(Store):
                 otp = raw.get("otp")
                 names = (raw.get("name"), otp.get("account") if isinstance(otp, dict) else None)
             where = ac.entry_where(i, *names)
-            ac.collect(result, where, lambda raw=raw: self._service(raw, groups))
+            if ac.collect(result, where, lambda raw=raw: self._service(raw, groups)) is None:
+                self._unread.append(copy.deepcopy(raw))  # written back untouched (SPEC §3)
         return result
 
     def _get_password(self) -> Secret:
@@ -206,7 +209,8 @@ class TwoFasStore(Store):
     def build_backup(self, accounts: Sequence[Account], *, now_ms: int | None = None) -> tuple[dict, list]:
         """The backup object (``services`` still in it) and the services list."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        used: dict[str, dict[str, Any]] = {}
+        # Groups read from this backup stay, even when no service uses them any more.
+        used: dict[str, dict[str, Any]] = {n: copy.deepcopy(g) for n, g in self._groups_raw.items()}
         services = []
         for position, acc in enumerate(accounts):
             entry = copy.deepcopy(self._extras.get(acc.identity, {}))
@@ -236,6 +240,12 @@ class TwoFasStore(Store):
                 group = used.setdefault(acc.folder, self._group(acc.folder, now))
                 service["groupId"] = group["id"]
             services.append(service)
+        by_id = {g.get("id"): (name, g) for name, g in self._groups_raw.items()}
+        for raw in self._unread:
+            services.append(copy.deepcopy(raw))
+            gid = raw.get("groupId") if isinstance(raw, dict) else None
+            if isinstance(gid, str) and gid in by_id:
+                used.setdefault(by_id[gid][0], copy.deepcopy(by_id[gid][1]))
         backup = {
             "services": services,
             "groups": list(used.values()),

@@ -50,7 +50,9 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 BIN = Path(sys.executable).parent
-OTPBRIDGE = str(BIN / "otpbridge") if (BIN / "otpbridge").exists() else (shutil.which("otpbridge") or "otpbridge")
+OTPBRIDGE = (
+    str(BIN / "otpbridge") if (BIN / "otpbridge").exists() else (shutil.which("otpbridge") or "otpbridge")
+)
 RCLONE = str(BIN / "rclone") if (BIN / "rclone").exists() else (shutil.which("rclone") or "rclone")
 KEEPASSXC = shutil.which("keepassxc-cli")
 GPG = shutil.which("gpg")
@@ -58,7 +60,17 @@ GPG = shutil.which("gpg")
 PASSPHRASE = "bench: correct horse battery staple"
 DB_PASSWORD = "bench-db-password"
 DAV_USER = "bench"
-COUNT_KEYS = ("kdf", "keepass_kdf", "gpg", "listings", "uploads", "verifications", "downloads", "deletes", "rclone_calls")
+COUNT_KEYS = (
+    "kdf",
+    "keepass_kdf",
+    "gpg",
+    "listings",
+    "uploads",
+    "verifications",
+    "downloads",
+    "deletes",
+    "rclone_calls",
+)
 
 
 @dataclass
@@ -92,11 +104,15 @@ class Env:
 # -- running and timing --------------------------------------------------------------------
 
 
-def run(argv: Sequence[str], env: dict[str, str], *, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def run(
+    argv: Sequence[str], env: dict[str, str], *, input: bytes | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(list(argv), env=env, input=input, capture_output=True, timeout=1800, check=False)
     if check and proc.returncode != 0:
         shown = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(argv[:3]))
-        raise SystemExit(f"bench: {shown} … failed ({proc.returncode}):\n{proc.stderr.decode(errors='replace')[-2000:]}")
+        raise SystemExit(
+            f"bench: {shown} … failed ({proc.returncode}):\n{proc.stderr.decode(errors='replace')[-2000:]}"
+        )
     return proc
 
 
@@ -106,7 +122,13 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def paired(ours: Callable[[], object], base: Callable[[], object] | None, runs: int, *, before: Callable[[], object] | None = None) -> tuple[float, float | None]:
+def paired(
+    ours: Callable[[], object],
+    base: Callable[[], object] | None,
+    runs: int,
+    *,
+    before: Callable[[], object] | None = None,
+) -> tuple[float, float | None]:
     """Medians of ``ours`` and ``base``, alternated run by run (``before`` runs untimed)."""
     a: list[float] = []
     b: list[float] = []
@@ -153,7 +175,9 @@ def random_uris(n: int, tag: str = "", *, hotp: bool = True) -> list[str]:
         is_hotp = hotp and i % 10 == 9
         kind = "hotp" if is_hotp else "totp"
         extra = f"&counter={i}" if is_hotp else ""
-        lines.append(f"otpauth://{kind}/Issuer{tag}{i}:user{i}%40example.com?secret={secret}&issuer=Issuer{tag}{i}{extra}")
+        lines.append(
+            f"otpauth://{kind}/Issuer{tag}{i}:user{i}%40example.com?secret={secret}&issuer=Issuer{tag}{i}{extra}"
+        )
     return lines
 
 
@@ -162,22 +186,45 @@ def make_gnupghome(work: Path) -> tuple[Path, str]:
     gnupghome.mkdir(mode=0o700)
     genv = dict(os.environ, GNUPGHOME=str(gnupghome))
     subprocess.run(
-        [GPG, "--batch", "--passphrase", "", "--quick-gen-key", "bench@otpbridge.invalid", "ed25519", "sign", "never"],
-        env=genv, capture_output=True, check=True,
+        [
+            GPG,
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "bench@otpbridge.invalid",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+        env=genv,
+        capture_output=True,
+        check=True,
     )
     fpr = _fingerprint(genv)
-    subprocess.run([GPG, "--batch", "--passphrase", "", "--quick-add-key", fpr, "cv25519", "encr", "never"], env=genv, capture_output=True, check=True)
+    subprocess.run(
+        [GPG, "--batch", "--passphrase", "", "--quick-add-key", fpr, "cv25519", "encr", "never"],
+        env=genv,
+        capture_output=True,
+        check=True,
+    )
     return gnupghome, fpr
 
 
 def _fingerprint(env: dict[str, str]) -> str:
-    out = subprocess.run([GPG, "--batch", "--with-colons", "--list-keys"], env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [GPG, "--batch", "--with-colons", "--list-keys"], env=env, capture_output=True, text=True, check=True
+    ).stdout
     return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
 
 
 def gpg_encrypt(penv: dict[str, str], fpr: str, target: Path, body: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    run([GPG, "--batch", "--yes", "--quiet", "--trust-model=always", "-r", fpr, "-o", str(target), "-e"], penv, input=body)
+    run(
+        [GPG, "--batch", "--yes", "--quiet", "--trust-model=always", "-r", fpr, "-o", str(target), "-e"],
+        penv,
+        input=body,
+    )
 
 
 def make_pass_store(b: Env, penv: dict[str, str], fpr: str, store: Path, entries: int) -> list[Path]:
@@ -232,7 +279,17 @@ def argon2_iterations(memory_kib: int, parallelism: int, seconds: float) -> int:
     import argon2.low_level as a2
 
     def one(t: int) -> float:
-        return timed(lambda: a2.hash_secret_raw(b"x" * 32, b"s" * 32, time_cost=t, memory_cost=memory_kib, parallelism=parallelism, hash_len=32, type=a2.Type.D))
+        return timed(
+            lambda: a2.hash_secret_raw(
+                b"x" * 32,
+                b"s" * 32,
+                time_cost=t,
+                memory_cost=memory_kib,
+                parallelism=parallelism,
+                hash_len=32,
+                type=a2.Type.D,
+            )
+        )
 
     per = min(one(2) for _ in range(2)) / 2
     return max(2, round(seconds / per))
@@ -269,9 +326,13 @@ def make_keepass_dbs(b: Env, entries: int) -> tuple[list[tuple[str, Path]], list
     env, work = b.env, b.work
     xml = work / "kp.xml"
     xml.write_text(keepass_xml(entries))
-    decrypt_ms = 100 if b.quick else 1000
+    decrypt_ms = 10 if b.quick else 1000  # KeePassXC's own default is 1 s
     aes = work / "kp-aes.kdbx"
-    run([KEEPASSXC, "import", "-q", "-p", "-t", str(decrypt_ms), str(xml), str(aes)], env, input=f"{DB_PASSWORD}\n{DB_PASSWORD}\n".encode())
+    run(
+        [KEEPASSXC, "import", "-q", "-p", "-t", str(decrypt_ms), str(xml), str(aes)],
+        env,
+        input=f"{DB_PASSWORD}\n{DB_PASSWORD}\n".encode(),
+    )
     xml.unlink()
     argon = work / "kp-argon2.kdbx"
     memory = (16 << 10) if b.quick else (64 << 10)  # KiB; 64 MiB is KeePassXC's default
@@ -300,7 +361,10 @@ def webdav_server(b: Env) -> Iterator[tuple[str, dict[str, str]]]:
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             [RCLONE, "serve", "webdav", str(root), "--addr", "127.0.0.1:0"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=fh, env=senv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=fh,
+            env=senv,
         )
     try:
         deadline = time.monotonic() + 20
@@ -310,7 +374,9 @@ def webdav_server(b: Env) -> Iterator[tuple[str, dict[str, str]]]:
                 port = int(match.group(1))
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"bench: rclone serve webdav did not start:\n{log.read_text(errors='replace')[-1000:]}")
+                raise SystemExit(
+                    f"bench: rclone serve webdav did not start:\n{log.read_text(errors='replace')[-1000:]}"
+                )
             time.sleep(0.02)
         obscured = run([RCLONE, "obscure", "-"], b.env, input=password.encode()).stdout.decode().strip()
         cenv = dict(b.env, RCLONE_WEBDAV_USER=DAV_USER, RCLONE_WEBDAV_PASS=obscured)
@@ -338,11 +404,32 @@ def bench_startup(b: Env) -> list[Row]:
         out["p"] = run([OTPBRIDGE, "code", f"uris:{uris}"], b.env)
 
     code_t, py_t2 = paired(code, lambda: run(py, b.env), b.runs * 2)
-    problems = [] if len(out["p"].stdout.decode().strip().splitlines()) >= 20 else ["code printed fewer than 20 rows"]  # type: ignore[union-attr]
+    problems = (
+        []
+        if len(out["p"].stdout.decode().strip().splitlines()) >= 20
+        else ["code printed fewer than 20 rows"]
+    )  # type: ignore[union-attr]
     rclone_t, _ = paired(lambda: run([RCLONE, "version"], b.env), None, b.runs)
     return [
-        Row("otpbridge --version", version, "python -c pass", py_t, "≤ 0.15 s", ok=version <= 0.15, runs=b.runs * 2),
-        Row("otpbridge code uris:FILE (20 accounts)", code_t, "python -c pass", py_t2, "≤ 0.3 s", ok=code_t <= 0.3, problems=problems, runs=b.runs * 2),
+        Row(
+            "otpbridge --version",
+            version,
+            "python -c pass",
+            py_t,
+            "≤ 0.15 s",
+            ok=version <= 0.15,
+            runs=b.runs * 2,
+        ),
+        Row(
+            "otpbridge code uris:FILE (20 accounts)",
+            code_t,
+            "python -c pass",
+            py_t2,
+            "≤ 0.3 s",
+            ok=code_t <= 0.3,
+            problems=problems,
+            runs=b.runs * 2,
+        ),
         Row("rclone version (process start, reference)", rclone_t, "-", None, "", runs=b.runs),
     ]
 
@@ -355,7 +442,9 @@ def _sync_rows(b: Env, label: str, remote: str, env: dict[str, str], accounts: i
     store.write_text("\n".join(random_uris(accounts)) + "\n")
     senv = dict(env, OTPBRIDGE_HOME=str(home), OTPBRIDGE_PASSPHRASE=PASSPHRASE)
     # --kdf default: the real key derivation is what the counts are about
-    run([OTPBRIDGE, "init", remote, "--store", f"uris:{store}", "--device", "bench", "--kdf", "default"], senv)
+    run(
+        [OTPBRIDGE, "init", remote, "--store", f"uris:{store}", "--device", "bench", "--kdf", "default"], senv
+    )
     run([OTPBRIDGE, "sync"], senv)
     # the no-change path must not even need the passphrase: without it, a KDF would fail
     nopass = {k: v for k, v in senv.items() if k != "OTPBRIDGE_PASSPHRASE"}
@@ -371,10 +460,14 @@ def _sync_rows(b: Env, label: str, remote: str, env: dict[str, str], accounts: i
     rows = [
         Row(
             f"sync, no change ({accounts} accounts, {label})",
-            ours, "rclone lsjson -R (same remote)", base,
+            ours,
+            "rclone lsjson -R (same remote)",
+            base,
             "≤ 2.5× · 0 kdf · 0 gpg · 1 listing",
-            counts=dict(last), ok=None if ratio is None else ratio <= 2.5,
-            problems=expect(last, "no-change sync", kdf=0, gpg=0, listings=1, uploads=0), runs=b.runs,
+            counts=dict(last),
+            ok=None if ratio is None else ratio <= 2.5,
+            problems=expect(last, "no-change sync", kdf=0, gpg=0, listings=1, uploads=0),
+            runs=b.runs,
         )
     ]
     one: dict[str, int] = {}
@@ -392,8 +485,14 @@ def _sync_rows(b: Env, label: str, remote: str, env: dict[str, str], accounts: i
     ours1, base1 = paired(onechange, lambda: run(base_argv, env), b.runs, before=change)
     rows.append(
         Row(
-            f"sync, one change ({accounts} accounts, {label})", ours1, "rclone lsjson -R (same remote)", base1,
-            "1 kdf · 1 upload + its verification", counts=dict(one), problems=sorted(set(problems)), runs=b.runs,
+            f"sync, one change ({accounts} accounts, {label})",
+            ours1,
+            "rclone lsjson -R (same remote)",
+            base1,
+            "1 kdf · 1 upload + its verification",
+            counts=dict(one),
+            problems=sorted(set(problems)),
+            runs=b.runs,
         )
     )
     return rows
@@ -413,9 +512,20 @@ def bench_pass(b: Env) -> list[Row]:
     entries = b.sizes["pass"]
     gnupghome, fpr = make_gnupghome(b.work)
     store = b.work / "pass-store"
-    penv = dict(b.env, GNUPGHOME=str(gnupghome), PASSWORD_STORE_DIR=str(store), OTPBRIDGE_HOME=str(b.work / "pass-home"))
+    penv = dict(
+        b.env,
+        GNUPGHOME=str(gnupghome),
+        PASSWORD_STORE_DIR=str(store),
+        OTPBRIDGE_HOME=str(b.work / "pass-home"),
+    )
     files = make_pass_store(b, penv, fpr, store, entries)
-    loop = ["bash", "-c", 'for f in "$@"; do gpg --batch -q -d "$f" >/dev/null; done', "gpg-loop", *map(str, files)]
+    loop = [
+        "bash",
+        "-c",
+        'for f in "$@"; do gpg --batch -q -d "$f" >/dev/null; done',
+        "gpg-loop",
+        *map(str, files),
+    ]
     last: dict[str, int] = {}
     listed: list[int] = []
 
@@ -431,14 +541,34 @@ def bench_pass(b: Env) -> list[Row]:
         problems.append(f"pass read listed {sorted(set(listed))} accounts, expected {entries}")
     rows = [
         Row(
-            f"pass read, {entries} entries (cold)", ours, "bash loop of gpg -d", base, "≥ 1.8× faster (ratio ≤ 0.56)",
-            counts=dict(last), ok=None if not base else ours / base <= 1 / 1.8, problems=problems, runs=b.runs,
+            f"pass read, {entries} entries (cold)",
+            ours,
+            "bash loop of gpg -d",
+            base,
+            "≥ 1.8× faster (ratio ≤ 0.56)",
+            counts=dict(last),
+            ok=None if not base else ours / base <= 1 / 1.8,
+            problems=problems,
+            runs=b.runs,
         )
     ]
 
     # Through sync: the engine seals a store cache, so after one change only that entry is decrypted.
     sync_env = dict(penv, OTPBRIDGE_HOME=str(b.work / "pass-sync-home"), OTPBRIDGE_PASSPHRASE=PASSPHRASE)
-    run([OTPBRIDGE, "init", str(b.work / "remote-pass"), "--store", f"pass:{store}", "--device", "bench", "--kdf", "default"], sync_env)
+    run(
+        [
+            OTPBRIDGE,
+            "init",
+            str(b.work / "remote-pass"),
+            "--store",
+            f"pass:{store}",
+            "--device",
+            "bench",
+            "--kdf",
+            "default",
+        ],
+        sync_env,
+    )
     first = stats_of(run([OTPBRIDGE, "--stats", "sync"], sync_env))
     problems = expect(first, "first pass sync", gpg=entries)
     one: dict[str, int] = {}
@@ -458,8 +588,14 @@ def bench_pass(b: Env) -> list[Row]:
     ours2, base2 = paired(second, lambda: run(one_gpg, penv), b.runs, before=change)
     rows.append(
         Row(
-            f"pass: sync after one entry changed ({entries})", ours2, "one gpg -d", base2, "1 gpg call · 1 kdf",
-            counts=dict(one), problems=sorted(set(problems)), runs=b.runs,
+            f"pass: sync after one entry changed ({entries})",
+            ours2,
+            "one gpg -d",
+            base2,
+            "1 gpg call · 1 kdf",
+            counts=dict(one),
+            problems=sorted(set(problems)),
+            runs=b.runs,
         )
     )
     nochange: dict[str, int] = {}
@@ -471,8 +607,14 @@ def bench_pass(b: Env) -> list[Row]:
     ours3, _ = paired(unchanged, None, b.runs)
     rows.append(
         Row(
-            f"pass: sync, no change ({entries})", ours3, "-", None, "0 gpg · 0 kdf · 1 listing", counts=dict(nochange),
-            problems=expect(nochange, "pass sync, no change", gpg=0, kdf=0, listings=1), runs=b.runs,
+            f"pass: sync, no change ({entries})",
+            ours3,
+            "-",
+            None,
+            "0 gpg · 0 kdf · 1 listing",
+            counts=dict(nochange),
+            problems=expect(nochange, "pass sync, no change", gpg=0, kdf=0, listings=1),
+            runs=b.runs,
         )
     )
     return rows
@@ -480,7 +622,15 @@ def bench_pass(b: Env) -> list[Row]:
 
 def bench_keepass(b: Env) -> list[Row]:
     if not KEEPASSXC:
-        return [Row("keepass read", None, "keepassxc-cli export", None, problems=["keepassxc-cli is not installed"])]
+        return [
+            Row(
+                "keepass read",
+                None,
+                "keepassxc-cli export",
+                None,
+                problems=["keepassxc-cli is not installed"],
+            )
+        ]
     entries = b.sizes["keepass"]
     dbs, notes = make_keepass_dbs(b, entries)
     for note in notes:
@@ -488,30 +638,50 @@ def bench_keepass(b: Env) -> list[Row]:
     kenv = dict(b.env, OTPBRIDGE_KEEPASS_PASSWORD=DB_PASSWORD, OTPBRIDGE_HOME=str(b.work / "kp-home"))
     rows = []
     for label, path in dbs:
-        last: dict[str, int] = {}
-        listed: list[int] = []
-
-        def read_db(p: Path = path) -> None:
-            proc = run([OTPBRIDGE, "--stats", "list", f"keepass:{p}", "--json"], kenv)
-            last.clear()
-            last.update(stats_of(proc))
-            listed.append(len(json.loads(proc.stdout)["accounts"]))
-
-        ours, base = paired(read_db, lambda p=path: kpxc(["export", "-q", str(p)], b.env), b.runs)
-        problems = expect(last, "keepass read", keepass_kdf=1)
-        if any(n != entries for n in listed):
-            problems.append(f"keepass read listed {sorted(set(listed))} accounts, expected {entries}")
-        rows.append(
-            Row(
-                f"keepass read, {entries} entries ({label})", ours, "keepassxc-cli export", base, "≤ 1.5×",
-                counts=dict(last), ok=None if not base else ours / base <= 1.5, problems=problems, runs=b.runs,
-            )
-        )
-        # pykeepass alone (its AES-KDF runs in Python): once, for reference
-        pyk = [sys.executable, "-c", "import os,sys; from pykeepass import PyKeePass; PyKeePass(sys.argv[1], password=os.environ['BENCH_DB_PASSWORD'])", str(path)]
-        pyk_t = timed(lambda a=pyk: run(a, dict(b.env, BENCH_DB_PASSWORD=DB_PASSWORD)))
-        rows.append(Row(f"  pykeepass alone, same database (reference, 1 run)", pyk_t, "keepassxc-cli export", base, "", runs=1))
+        rows += _keepass_rows(b, label, path, entries, kenv)
     return rows
+
+
+def _keepass_rows(b: Env, label: str, path: Path, entries: int, kenv: dict[str, str]) -> list[Row]:
+    last: dict[str, int] = {}
+    listed: list[int] = []
+
+    def read_db() -> None:
+        proc = run([OTPBRIDGE, "--stats", "list", f"keepass:{path}", "--json"], kenv)
+        last.clear()
+        last.update(stats_of(proc))
+        listed.append(len(json.loads(proc.stdout)["accounts"]))
+
+    ours, base = paired(read_db, lambda: kpxc(["export", "-q", str(path)], b.env), b.runs)
+    problems = expect(last, "keepass read", keepass_kdf=1)
+    if any(n != entries for n in listed):
+        problems.append(f"keepass read listed {sorted(set(listed))} accounts, expected {entries}")
+    # pykeepass alone (its AES-KDF is a Python loop): once, for reference
+    code = "import os,sys; from pykeepass import PyKeePass; PyKeePass(sys.argv[1], password=os.environ['BENCH_DB_PASSWORD'])"
+    pyk = timed(
+        lambda: run([sys.executable, "-c", code, str(path)], dict(b.env, BENCH_DB_PASSWORD=DB_PASSWORD))
+    )
+    return [
+        Row(
+            f"keepass read, {entries} entries ({label})",
+            ours,
+            "keepassxc-cli export",
+            base,
+            "≤ 1.5×",
+            counts=dict(last),
+            ok=None if not base else ours / base <= 1.5,
+            problems=problems,
+            runs=b.runs,
+        ),
+        Row(
+            "  pykeepass alone, same database (reference, 1 run)",
+            pyk,
+            "keepassxc-cli export",
+            base,
+            "",
+            runs=1,
+        ),
+    ]
 
 
 # -- output --------------------------------------------------------------------------------
@@ -547,7 +717,9 @@ def print_table(rows: list[Row]) -> None:
         base = f"{r.baseline:.3f}s" if r.baseline is not None else "-"
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
         mark = {True: "ok  ", False: "MISS", None: "    "}[r.ok]
-        print(f"{r.scenario:{w}}  {ours:>9}  {base:>9}  {ratio:>6}  {mark} {r.target:31}  {_counts_text(r.counts)}")
+        print(
+            f"{r.scenario:{w}}  {ours:>9}  {base:>9}  {ratio:>6}  {mark} {r.target:31}  {_counts_text(r.counts)}"
+        )
         if r.baseline_name != "-":
             print(f"{'':{w}}  baseline: {r.baseline_name}")
         for p in r.problems:
@@ -563,7 +735,9 @@ def print_markdown(rows: list[Row]) -> None:
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else "–"
         mark = {True: " ✓", False: " ✗ missed", None: ""}[r.ok]
         problems = "; ".join(r.problems)
-        print(f"| {r.scenario.strip()} | {ours} | {base} | {ratio} | {r.target}{mark} | {_counts_text(r.counts)}{' — ' + problems if problems else ''} |")
+        print(
+            f"| {r.scenario.strip()} | {ours} | {base} | {ratio} | {r.target}{mark} | {_counts_text(r.counts)}{' — ' + problems if problems else ''} |"
+        )
 
 
 SCENARIOS: dict[str, Callable[[Env], list[Row]]] = {
@@ -575,21 +749,37 @@ SCENARIOS: dict[str, Callable[[Env], list[Row]]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes; check counts only (CI)")
-    parser.add_argument("--runs", type=int, default=None, help="repetitions per scenario (median); default 3 quick, 5 full")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="repetitions per scenario (median); default 3 quick, 5 full"
+    )
     parser.add_argument("--json", dest="json_out", help="also write the rows as JSON to this file")
-    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown (docs/PERFORMANCE.md)")
-    parser.add_argument("--only", action="append", choices=list(SCENARIOS), help="run only these scenarios (repeatable)")
+    parser.add_argument(
+        "--markdown", action="store_true", help="also print the table as Markdown (docs/PERFORMANCE.md)"
+    )
+    parser.add_argument(
+        "--only", action="append", choices=list(SCENARIOS), help="run only these scenarios (repeatable)"
+    )
     args = parser.parse_args(argv)
     runs = args.runs or (3 if args.quick else 5)
-    sizes = {"accounts": 50, "pass": 40, "keepass": 200} if args.quick else {"accounts": 1000, "pass": 1000, "keepass": 10000}
+    sizes = (
+        {"accounts": 50, "pass": 40, "keepass": 200}
+        if args.quick
+        else {"accounts": 1000, "pass": 1000, "keepass": 10000}
+    )
     only = [name for name in SCENARIOS if name in set(args.only or SCENARIOS)]
     rows: list[Row] = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="otpbridge-bench-") as tmp:
         work = Path(tmp)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTPBRIDGE_", "RCLONE_", "PASSWORD_STORE_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("OTPBRIDGE_", "RCLONE_", "PASSWORD_STORE_"))
+        }
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         env["RCLONE_CONFIG"] = os.devnull  # the developer's own remotes play no part
         env["HOME"] = str(work / "user-home")  # nothing of the developer's (gnupg, keyring, config)
@@ -601,9 +791,16 @@ def main(argv: list[str] | None = None) -> int:
                 rows += SCENARIOS[name](bench)
         finally:
             if GPG and (work / "gnupg").exists():
-                subprocess.run(["gpgconf", "--kill", "all"], env=dict(env, GNUPGHOME=str(work / "gnupg")), capture_output=True, check=False)
+                subprocess.run(
+                    ["gpgconf", "--kill", "all"],
+                    env=dict(env, GNUPGHOME=str(work / "gnupg")),
+                    capture_output=True,
+                    check=False,
+                )
     print(f"machine: {machine()}")
-    print(f"mode: {'quick' if args.quick else 'full'}, median of {runs} runs (startup: {runs * 2}), {time.monotonic() - started:.0f} s in all")
+    print(
+        f"mode: {'quick' if args.quick else 'full'}, median of {runs} runs (startup: {runs * 2}), {time.monotonic() - started:.0f} s in all"
+    )
     print_table(rows)
     if args.markdown:
         print()

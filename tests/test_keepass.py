@@ -835,7 +835,7 @@ def test_cli_convert_uri_fixture_to_new_keepass_and_list_it(tmp_path, monkeypatc
     assert code == 0, err
     listed = json.loads(out)
     assert not listed["errors"]
-    got = sorted(parse_uri(a["uri"]) for a in listed["accounts"])  # type: ignore[type-var]
+    got = [parse_uri(a["uri"]) for a in listed["accounts"]]
     expected = kstore_uris(fixture)
     assert len(got) == len(expected) == 7
     assert sorted(map(key, got)) == sorted(key(a.replace(folder="")) for a in expected)

@@ -11,6 +11,7 @@ import pytest
 from otpbridge.codes import code_at
 from otpbridge.errors import AuthenticationError
 from otpbridge.model import Account, Algorithm, Kind
+from otpbridge.otpauth import format_uri
 from otpbridge.plugins import keepass_kdbx as kdbx
 from tests.support.kdbx import E, keepass_xml, kpxc, kpxc_import, kpxc_version, make_keyfile, needs_keepassxc
 from tests.support.oracles import needs_oathtool, oathtool_code
@@ -108,6 +109,7 @@ def written(tmp_path_factory) -> tuple[Path, list[Account]]:
         Account(Kind.TOTP, secret(4), "", "nameonly"),
         Account(Kind.STEAM, secret(5), "Steam", "d"),
         Account(Kind.HOTP, secret(13), "Bank", "e", counter=17),
+        Account(Kind.HOTP, secret(14), "Odd Bank", "f", algorithm=Algorithm.SHA256, digits=7, counter=3),
     ]
     with pytest.MonkeyPatch.context() as mp:
         from otpbridge.plugins import keepass
@@ -131,7 +133,7 @@ def test_our_codes_match_oathtool(written):
     path, accounts = written
     at = 1_234_567_890
     for acc in kstore(path).read().accounts:
-        if acc.kind is not Kind.STEAM:
+        if acc.kind is not Kind.STEAM and not (acc.kind is Kind.HOTP and acc.algorithm is not Algorithm.SHA1):
             assert code_at(acc, at) == oathtool_code(acc, at)
     assert sorted(map(key, kstore(path).read().accounts)) == sorted(map(key, accounts))
 
@@ -141,6 +143,15 @@ def test_hotp_is_stored_as_keepass_hmacotp_fields(written):
     out = kpxc(["show", "-a", "HmacOtp-Secret-Base32", "-a", "HmacOtp-Counter", "Bank"], path).stdout.split()
     assert out == [S[13], "17"]
     assert kpxc(["show", "-a", "otp", "Bank"], path, check=False).returncode != 0  # no otp attribute
+
+
+def test_hotp_keepass_cannot_compute_is_a_protected_otpbridge_hotp_uri(written):
+    """KeePassXC keeps it (protected, shown in the advanced attributes) and shows no wrong code for it."""
+    path, accounts = written
+    odd = next(a for a in accounts if a.issuer == "Odd Bank")
+    assert kpxc(["show", "-a", "otpbridge-hotp", "Odd Bank"], path).stdout.strip() == format_uri(odd)
+    assert "otpbridge-hotp: PROTECTED" in kpxc(["show", "--all", "Odd Bank"], path).stdout
+    assert kpxc(["show", "-t", "Odd Bank"], path, check=False).returncode != 0  # no otp attribute
 
 
 def test_keyfile_only_kdbx31(tmp_path):
