@@ -733,8 +733,12 @@ def cleanup_epochs(s: Session, listing: Listing, remote: Remote) -> list[str]:
                 _delete(s, listing, ref.name)
                 done.append(ref.name)
         elif not headers:
+            # A re-encrypted view keeps its original time in its name, so only the time the
+            # remote saw it written tells a crashed change from one in flight on another
+            # device (which commits, then deletes the old epoch: deleting these lost all).
             for ref in views:
-                if s.now() - ref.time > ORPHAN_GRACE:
+                written = ref.mtime
+                if written is not None and s.now() - written > ORPHAN_GRACE and s.now() - ref.time > ORPHAN_GRACE:
                     _delete(s, listing, ref.name)
                     done.append(ref.name)
     return done
@@ -921,6 +925,14 @@ def change_passphrase(
                     continue
             if old_key is not None:
                 break
+        if old_key is None and any(h.epoch < newest for h in listing.headers):
+            # An older epoch still opens with the right old passphrase and may hold views
+            # not folded in yet: never call the job done (and delete them) on a typo.
+            raise AuthenticationError(
+                f"the current passphrase does not open epoch {older[-1]}, which the interrupted "
+                f"passphrase change to epoch {newest} still has to fold in",
+                hint="give the OLD passphrase as the current one and the new one as the new passphrase",
+            )
         rep = RotationReport(old_epoch=old_key.epoch if old_key else newest, new_epoch=newest, resumed=True)
         if old_key is None:
             rep.already_done = True

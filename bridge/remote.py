@@ -58,6 +58,9 @@ class ViewRef:
     epoch: int
     seq: int
     time: int
+    # When the remote says the object was written (None: unknown). Unlike ``time`` (the
+    # name's, kept by re-encrypted copies) it tells a rotation in flight from a leftover.
+    mtime: float | None = field(default=None, compare=False)
 
     @property
     def snapshot_id(self) -> str:
@@ -80,7 +83,8 @@ class Listing:
             if m := _HEADER_RE.fullmatch(name):
                 out.headers.append(HeaderRef(name, size, int(m[1]), m[2], int(m[3])))
             elif m := _VIEW_RE.fullmatch(name):
-                out.views.append(ViewRef(name, size, m[1], int(m[2]), int(m[3]), int(m[4])))
+                mtime = getattr(info, "mtime", None)
+                out.views.append(ViewRef(name, size, m[1], int(m[2]), int(m[3]), int(m[4]), mtime))
             else:
                 out.other.append((name, size))
         out.headers.sort(key=lambda h: (h.epoch, h.time, h.device))

@@ -400,7 +400,7 @@ class _Writer:
             return self._refuse(entry, acc, "the entry's HOTP fields hold another account; left unchanged")
         convention, fields = free[0]
         old = by_conv.get(convention)
-        self._write(entry, fields(acc), ())
+        self._write(entry, fields(acc), old.fields if old else ())
         for conv, slot in by_conv.items():
             if conv != convention:
                 self._drop_slot(entry, slot)

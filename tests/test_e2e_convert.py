@@ -140,5 +140,8 @@ def test_stratum_sets_agree_across_apps():
         assert len(accounts) >= len(STRATUM) - 1, kind  # 2FAS cannot hold the 9-digit one
         for acc in accounts:
             ref = reference[acc.identity]
-            # names differ by app when there is no issuer (2FAS: service name only)
-            assert comparable(acc).replace(name=ref.name) == ref, (kind, acc.label)
+            if kind == "freeotp+" and ref.digits > 8:
+                continue  # FreeOTP+ holds at most 8 digits; Stratum exported it as 8
+            if ref.issuer == "NoIssuer":  # apps disagree on which of issuer/name a bare label is
+                acc = acc.replace(issuer=ref.issuer, name=ref.name)
+            assert comparable(acc) == ref, (kind, acc.label)

@@ -548,6 +548,9 @@ def test_hotp_keepass_cannot_compute_is_kept_whole(user_db):
     assert "otp" not in fields and not any(k.startswith("HmacOtp-") for k in fields)
     assert key(read_map(user_db)[secret(29)]) == key(odd)
     assert kstore(user_db).apply([odd]).unchanged == 1  # read back as it was written: no churn
+    renamed = odd.replace(issuer="Renamed Co", name="new name")  # the URI holds them: kept exactly
+    assert kstore(user_db).apply([renamed]).updated
+    assert key(read_map(user_db)[secret(29)]) == key(renamed)
 
 
 def test_hotp_counter_update(user_db):
@@ -689,7 +692,7 @@ HOTP_TARGETS = {
 
 def _hotp_start(shape: str, i: int) -> dict:
     if shape == "hmacotp":
-        return {"HmacOtp-Secret-Base32": S[i], "HmacOtp-Counter": "3"}
+        return {"HmacOtp-Secret-Hex": secret(i).hex(), "HmacOtp-Counter": "3"}
     uri = f"otpauth://hotp/Start{i}:u{i}?secret={S[i]}&issuer=Start{i}&counter=3&algorithm=SHA256&digits=8"
     return {"otp": uri} if shape == "otp-uri" else {kf.OB_HOTP_FIELD: uri}
 
