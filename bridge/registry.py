@@ -22,7 +22,6 @@ BACKEND_GROUP = "otpbridge.backends"
 # Third-party module -> the extra that installs it.
 _EXTRA_FOR_MODULE = {
     "pykeepass": "keepass",
-    "gnupg": "pass",
     "google": "gauth",
     "segno": "gauth",
     "nacl": "ente",

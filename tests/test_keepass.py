@@ -849,3 +849,8 @@ def test_cli_convert_uri_fixture_to_new_keepass_and_list_it(tmp_path, monkeypatc
     (shown,) = json.loads(out)["codes"]
     (air,) = [a for a in expected if a.issuer == "Air Canada"]
     assert shown["code"] == rfc4226(air.secret, air.counter, 7, Algorithm.SHA256)
+    # --advance stores the next counter in the otpbridge-hotp URI.
+    assert main(["code", dest, "Air Canada", "--advance"]) == 0
+    capsys.readouterr()
+    (after,) = [a for a in kstore(db, ctx_with("cli-pw")).read().accounts if a.issuer == "Air Canada"]
+    assert after == air.replace(counter=air.counter + 1, folder="")

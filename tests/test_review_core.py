@@ -118,3 +118,153 @@ def test_finishing_a_change_with_a_wrong_old_passphrase_deletes_nothing(tmp_path
     assert "Traceback" not in res.err
     ok(a.run("passphrase", "change", env=NEW))  # the right old passphrase finishes the job
     assert late.identity in remote_ids(remote, NEW_PASS)
+
+
+# --- restore into an existing store ---------------------------------------------------------
+def test_restore_never_moves_a_hotp_counter_backwards(tmp_path):
+    """The target already used codes up to counter 40; the vault knows 5. A restore that
+    writes 5 back re-offers 35 used codes (and the service rejects them as replays)."""
+    a, _b, remote = pair(tmp_path)
+    h = make_account("hot", kind="hotp", counter=5)
+    a.add(h)
+    ok(a.sync())
+    other = Device(tmp_path / "other", str(remote), "other")
+    other.write_accounts([h.replace(counter=40, name="renamed here")])
+    res = ok(other.run("restore", str(remote), "--into", other.store, "--json"))
+    got = other.accounts()[h.identity]
+    assert got.counter == 40, res.out
+    assert got.name == h.name  # the vault's fields are restored; only the counter is kept
+
+
+def test_restore_accept_rollback_is_honoured(tmp_path):
+    a, b, remote = pair(tmp_path)
+    b.add(make_account("1"))
+    ok(b.sync())
+    old = next((remote / "devices").rglob("*.view"))
+    saved = old.read_bytes()
+    b.add(make_account("2"))
+    ok(b.sync())
+    ok(a.sync())
+    for p in list(old.parent.glob("*.view")):
+        p.unlink()
+    old.write_bytes(saved)  # the provider served an old copy of b's folder
+    target = f"uris:{tmp_path / 'out.txt'}"
+    assert a.run("restore", "--into", target).code == 4
+    res = a.run("restore", "--into", target, "--accept-rollback", "--json")
+    assert res.code == 0, res.err
+    assert res.json()["accounts"] == 1
+
+
+# --- hostile but authenticated content, reprs -------------------------------------------------
+def _vault_key(dev: Device, passphrase: str = PASS):
+    from otpbridge.engine import open_key
+    from otpbridge.remote import Listing
+
+    s = engine_session(dev, passphrase=passphrase)
+    return open_key(s, Listing.parse(s.backend.list()), s.load_state(), Secret(passphrase))[0]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"records": ["not a record"]},
+        {"records": [{"id": "x", "c": 1, "d": "cccccccccccc", "a": ["list"]}]},
+        {"records": [], "removed": ["not", "a", "dict"]},
+        {"records": [], "removed": {"cccccccccccc": "not a dict"}},
+        {"records": [], "devices": "nope"},
+        {"records": [{"id": "x", "c": None, "d": "cccccccccccc", "a": None}]},
+    ],
+)
+def test_malformed_view_from_a_key_holder_is_exit_4_not_a_traceback(tmp_path, payload):
+    """A buggy or hostile device that holds the key writes a view of the wrong shape."""
+    from otpbridge.remote import encode_view, view_name
+
+    a, _b, remote = pair(tmp_path)
+    a.add(make_account("1"))
+    ok(a.sync())
+    key = _vault_key(a)
+    dev = "cccccccccccc"
+    body = {"v": 1, "device": dev, "seq": 1, "epoch": 1, "time": 1, "clock": 1, **payload}
+    path = remote / view_name(dev, 1, 1, time.time())
+    path.parent.mkdir(parents=True)
+    path.write_bytes(key.seal("view", dev, 1, encode_view(body)))
+    a.add(make_account("2"))
+    res = a.sync()
+    # a new view that does not parse is skipped with a warning, like a half-written one
+    assert res.code in (0, 4), res.err
+    assert "Traceback" not in res.err
+    res = a.run("verify")
+    assert res.code == 4 and "Traceback" not in res.err
+
+
+def test_remote_repr_shows_no_secret(tmp_path):
+    from otpbridge.engine import load_remote
+
+    a, _b, _remote = pair(tmp_path)
+    acc = make_account("1")
+    a.add(acc)
+    ok(a.sync())
+    s = engine_session(a)
+    remote = load_remote(s, s.load_state(), Secret(PASS))
+    text = repr(remote) + repr(s)
+    assert acc.secret_b32 not in text and acc.secret_b32.rstrip("=") not in text
+
+
+# --- the rclone child's environment --------------------------------------------------------
+def _rclone_spy(tmp_path: Path) -> tuple[Path, Path]:
+    from otpbridge.backends.rclone_exec import find_rclone
+
+    real = find_rclone(os.environ)
+    dump = tmp_path / "rclone-env.txt"
+    spy = tmp_path / "rclone-spy"
+    spy.write_text(f'#!/bin/sh\nenv >> "{dump}"\necho "ARGV $*" >> "{dump}"\nexec "{real}" "$@"\n')
+    spy.chmod(0o700)
+    return spy, dump
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="shell script spy")
+def test_store_password_env_does_not_reach_rclone(tmp_path):
+    pytest.importorskip("pykeepass")
+    spy, dump = _rclone_spy(tmp_path)
+    remote = f":local:{tmp_path / 'remote'}"
+    dev = Device(tmp_path / "kp", remote, "kp")
+    dev.env.update(OTPBRIDGE_RCLONE=str(spy), KP_MASTER="kdbx-master-password-1234")
+    spec = f"keepass:{tmp_path / 'kp' / 'otp.kdbx'}?password-env=KP_MASTER"
+    ok(dev.run("init", remote, "--store", spec, "--device", "kp", "--kdf", "insecure-test"))
+    ok(dev.sync())
+    text = dump.read_text()
+    assert "ARGV" in text  # the spy really ran
+    assert "kdbx-master-password-1234" not in text
+    assert PASS not in text
+
+
+# --- hostile remotes: sizes, names, vanishing objects ----------------------------------------
+def _sparse(path: Path, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+
+
+def test_huge_objects_are_not_downloaded(tmp_path):
+    """A view or header bigger than any valid one is refused from the listing alone."""
+    from otpbridge.remote import header_name, view_name
+    from otpbridge.vault import PAD_MAX
+
+    a, _b, remote = pair(tmp_path)
+    a.add(make_account("1"))
+    ok(a.sync())
+    big = remote / view_name("dddddddddddd", 1, 1, time.time())
+    _sparse(big, PAD_MAX + 4096)
+    a.add(make_account("2"))
+    faulty = FaultyBackend(LocalBackend(str(remote)))
+    rep = sync(engine_session(a, faulty))
+    assert any("dddddddddddd" in w for w in rep.warnings)
+    assert not [e for e in faulty.events if e[0] == "read" and e[2] == big.relative_to(remote).as_posix()]
+    hdr = remote / header_name(1, "dddddddddddd", time.time())
+    _sparse(hdr, 50 * 1024 * 1024)
+    faulty = FaultyBackend(LocalBackend(str(remote)))
+    a.add(make_account("3"))
+    with pytest.raises(OtpBridgeError) as info:
+        sync(engine_session(a, faulty))
+    assert info.value.exit_code == 4
+    assert not [e for e in faulty.events if e[0] == "read" and e[2].startswith("epochs/0000000001-dddd")]
