@@ -101,7 +101,7 @@ class Remote:
     listing: Listing
     key: Any  # vault.VaultKey
     header: HeaderRef
-    views: dict[str, tuple[ViewRef, dict]] = field(default_factory=dict)
+    views: dict[str, tuple[ViewRef, dict]] = field(default_factory=dict, repr=False)  # plaintext secrets
     records: dict[str, Record] = field(default_factory=dict)
     removed: dict[str, dict] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
@@ -177,9 +177,16 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 
-def _read_header(s: Session, ref: HeaderRef, vault_id: str) -> bytes:
-    from .vault import peek_epoch
+def _check_size(name: str, size: int, limit: int) -> None:
+    """Refuse from the listing what no valid object can be (a hostile remote's 10 GB file)."""
+    if size > limit:
+        raise IntegrityError(f"{name} is {size} bytes, more than any valid object ({limit})")
 
+
+def _read_header(s: Session, ref: HeaderRef, vault_id: str) -> bytes:
+    from .vault import max_header_size, peek_epoch
+
+    _check_size(ref.name, ref.size, max_header_size())
     raw = s.backend.read(ref.name)
     info = peek_epoch(raw)
     if info.epoch != ref.epoch:
@@ -236,10 +243,16 @@ def open_key(
 
 
 def _open_view(s: Session, key: Any, ref: ViewRef) -> dict:
+    from .vault import max_object_size
+
+    _check_size(ref.name, ref.size, max_object_size())
     raw = s.backend.read(ref.name)
     plain = key.open(raw, kind=VIEW_KIND, device=ref.device, seq=ref.seq)
     data = decode_view(plain, ref)
-    data["_records"] = {r.id: r for r in (Record.from_json(x) for x in data["records"])}
+    try:
+        data["_records"] = {r.id: r for r in (Record.from_json(x) for x in data["records"])}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # no text: it may quote a field
+        raise IntegrityError(f"{ref.name}: a record of the view is malformed ({type(exc).__name__})") from None
     return data
 
 
@@ -464,6 +477,13 @@ def sync(
         raise ValueError(mode)
     state = s.load_state()
     _check_device(s, state)
+    primary = s.stores[0] if s.stores else None
+    if mode == "sync" and primary is not None and not getattr(primary, "can_write", lambda: True)():
+        # Found out only after the upload, this failed every later run half-way through.
+        raise UsageError(
+            f"the primary store {primary.label} cannot be written, so it cannot receive other devices' changes",
+            hint="use 'otpbridge backup' (one way), or make a writable store the first --store",
+        )
     report = SyncReport(mode=mode, dry_run=dry_run)
     listing = None
     if not (force or tombstone_remote_only or remove_devices):
@@ -780,10 +800,28 @@ def remote_accounts(
 
 
 def restore(
-    s: Session, state: SyncState, target: Any, *, snapshot: str | None = None, dry_run: bool = False
+    s: Session,
+    state: SyncState,
+    target: Any,
+    *,
+    snapshot: str | None = None,
+    dry_run: bool = False,
+    accept_rollback: bool = False,
 ) -> RestoreReport:
-    """Add every account of the vault to ``target``; never removes anything from it."""
-    accounts, remote = remote_accounts(s, state, snapshot=snapshot)
+    """Add every account of the vault to ``target``; never removes anything from it.
+
+    An account the target already holds keeps its HOTP counter when that is higher: the
+    codes below it were used (SPEC §6, counters never go backwards), maybe after the
+    vault's copy (an old snapshot, a device that did not sync since).
+    """
+    from .model import Kind
+
+    accounts, remote = remote_accounts(s, state, snapshot=snapshot, accept_rollback=accept_rollback)
+    if target.exists():
+        for have in target.read().accounts:
+            acc = accounts.get(have.identity)
+            if acc is not None and acc.kind is Kind.HOTP and have.counter > acc.counter:
+                accounts[have.identity] = acc.replace(counter=have.counter)
     ordered = sorted(accounts.values(), key=lambda a: (a.folder, a.issuer.lower(), a.name.lower()))
     wr = target.apply(ordered, (), dry_run=dry_run)
     return RestoreReport(
@@ -820,7 +858,7 @@ class VerifyReport:
 
 def verify(s: Session, state: SyncState) -> VerifyReport:
     """Download and decrypt every object of the current epoch; report, never repair."""
-    from .vault import peek_epoch
+    from .vault import max_header_size, peek_epoch
 
     passphrase = s.get_passphrase()
     listing = Listing.parse(s.backend.list())
@@ -828,6 +866,7 @@ def verify(s: Session, state: SyncState) -> VerifyReport:
     rep = VerifyReport(epoch=key.epoch)
     for h in listing.headers:
         try:
+            _check_size(h.name, h.size, max_header_size())
             info = peek_epoch(s.backend.read(h.name))
             if info.vault_id != key.vault_id or info.epoch != h.epoch:
                 raise IntegrityError("belongs to another vault or epoch")
@@ -978,10 +1017,13 @@ def _reencrypt(s: Session, listing: Listing, old_key: Any, new_key: Any, rep: Ro
     """Re-seal every view of the old epoch that has no twin in the new one yet."""
     twins = {(v.device, v.seq) for v in listing.views_of(new_key.epoch)}
     todo = [v for v in listing.views_of(old_key.epoch) if (v.device, v.seq) not in twins]
+    from .vault import max_object_size
+
     for i, ref in enumerate(todo):
         s.tick("re-encrypting", i, len(todo))
-        raw = s.backend.read(ref.name)
         try:
+            _check_size(ref.name, ref.size, max_object_size())
+            raw = s.backend.read(ref.name)
             plain = old_key.open(raw, kind=VIEW_KIND, device=ref.device, seq=ref.seq)
         except IntegrityError as exc:
             s.warn(f"{ref.name} is unreadable and is left out of the new epoch: {exc}")

@@ -35,7 +35,8 @@ class Algorithm(StrEnum):
         try:
             return cls(norm)
         except ValueError:
-            raise ValueError(f"unsupported algorithm {text!r} (use SHA1, SHA256 or SHA512)") from None
+            # The value is not quoted: a mangled export may hold anything in any field.
+            raise ValueError("unsupported algorithm (use SHA1, SHA256 or SHA512)") from None
 
 
 MIN_DIGITS, MAX_DIGITS = 5, 10

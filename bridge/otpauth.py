@@ -57,7 +57,7 @@ def _int_param(params: dict[str, str], key: str, default: int) -> int:
         return default
     text = unquote(raw).strip()
     if not text.isascii() or not text.isdigit() or len(text) > 20:
-        raise UriError(f"{key} is not a whole number: {text[:20]!r}")
+        raise UriError(f"{key} is not a whole number")
     return int(text)
 
 

@@ -157,6 +157,15 @@ def decode_view(raw: bytes, ref: ViewRef) -> dict:
             raise ValueError("view names another device or sequence")
         if not isinstance(data.get("records"), list):
             raise ValueError("no records")
+        # Authenticated, yet written by another program that holds the key (a bug, a
+        # hostile device): a wrong shape must be exit 4, never an AttributeError.
+        if not all(isinstance(r, dict) for r in data["records"]):
+            raise ValueError("a record is not an object")
+        removed = data.get("removed") or {}
+        if not isinstance(removed, dict) or not all(isinstance(v, dict) for v in removed.values()):
+            raise ValueError("'removed' is not a map of objects")
+        if not isinstance(data.get("devices") or {}, dict):
+            raise ValueError("'devices' is not a map")
     except (ValueError, UnicodeDecodeError) as exc:
         raise IntegrityError(f"{ref.name}: the view is malformed ({exc})") from None
     return data

@@ -307,6 +307,15 @@ def _bucket(n: int) -> int:
     return 1 << (need - 1).bit_length()
 
 
+def max_object_size() -> int:
+    """No valid sealed object is bigger: a listing alone can refuse a huge one unread."""
+    return _OBJ_PREFIX.size + PAD_MAX + TAG_LEN
+
+
+def max_header_size() -> int:
+    return _header_len(MAX_SALT_LEN)
+
+
 def padded_size(plaintext_len: int) -> int:
     """Size of the sealed object for a plaintext of this length (for docs, tests and the engine)."""
     return _OBJ_PREFIX.size + _bucket(plaintext_len) + TAG_LEN

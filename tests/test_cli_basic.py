@@ -171,3 +171,22 @@ def test_binary_garbage_is_a_clear_error(capsys, tmp_path):
     junk.write_bytes(b"\xff\xfe\x00garbage" * 10)
     code, _, err = run(capsys, "list", f"uris:{junk}")
     assert code == 4 and "UTF-8" in err
+
+
+def test_ctrl_c_exits_130_without_traceback(capsys, monkeypatch):
+    import otpbridge.cli.basic as basic
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(basic, "_matches", interrupted)
+    code, _, err = run(capsys, "list", f"uris:{FIXTURES / 'otpauth_uri' / 'plain.txt'}")
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
+
+
+def test_bad_values_are_not_echoed(capsys, tmp_path):
+    src = tmp_path / "odd.txt"
+    src.write_text("otpauth://totp/A:a?secret=JBSWY3DPEHPK3PXP&algorithm=SECRETLOOKINGVALUE\n"
+                   "otpauth://totp/B:b?secret=JBSWY3DPEHPK3PXQ&digits=SECRETLOOKINGVALUE\n")
+    code, _, err = run(capsys, "list", f"uris:{src}")
+    assert code == 7 and "SECRETLOOKINGVALUE" not in err

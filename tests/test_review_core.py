@@ -260,11 +260,227 @@ def test_huge_objects_are_not_downloaded(tmp_path):
     rep = sync(engine_session(a, faulty))
     assert any("dddddddddddd" in w for w in rep.warnings)
     assert not [e for e in faulty.events if e[0] == "read" and e[2] == big.relative_to(remote).as_posix()]
-    hdr = remote / header_name(1, "dddddddddddd", time.time())
+    hdr = remote / header_name(2, "dddddddddddd", time.time())  # the newest epoch: it must be read
     _sparse(hdr, 50 * 1024 * 1024)
     faulty = FaultyBackend(LocalBackend(str(remote)))
     a.add(make_account("3"))
     with pytest.raises(OtpBridgeError) as info:
         sync(engine_session(a, faulty))
     assert info.value.exit_code == 4
-    assert not [e for e in faulty.events if e[0] == "read" and e[2].startswith("epochs/0000000001-dddd")]
+    assert not [e for e in faulty.events if e[0] == "read" and e[2].startswith("epochs/0000000002-dddd")]
+
+
+# --- unreadable stores must never look empty --------------------------------------------------
+def _remote_count(remote: Path, passphrase: str = PASS) -> int:
+    return len(remote_ids(remote, passphrase))
+
+
+def test_store_emptied_is_refused_by_the_guard(tmp_path):
+    a, _b, remote = pair(tmp_path)
+    a.add(make_account("1"), make_account("2"))
+    ok(a.sync())
+    a.store_path.write_text("")  # truncated to nothing (a crashed editor, a bad copy)
+    res = a.sync()
+    assert res.code == 6, res.err
+    res = a.run("backup")
+    assert res.code == 6, res.err
+    assert _remote_count(remote) == 2
+
+
+def test_keepass_wrong_password_is_exit_3_and_sends_nothing(tmp_path):
+    pytest.importorskip("pykeepass")
+    remote = tmp_path / "remote"
+    dev = Device(tmp_path / "kp", str(remote), "kp")
+    dev.env["KP"] = "right-password"
+    spec = f"keepass:{tmp_path / 'kp' / 'otp.kdbx'}?password-env=KP"
+    ok(dev.run("init", str(remote), "--store", spec, "--device", "kp", "--kdf", "insecure-test"))
+    feeder = Device(tmp_path / "feeder", str(remote), "feeder")
+    ok(feeder.init())
+    feeder.add(*[make_account(str(i)) for i in range(5)])
+    ok(feeder.sync())
+    ok(dev.sync())
+    assert _remote_count(remote) == 5
+    feeder.add(make_account("more"))
+    ok(feeder.sync())  # the remote changed: no fast path, the store must be opened
+    res = dev.sync(env={"KP": "wrong-password"})
+    assert res.code == 3, res.err
+    res = dev.sync("--allow-deletions", env={"KP": "wrong-password"})
+    assert res.code == 3, res.err
+    assert _remote_count(remote) == 6
+
+
+def test_pass_store_without_the_gpg_key_deletes_nothing(tmp_path, gpg_keys, monkeypatch):
+    from otpbridge.otpauth import format_uri
+    from tests.support.gpg import PassDir
+
+    alice = gpg_keys.copy("alice")
+    bob = gpg_keys.copy("bob")
+    try:
+        store = PassDir(tmp_path / "store", alice)
+        store.init(gpg_keys.alice.fingerprint)
+        accs = [make_account(f"p{i}") for i in range(4)]
+        for acc in accs:
+            store.write(f"site{acc.issuer}", (format_uri(acc) + "\n").encode())
+        remote = tmp_path / "remote"
+        dev = Device(tmp_path / "dev", str(remote), "dev")
+        dev.env["GNUPGHOME"] = str(alice.path)
+        ok(dev.run("init", str(remote), "--store", f"pass:{store.path}", "--device", "dev", "--kdf", "insecure-test"))
+        ok(dev.sync())
+        assert _remote_count(remote) == 4
+        feeder = Device(tmp_path / "feeder", str(remote), "feeder")
+        ok(feeder.init())
+        ok(feeder.sync())
+        feeder.add(make_account("more"))
+        ok(feeder.sync())  # the remote changed: no fast path, the store must be read
+        # the same store read where the key is missing (another user, a locked smartcard)
+        for p in dev.home.rglob("store-cache.sealed"):
+            p.unlink()
+        res = dev.sync("--allow-deletions", env={"GNUPGHOME": str(bob.path)})
+        assert res.code != 0, res.out
+        assert "Traceback" not in res.err
+        assert _remote_count(remote) == 5
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_read_only_primary_fails_before_changing_the_remote(tmp_path):
+    """A primary that cannot be written (a Bitwarden export) cannot receive: say so up
+    front instead of uploading and then failing every run after the upload."""
+    import shutil
+
+    from tests.support.paths import FIXTURES
+
+    src = FIXTURES / "bitwarden" / "bitwarden.unencrypted.json"
+    if not src.exists():
+        pytest.skip("shared fixtures missing")
+    remote = tmp_path / "remote"
+    feeder = Device(tmp_path / "feeder", str(remote), "feeder")
+    ok(feeder.init())
+    feeder.add(make_account("from-feeder"))
+    ok(feeder.sync())
+    bw = Device(tmp_path / "bw", str(remote), "bw")
+    export = tmp_path / "bw" / "export.json"
+    shutil.copy(src, export)
+    ok(bw.run("init", str(remote), "--store", f"bitwarden:{export}", "--device", "bw", "--kdf", "insecure-test"))
+    before = sorted(p.name for p in remote.rglob("*"))
+    res = bw.sync()
+    assert res.code == 2, (res.code, res.err)
+    assert sorted(p.name for p in remote.rglob("*")) == before
+    assert "backup" in res.err
+    ok(bw.run("backup"))  # one-way still works
+    assert _remote_count(remote) == 9
+
+
+# --- merge edge cases, end to end ------------------------------------------------------------
+def test_delete_here_edit_there_keeps_the_later_change(tmp_path):
+    a, b, remote = pair(tmp_path)
+    acc = make_account("x")
+    a.add(acc, make_account("y"), make_account("z"))
+    ok(a.sync())
+    ok(b.sync())
+    a.remove(acc.identity)
+    b.edit(acc.identity, name="edited on b")
+    ok(a.sync())
+    res = ok(b.sync()).json()  # b's edit is newer than a's deletion: the account lives
+    assert [c["id"] for c in res["conflicts"]] == [acc.identity]
+    ok(a.sync())
+    assert a.accounts()[acc.identity].name == "edited on b"
+    assert acc.identity in remote_ids(remote)
+
+
+def test_concurrent_edits_with_equal_clocks_converge(tmp_path):
+    """Both devices edit from the same base without seeing each other: equal Lamport
+    clocks, the device id breaks the tie, and both end with the same fields."""
+    a, b, remote = pair(tmp_path)
+    acc = make_account("x")
+    a.add(acc)
+    ok(a.sync())
+    ok(b.sync())
+    a.edit(acc.identity, name="from a")
+    b.edit(acc.identity, name="from b")
+
+    def b_syncs_first(k, name):
+        ok(b.sync())  # b lists before a uploads, a listed before b uploads
+        return False
+
+    sync(engine_session(a, FaultyBackend(LocalBackend(str(remote)), fail_on={"write": lambda k, n: k == 1 and b_syncs_first(k, n)})))
+    for _ in range(2):
+        ok(a.sync())
+        ok(b.sync())
+    assert a.accounts()[acc.identity].name == b.accounts()[acc.identity].name
+    assert a.accounts()[acc.identity].name in ("from a", "from b")
+
+
+def test_old_copy_of_the_store_does_not_move_hotp_backwards(tmp_path):
+    a, b, remote = pair(tmp_path)
+    h = make_account("h", kind="hotp", counter=3)
+    a.add(h)
+    ok(a.sync())
+    old_store = a.store_path.read_bytes()
+    a.edit(h.identity, counter=20)
+    ok(a.sync())
+    a.store_path.write_bytes(old_store)  # the user restored yesterday's file
+    ok(a.sync())
+    ok(b.sync())
+    assert a.accounts()[h.identity].counter == 20
+    assert b.accounts()[h.identity].counter == 20
+
+
+def test_state_file_deleted_then_rejoin_loses_nothing(tmp_path):
+    a, b, remote = pair(tmp_path)
+    a.add(make_account("1"), make_account("2"))
+    ok(a.sync())
+    b.add(make_account("3"))
+    ok(b.sync())
+    ok(a.sync())
+    for p in (a.home).rglob("sync-state.json"):
+        p.unlink()
+    a.add(make_account("4"))
+    res = a.sync()
+    assert res.code == 2 and "init" in res.err  # not joined any more: told how to fix
+    ok(a.init())
+    ok(a.sync())
+    ok(b.sync())
+    want = {make_account(t).identity for t in "1234"}
+    assert set(a.accounts()) == want == set(b.accounts()) == remote_ids(remote)
+
+
+def test_home_restored_from_an_old_backup_is_no_rollback_and_loses_nothing(tmp_path):
+    import shutil
+
+    a, b, remote = pair(tmp_path)
+    a.add(make_account("1"))
+    ok(a.sync())
+    backup = tmp_path / "a-backup"
+    shutil.copytree(a.root, backup)
+    a.add(make_account("2"))
+    ok(a.sync())
+    a.remove(make_account("1").identity)
+    ok(a.sync())
+    b.add(make_account("3"))
+    ok(b.sync())
+    shutil.rmtree(a.root)
+    shutil.copytree(backup, a.root)  # the whole home and store, as they were
+    ok(a.sync())
+    ok(b.sync())
+    want = {make_account("2").identity, make_account("3").identity}
+    assert set(a.accounts()) == want == set(b.accounts()) == remote_ids(remote)
+
+
+def test_account_in_two_stores_with_different_settings_is_not_lost(tmp_path):
+    from otpbridge.otpauth import format_uri
+
+    remote = tmp_path / "remote"
+    a = Device(tmp_path / "a", str(remote), "a")
+    extra = tmp_path / "a" / "extra.txt"
+    acc = make_account("dual", kind="hotp", counter=2)
+    a.write_accounts([acc.replace(name="primary name")])
+    extra.write_text(format_uri(acc.replace(name="secondary name", counter=9)) + "\n")
+    ok(a.run("init", str(remote), "--store", a.store, "--store", f"uris:{extra}", "--device", "a",
+             "--kdf", "insecure-test"))
+    ok(a.sync())
+    assert a.accounts()[acc.identity].counter == 9  # the highest counter wins everywhere
+    a.write_accounts([])  # deleted from the primary, still in the secondary
+    ok(a.sync())
+    assert acc.identity in remote_ids(remote)

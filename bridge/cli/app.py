@@ -107,7 +107,10 @@ def _run(args: list[str]) -> int:
         return 2 if isinstance(err, click.UsageError) else err.exit_code
     except click.exceptions.Exit as err:
         return err.exit_code
-    except click.Abort:
+    except click.Abort as err:
+        if isinstance(err.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("otpbridge: interrupted", err=True)
+            return 130
         click.echo("otpbridge: aborted", err=True)
         return 1
     except KeyboardInterrupt:

@@ -43,13 +43,28 @@ def _progress(state: State):
     return tick
 
 
-def _session(state: State, settings: dict[str, Any], *, remote: str | None = None, stores: bool = True):
+def _password_envs(specs: list[str]) -> set[str]:
+    """The variables that hold store passwords (``?password-env=NAME``)."""
+    from urllib.parse import parse_qsl
+
+    names = set()
+    for spec in specs:
+        if "?" in spec:
+            names.update(v for k, v in parse_qsl(spec.rpartition("?")[2]) if k == "password-env")
+    return names
+
+
+def _session(state: State, settings: dict[str, Any], *, remote: str | None = None, stores: bool = True,
+             also: tuple[str, ...] = ()):
     from otpbridge.backends.base import open_backend
 
     from ..engine import Session
 
     device = settings.get("device", {}) if isinstance(settings.get("device"), dict) else {}
-    backend = open_backend(remote or settings["remote"], stats=state.stats, environ=state.environ)
+    # rclone needs none of the stores' passwords (SPEC §7: only the child that needs a secret gets it).
+    hidden = _password_envs([*settings.get("stores", []), *also])
+    environ = {k: v for k, v in state.environ.items() if k not in hidden}
+    backend = open_backend(remote or settings["remote"], stats=state.stats, environ=environ)
     return Session(
         backend=backend,
         state_dir=state.config.state_dir,
@@ -303,11 +318,12 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
     if remote is None and not into and not settings.get("stores"):
         raise UsageError("where to? no --into was given and no store is configured")
     target_spec = into or settings["stores"][0]
-    s = _session(state, settings if remote is None else {"remote": remote}, remote=remote, stores=False)
+    s = _session(state, settings if remote is None else {"remote": remote}, remote=remote, stores=False,
+                 also=(target_spec,))
     local_state = SyncState.load(state.config.state_dir) if remote is None else SyncState()
     target = state.open_store(target_spec)
     with s.backend:
-        rep = restore(s, local_state, target, snapshot=snapshot, dry_run=dry_run)
+        rep = restore(s, local_state, target, snapshot=snapshot, dry_run=dry_run, accept_rollback=accept_rollback)
     for w in rep.warnings:
         state.warn(w)
     if as_json:
