@@ -106,6 +106,7 @@ class Remote:
     removed: dict[str, dict] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     garbage: list[ViewRef] = field(default_factory=list)
+    skipped: list[ViewRef] = field(default_factory=list)  # listed, but could not be read this run
     own_regressed: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -287,6 +288,7 @@ def load_remote(
                 if dev == s.device_id:
                     remote.garbage.append(ref)  # our own interrupted upload
                 else:
+                    remote.skipped.append(ref)
                     remote.warnings.append(f"skipped {ref.name} (unreadable, maybe still being written): {exc}")
                 continue
             remote.views[dev] = (ref, data)
@@ -606,7 +608,9 @@ def sync(
     if s.device_name:
         state.device_names[s.device_id] = s.device_name
     state.fingerprints = {k: v for k, v in _fingerprints(s.stores).items() if v is not None}
-    state.listing = listing.signature()
+    # A view we could not read must not count as seen: the fast path would skip it for good.
+    unread = {ref.name for ref in remote.skipped}
+    state.listing = [entry for entry in listing.signature() if entry[0] not in unread]
     state.last_verified_backup = report.verified_at
     state.last_sync = s.now()
     state.last_error = None
@@ -986,13 +990,14 @@ def change_passphrase(
         _finish_rotation(s, state, listing, old_key, resume_key, rep)
         return rep
     # A fresh change: first bring everything together under the old key.
+    mode = "sync" if not s.stores or getattr(s.stores[0], "can_write", lambda: True)() else "backup"
     if dry_run:
-        pre = sync(s, mode="sync", dry_run=True, accept_rollback=accept_rollback, force=True,
+        pre = sync(s, mode=mode, dry_run=True, accept_rollback=accept_rollback, force=True,
                    tombstone_remote_only=discard_remote_only)
         rep = RotationReport(old_epoch=state.epoch, new_epoch=newest + 1, dry_run=True)
         rep.lost = pre.deleted if discard_remote_only else []
         return rep
-    pre = sync(s, mode="sync", accept_rollback=accept_rollback, force=True, tombstone_remote_only=discard_remote_only)
+    pre = sync(s, mode=mode, accept_rollback=accept_rollback, force=True, tombstone_remote_only=discard_remote_only)
     state = s.load_state()
     listing = Listing.parse(s.backend.list())
     old_key, _ref = open_key(s, listing, state, old)  # cached: no second derivation

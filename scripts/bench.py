@@ -101,6 +101,11 @@ class Env:
     sizes: dict[str, int]
 
     @property
+    def heavy_runs(self) -> int:
+        """Runs of scenarios that derive a key each time (quick mode: counts matter, not times)."""
+        return 2 if self.quick else self.runs
+
+    @property
     def startup_runs(self) -> int:
         return self.runs if self.quick else self.runs * 2  # cheap and the noisiest: more runs
 
@@ -518,7 +523,7 @@ def _sync_rows(b: Env, label: str, remote: str, env: dict[str, str], accounts: i
         one.update(stats_of(run([OTPBRIDGE, "--stats", "sync"], senv)))
         problems.extend(expect(one, "one-change sync", kdf=1, uploads=1, verifications=1, listings=1))
 
-    ours1, base1 = paired(onechange, lambda: run(base_argv, env), b.runs, before=change)
+    ours1, base1 = paired(onechange, lambda: run(base_argv, env), b.heavy_runs, before=change)
     rows.append(
         Row(
             f"sync, one change ({accounts} accounts, {label})",
@@ -528,7 +533,7 @@ def _sync_rows(b: Env, label: str, remote: str, env: dict[str, str], accounts: i
             "1 kdf · 1 upload + its verification",
             counts=dict(one),
             problems=sorted(set(problems)),
-            runs=b.runs,
+            runs=b.heavy_runs,
         )
     )
     return rows
@@ -621,7 +626,7 @@ def bench_pass(b: Env) -> list[Row]:
         problems.extend(expect(one, "pass sync after one change", gpg=1, kdf=1, uploads=1))
 
     one_gpg = [GPG, "--batch", "-q", "-d", str(files[0])]
-    ours2, base2 = paired(second, lambda: run(one_gpg, penv), b.runs, before=change)
+    ours2, base2 = paired(second, lambda: run(one_gpg, penv), b.heavy_runs, before=change)
     rows.append(
         Row(
             f"pass: sync after one entry changed ({entries})",
@@ -631,7 +636,7 @@ def bench_pass(b: Env) -> list[Row]:
             "1 gpg call · 1 kdf",
             counts=dict(one),
             problems=sorted(set(problems)),
-            runs=b.runs,
+            runs=b.heavy_runs,
         )
     )
     nochange: dict[str, int] = {}

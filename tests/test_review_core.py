@@ -7,9 +7,8 @@ the real CLI; FaultyBackend only to interleave two devices or inject a fault.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-import stat
 import sys
 import threading
 import time
@@ -484,3 +483,180 @@ def test_account_in_two_stores_with_different_settings_is_not_lost(tmp_path):
     a.write_accounts([])  # deleted from the primary, still in the secondary
     ok(a.sync())
     assert acc.identity in remote_ids(remote)
+
+
+def test_read_only_primary_can_still_change_the_passphrase(tmp_path):
+    import shutil
+
+    from tests.support.paths import FIXTURES
+
+    src = FIXTURES / "bitwarden" / "bitwarden.unencrypted.json"
+    if not src.exists():
+        pytest.skip("shared fixtures missing")
+    remote = tmp_path / "remote"
+    bw = Device(tmp_path / "bw", str(remote), "bw")
+    export = tmp_path / "bw" / "export.json"
+    shutil.copy(src, export)
+    ok(bw.run("init", str(remote), "--store", f"bitwarden:{export}", "--device", "bw", "--kdf", "insecure-test"))
+    ok(bw.run("backup"))
+    ok(bw.run("passphrase", "change", env=NEW))
+    assert _remote_count(remote, NEW_PASS) == 8
+
+
+# --- hostile remotes and rollback (SPEC §5 exit codes, §6 rollback) ---------------------------
+def _snapshot(remote: Path) -> dict[str, bytes]:
+    return {p.relative_to(remote).as_posix(): p.read_bytes() for p in remote.rglob("*") if p.is_file()}
+
+
+def _synced_pair(tmp_path):
+    a, b, remote = pair(tmp_path)
+    a.add(make_account("1"), make_account("2"))
+    ok(a.sync())
+    b.add(make_account("3"))
+    ok(b.sync())
+    ok(a.sync())
+    a.add(make_account("4"))  # a pending change: every run below must read the remote
+    return a, b, remote
+
+
+def test_header_of_another_vault_as_newest_epoch_is_exit_4(tmp_path):
+    from otpbridge.remote import header_name
+    from otpbridge.vault import PRESETS, create_epoch
+
+    a, _b, remote = _synced_pair(tmp_path)
+    foreign, _key = create_epoch(Secret(PASS), params=PRESETS["insecure-test"], epoch=2)
+    (remote / header_name(2, "eeeeeeeeeeee", time.time())).write_bytes(foreign)
+    before = _snapshot(remote)
+    res = a.sync()
+    assert res.code == 4 and "another vault" in res.err and "Traceback" not in res.err
+    assert _snapshot(remote) == before
+
+
+def test_attacker_header_with_another_passphrase_changes_nothing(tmp_path):
+    """Anyone who can write to the remote can add a header for the same vault id and a
+    newer epoch: devices must refuse (exit 3, told who 'changed' it) and delete nothing."""
+    from otpbridge.remote import header_name
+    from otpbridge.vault import PRESETS, create_epoch
+
+    a, _b, remote = _synced_pair(tmp_path)
+    vid = _vault_key(a).vault_id  # public: it is in every header
+    evil, _key = create_epoch(Secret("attacker"), params=PRESETS["insecure-test"], vault_id=vid, epoch=2)
+    (remote / header_name(2, "eeeeeeeeeeee", time.time())).write_bytes(evil)
+    before = _snapshot(remote)
+    res = a.sync()
+    assert res.code == 3 and "changed on device" in res.err
+    res = a.run("passphrase", "change", env=NEW)
+    assert res.code == 3, res.err
+    assert _snapshot(remote) == before
+    target = tmp_path / "out.txt"
+    res = ok(a.run("restore", "--into", f"uris:{target}", "--json"))
+    assert res.json()["accounts"] == 3 and "using epoch 1" in res.err
+
+
+def test_empty_or_missing_remote_is_refused(tmp_path):
+    import shutil
+
+    a, _b, remote = _synced_pair(tmp_path)
+    shutil.rmtree(remote)
+    res = a.sync()
+    assert res.code == 4 and "no vault" in res.err
+    remote.mkdir()
+    res = a.sync()
+    assert res.code == 4 and "Traceback" not in res.err
+    assert not any(remote.iterdir())
+
+
+def test_garbage_objects_and_names_are_ignored(tmp_path):
+    a, _b, remote = _synced_pair(tmp_path)
+    (remote / "devices" / "not-a-device").mkdir()
+    (remote / "devices" / "not-a-device" / "x.view").write_bytes(b"junk")
+    (remote / "epochs" / "0000000001-zzzz.hdr").write_bytes(b"junk")
+    (remote / "README").write_text("hello")
+    (remote / "devices" / "cccccccccccc").mkdir()
+    (remote / "devices" / "cccccccccccc" / "0000000001-000000000001-1.view").write_bytes(b"\0" * 100)
+    res = ok(a.sync()).json()
+    assert any("cccccccccccc" in w for w in res["warnings"])
+    res = a.run("verify")
+    assert res.code == 4 and "Traceback" not in res.err
+
+
+def test_listed_object_that_cannot_be_read(tmp_path):
+    """The listing shows a view that is gone when read (deleted in between, eventual
+    consistency): a new one is skipped, one verified before is exit 4."""
+    a, b, remote = _synced_pair(tmp_path)
+    b.add(make_account("5"))
+    ok(b.sync())
+    b_dir = next(p for p in (remote / "devices").iterdir() if p.name != engine_session(a).device_id)
+    newest = max(b_dir.glob("*.view"))
+
+    def vanish(k, name):
+        if name == newest.relative_to(remote).as_posix() and newest.exists():
+            newest.rename(newest.with_suffix(".hidden"))
+        return False
+
+    rep = sync(engine_session(a, FaultyBackend(LocalBackend(str(remote)), fail_on={"read": vanish})))
+    assert any("skipped" in w for w in rep.warnings)
+    newest.with_suffix(".hidden").rename(newest)
+    # The listing is back to what the skipping run saw: the fast path must not take it
+    # for "nothing changed" - b's view was never read, its account never received.
+    res = ok(a.sync()).json()
+    assert not res["fast_path"]
+    assert make_account("5").identity in a.accounts()  # now a has verified b's newest view
+    a.add(make_account("6"))
+    with pytest.raises(OtpBridgeError) as info:
+        sync(engine_session(a, FaultyBackend(LocalBackend(str(remote)), fail_on={"read": vanish})))
+    assert info.value.exit_code == 4
+
+
+@pytest.mark.parametrize("whose", ["other", "own"])
+def test_deleting_the_newest_view_is_a_rollback(tmp_path, whose):
+    a, b, remote = _synced_pair(tmp_path)
+    ok(b.sync())
+    a_id = engine_session(a).device_id
+    folder = next(p for p in (remote / "devices").iterdir() if (p.name == a_id) == (whose == "own"))
+    views = sorted(folder.glob("*.view"))
+    if len(views) < 2:  # make sure an older one stays behind
+        (b if whose == "other" else a).add(make_account("extra"))
+        ok((b if whose == "other" else a).sync())
+        if whose == "other":
+            ok(a.sync())
+        views = sorted(folder.glob("*.view"))
+    views[-1].unlink()
+    a.add(make_account("7"))
+    res = a.sync()
+    assert res.code == 4 and "rollback" in res.err, res.err
+
+
+# --- leaks: outputs, files, temp folders -------------------------------------------------------
+def test_no_secret_in_outputs_state_or_temp_files(tmp_path):
+    import tempfile
+
+    tmp_root = Path(tempfile.gettempdir())
+    before = {p.name for p in tmp_root.glob("otpbridge-*")}
+    a, b, remote = pair(tmp_path)
+    acc = make_account("leaky", kind="hotp", counter=3)
+    a.add(acc)
+    outs = [ok(a.sync()), ok(b.sync())]
+    a.edit(acc.identity, name="edited-a")
+    b.edit(acc.identity, name="edited-b")
+    outs += [ok(a.sync()), ok(b.sync()), ok(a.run("restore", "--into", f"uris:{tmp_path / 'r.txt'}", "--json"))]
+    outs += [ok(a.run("verify", "--json")), ok(a.run("snapshots", "--json")), ok(a.run("status", "--json"))]
+    outs += [ok(a.run("passphrase", "change", "--json", env=NEW)),
+             ok(b.sync(env={"OTPBRIDGE_PASSPHRASE": NEW_PASS}))]
+    secret = acc.secret_b32.rstrip("=")
+    for res in outs:
+        assert secret not in res.out + res.err
+        assert PASS not in res.out + res.err and NEW_PASS not in res.out + res.err
+    for home in (a.home, b.home):
+        for p in home.rglob("*"):
+            if p.is_file():
+                data = p.read_bytes()
+                assert secret.encode() not in data and acc.secret not in data, p
+                assert PASS.encode() not in data and NEW_PASS.encode() not in data, p
+    for folder in tmp_root.glob("otpbridge-*"):  # other tests' folders too: content decides
+        if folder.name in before:
+            continue
+        for p in folder.rglob("*"):
+            with contextlib.suppress(OSError):
+                if p.is_file():
+                    assert secret.encode() not in p.read_bytes() and acc.secret not in p.read_bytes(), p
