@@ -14,6 +14,7 @@ by the next run (its changes compare equal to the remote and are not repeated).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
 from collections import Counter
@@ -56,6 +57,27 @@ MAX_DELETION_SHARE = 0.30
 ORPHAN_GRACE = 3600  # a header-less newer epoch younger than this may be a rotation in flight
 
 
+
+def _exclusive(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` holding this device's home lock: a timer, the git hook and a person may
+    start runs of the same device at once, and they must not race on its sequence
+    numbers or state file (other devices need no lock: they never share objects)."""
+
+    @functools.wraps(fn)
+    def wrapper(s: Session, *args: Any, **kwargs: Any) -> Any:
+        from .lock import home_lock
+
+        if s.holds_lock:
+            return fn(s, *args, **kwargs)
+        with home_lock(s.state_dir, wait=s.lock_wait):
+            s.holds_lock = True
+            try:
+                return fn(s, *args, **kwargs)
+            finally:
+                s.holds_lock = False
+
+    return wrapper
+
 @dataclass
 class Session:
     """Everything one device's run needs, passed in explicitly."""
@@ -74,6 +96,8 @@ class Session:
     now: Callable[[], float] = time.time
     retention: Retention = field(default_factory=Retention)
     cache: Any = None  # vault.KeyCache
+    lock_wait: float = 120.0  # seconds to wait for another run of this device (bridge/lock.py)
+    holds_lock: bool = field(default=False, repr=False)  # re-entry: change_passphrase runs sync
 
     def __post_init__(self) -> None:
         if self.cache is None:
@@ -352,6 +376,7 @@ class InitResult:
     epoch: int
 
 
+@_exclusive
 def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret] | None = None) -> InitResult:
     """Create a vault on an empty remote, or join the one there (passphrase checked).
 
@@ -463,6 +488,7 @@ def fast_path(s: Session, state: SyncState) -> Listing | None | bool:
     return listing
 
 
+@_exclusive
 def sync(
     s: Session,
     *,
@@ -803,6 +829,7 @@ def remote_accounts(
     raise UsageError(f"no snapshot {snapshot!r} on the remote", hint="'otpbridge snapshots' lists them")
 
 
+@_exclusive
 def restore(
     s: Session,
     state: SyncState,
@@ -916,6 +943,7 @@ class RotationReport:
         return out
 
 
+@_exclusive
 def change_passphrase(
     s: Session,
     new_passphrase: Callable[[], Secret],
