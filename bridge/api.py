@@ -170,21 +170,19 @@ class Device:
         return data
 
     def _session(self, settings: Mapping[str, Any], *, remote: str | None = None, stores: bool = True):
-        from otpbridge.backends.base import open_backend
-
-        from .engine import Session
+        from .session import make_session
         from .store import open_store as _open
 
-        device = settings.get("device", {}) if isinstance(settings.get("device"), dict) else {}
         ctx = _context(self.environ, self._warn, self.stats)
-        return Session(
-            backend=open_backend(remote or settings["remote"], stats=self.stats, environ=self.environ),
+        return make_session(
+            settings,
             state_dir=self.config.state_dir,
-            device_id=device.get("id", "") or "000000000000",
-            device_name=device.get("name", ""),
-            stores=[_open(spec, ctx) for spec in settings.get("stores", [])] if stores else [],
-            passphrase=self._passphrase,
+            environ=self.environ,
             stats=self.stats,
+            open_store=lambda spec: _open(spec, ctx),
+            passphrase=self._passphrase,
+            remote=remote,
+            stores=stores,
             warn=self._warn,
         )
 

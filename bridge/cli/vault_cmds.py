@@ -43,36 +43,20 @@ def _progress(state: State):
     return tick
 
 
-def _password_envs(specs: list[str]) -> set[str]:
-    """The variables that hold store passwords (``?password-env=NAME``)."""
-    from urllib.parse import parse_qsl
-
-    names = set()
-    for spec in specs:
-        if "?" in spec:
-            names.update(v for k, v in parse_qsl(spec.rpartition("?")[2]) if k == "password-env")
-    return names
-
-
 def _session(state: State, settings: dict[str, Any], *, remote: str | None = None, stores: bool = True,
              also: tuple[str, ...] = ()):
-    from otpbridge.backends.base import open_backend
+    from ..session import make_session
 
-    from ..engine import Session
-
-    device = settings.get("device", {}) if isinstance(settings.get("device"), dict) else {}
-    # rclone needs none of the stores' passwords (SPEC §7: only the child that needs a secret gets it).
-    hidden = _password_envs([*settings.get("stores", []), *also])
-    environ = {k: v for k, v in state.environ.items() if k not in hidden}
-    backend = open_backend(remote or settings["remote"], stats=state.stats, environ=environ)
-    return Session(
-        backend=backend,
+    return make_session(
+        settings,
         state_dir=state.config.state_dir,
-        device_id=device.get("id", "") or "000000000000",
-        device_name=device.get("name", ""),
-        stores=[state.open_store(spec) for spec in settings.get("stores", [])] if stores else [],
-        passphrase=state.passphrase_source().get,
+        environ=state.environ,
         stats=state.stats,
+        open_store=state.open_store,
+        passphrase=state.passphrase_source().get,
+        remote=remote,
+        stores=stores,
+        also=also,
         note=state.note,
         warn=state.warn,
         progress=_progress(state),

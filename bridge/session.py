@@ -1,0 +1,59 @@
+"""Build an :class:`engine.Session` from a device's settings (config.toml).
+
+The CLI and the Python API both go through here, so they open the same backend with
+the same environment rules and the same stores.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .secrets import Secret
+
+
+def password_envs(specs: Iterable[str]) -> set[str]:
+    """The variables that hold store passwords (``?password-env=NAME``)."""
+    names = set()
+    for spec in specs:
+        if "?" in spec:
+            names.update(v for k, v in parse_qsl(spec.rpartition("?")[2]) if k == "password-env")
+    return names
+
+
+def make_session(
+    settings: Mapping[str, Any],
+    *,
+    state_dir: Path,
+    environ: Mapping[str, str],
+    stats: Counter,
+    open_store: Callable[[str], Any],
+    passphrase: Callable[[], Secret] | None,
+    remote: str | None = None,
+    stores: bool = True,
+    also: Iterable[str] = (),
+    **extra: Any,
+):
+    """A Session for this device; ``extra`` goes to the Session (note, warn, progress…)."""
+    from otpbridge.backends.base import open_backend
+
+    from .engine import Session
+
+    device = settings.get("device", {}) if isinstance(settings.get("device"), dict) else {}
+    # rclone needs none of the stores' passwords (SPEC §7: only the child that needs a secret gets it).
+    hidden = password_envs([*settings.get("stores", []), *also])
+    child_env = {k: v for k, v in environ.items() if k not in hidden}
+    backend = open_backend(remote or settings["remote"], stats=stats, environ=child_env)
+    return Session(
+        backend=backend,
+        state_dir=state_dir,
+        device_id=device.get("id", "") or "000000000000",
+        device_name=device.get("name", ""),
+        stores=[open_store(spec) for spec in settings.get("stores", [])] if stores else [],
+        passphrase=passphrase,
+        stats=stats,
+        **extra,
+    )
