@@ -320,7 +320,7 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
             state.echo(f"{pre}add: {label}")
         for label in rep.updated:
             state.echo(f"{pre}update: {label}")
-        state.echo(f"{pre}restore {rep.accounts} accounts into {rep.target} "
+        state.echo(f"{'would restore' if dry_run else 'restored'} {rep.accounts} accounts into {rep.target} "
                    f"({len(rep.added)} new, {len(rep.updated)} updated, {rep.unchanged} unchanged)")
     finish_partial(rep.errors, "entries")
 
