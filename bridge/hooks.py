@@ -397,21 +397,25 @@ def run_syncs(
     pending = state_dir / PENDING_NAME
     lock = state_dir / LOCK_NAME
     env = hook_environment(environ, store)
-    for _attempt in range(2):  # the second pass closes the gap between "no pending" and unlock
+    # Mark first, then try the lock: a runner that holds the lock looks for the mark
+    # again after releasing it, so a mark made before a failed lock attempt is never
+    # missed. (Marking only after the failed attempt left a window in which the runner
+    # had already looked and gone, and the last commit was not synced.)
+    pending.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pending.touch(mode=0o600)
+    rounds = 0
+    while rounds < MAX_ROUNDS:
         with _try_lock(lock) as got:
-            if not got:
-                pending.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                pending.touch(mode=0o600)
+            if not got:  # a runner holds the lock; it sees the mark and syncs once more
                 result.deferred = True
                 return result
-            for _round in range(MAX_ROUNDS):
+            while pending.exists() and rounds < MAX_ROUNDS:
                 with contextlib.suppress(FileNotFoundError):
                     pending.unlink()
                 result.exit_codes.append(_sync_once(command, env, timeout, state_dir, log))
                 result.ran += 1
-                if not pending.exists():
-                    break
-        if not pending.exists():
+                rounds += 1
+        if not pending.exists():  # marked between our last look and the unlock?
             break
     return result
 

@@ -109,11 +109,26 @@ def _no_newline(value: str, what: str) -> str:
     return value
 
 
+_UNIT_BARE = re.compile(r"[A-Za-z0-9/_.,:+=@-]+")
+
+
 def unit_quote(word: str) -> str:
-    """One ExecStart word: double-quoted, with systemd's specifier (%) and variable ($) escapes."""
+    """One ExecStart word: double-quoted, with systemd's specifier (%) and variable ($) escapes.
+
+    Only words made of plainly safe characters stay bare: systemd treats a quote *inside*
+    a bare word as the start of a quoted part, so a path like ``/home/o'brien/…`` must be
+    quoted as a whole ("Unbalanced quoting" otherwise, and the unit has no ExecStart).
+    """
     _no_newline(word, "command")
+    if _UNIT_BARE.fullmatch(word):
+        return word
     escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
-    return f'"{escaped}"' if (escaped != word or not word or any(c.isspace() for c in word)) else word
+    return f'"{escaped}"'
+
+
+def unit_text(value: str, what: str) -> str:
+    """Free text of a unit setting (Description=): one line, specifiers (%) escaped."""
+    return _no_newline(value, what).replace("%", "%%")
 
 
 def unit_environment(name: str, value: str) -> str:
@@ -199,7 +214,7 @@ def render_service(plan: Plan) -> str:
         "# Written by 'otpbridge schedule'; remove with 'otpbridge schedule --uninstall'.",
         "# No secret belongs here: the passphrase comes from OTPBRIDGE_PASSCOMMAND.",
         "[Unit]",
-        f"Description=otpbridge: sync 2FA accounts ({_no_newline(home, 'home')})",
+        f"Description=otpbridge: sync 2FA accounts ({unit_text(home, 'home')})",
         "",
         "[Service]",
         "Type=oneshot",
@@ -275,9 +290,17 @@ def render_cron_block(plan: Plan) -> str:
 def replace_cron_block(crontab: str, name: str, block: str | None) -> str:
     """``crontab`` with our block for ``name`` replaced by ``block`` (removed when None)."""
     begin, end = _markers(name)
+    lines = crontab.splitlines()
+    if begin in lines and end not in lines[lines.index(begin) :]:
+        # Someone edited the block by hand: skipping to an end marker that never comes
+        # would silently drop every crontab line after ours.
+        raise OtpBridgeError(
+            f"your crontab has the start of the '{name}' block but not its end line ({end!r})",
+            hint="fix it with 'crontab -e' (remove the otpbridge lines), then run the command again",
+        )
     out: list[str] = []
     skipping = False
-    for line in crontab.splitlines():
+    for line in lines:
         if line == begin:
             skipping = True
             continue

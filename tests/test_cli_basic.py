@@ -153,7 +153,7 @@ def test_code_query_without_match(capsys, tmp_path):
     [
         (["list", "nosuchkind:/x"], 2, "unknown store kind"),
         (["list", "/nonexistent/x.json"], 2, "does not exist"),
-        (["list", "uris:/nonexistent/file.txt"], 4, "no such file"),
+        (["list", "uris:/nonexistent/file.txt"], 2, "no such file"),  # 2 like the untyped case (test_review_automation)
         (["convert", "uris:/dev/null", "out-without-kind.txt"], 2, "name it as KIND:PATH"),
         (["frobnicate"], 2, "No such command"),
         (["list"], 2, "Missing argument"),

@@ -16,6 +16,42 @@ def _matches(account: Account, query: str | None) -> bool:
     return any(q in field.casefold() for field in (account.issuer, account.name, account.folder, account.label))
 
 
+def _open_source(state: State, text: str):
+    """A store to read; a file that is not there is a usage error (exit 2), as when the
+    kind is detected, not an integrity failure: nothing is corrupt, the name is wrong."""
+    store = state.open_store(text)
+    if store.kind != "pass" and store.path.parts and not store.path.exists():
+        raise UsageError(f"{store.label}: no such file", hint="check the path (a relative path is read from the current folder)")
+    return store
+
+
+def _read(store):
+    """Read and deduplicate; a folder read as pass that is no pass store is a usage error.
+
+    pass itself lists any folder; an empty listing of, say, ``pass:~/Documents`` would
+    tell the user "no accounts" when the path is simply wrong.
+    """
+    result = store.read().deduplicated()
+    if (store.kind == "pass" and not result.accounts and not result.errors
+            and not (store.path / ".gpg-id").exists() and next(store.path.rglob("*.gpg"), None) is None):
+        raise UsageError(
+            f"{store.path} is not a pass store (it has no .gpg-id and no .gpg entries)",
+            hint="check the path or PASSWORD_STORE_DIR; a new store is made with 'pass init GPG-ID'",
+        )
+    return result
+
+
+def _same_location(a, b) -> bool:
+    import os
+
+    if not a.parts or not b.parts:  # a store without a location
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
 @click.command("formats")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_state
@@ -77,8 +113,8 @@ def list_cmd(state: State, source: str, query: str | None, as_json: bool, show_s
       otpbridge list aegis:backup.json
       otpbridge list keepass:~/db.kdbx github --json
     """
-    store = state.open_store(source)
-    result = store.read().deduplicated()
+    store = _open_source(state, source)
+    result = _read(store)
     accounts = [a for a in result.accounts if _matches(a, query)]
     if as_json:
         state.emit_json(
@@ -124,8 +160,8 @@ def code_cmd(state: State, source: str, query: str | None, as_json: bool, advanc
 
     from ..codes import code_at, seconds_left
 
-    store = state.open_store(source)
-    result = store.read().deduplicated()
+    store = _open_source(state, source)
+    result = _read(store)
     accounts = [a for a in result.accounts if _matches(a, query)]
     if query and not accounts:
         raise UsageError(f"no account matches {query!r}", hint=f"'otpbridge list {source}' shows them all")
@@ -176,7 +212,7 @@ def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool
       otpbridge convert gauth:export.txt pass:
       otpbridge convert 'aegis:enc.json?password-env=A' 'keepass:new.kdbx?password-env=B' --dry-run
     """
-    src = state.open_store(source)
+    src = _open_source(state, source)
     from .. import registry
     from ..store import StoreSpec
 
@@ -188,6 +224,11 @@ def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool
                 hint="name it as KIND:PATH, e.g. aegis:out.json ('otpbridge formats' lists the kinds)",
             )
     dst = state.open_store(dspec)
+    if _same_location(src.path, dst.path):
+        raise UsageError(
+            f"{src.label} and {dst.label} are the same {'folder' if src.path.is_dir() else 'file'}",
+            hint="name a different destination ('otpbridge list SOURCE' shows what it holds)",
+        )
     if not dst.can_write():
         raise UsageError(f"{dst.kind} cannot be written", hint="'otpbridge formats' shows the kinds that can")
     if dst.exists() and not dst.is_database and not merge:
@@ -195,7 +236,7 @@ def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool
             f"{dst.label} already exists; refusing to overwrite it",
             hint="add --merge to merge into it, or choose a new file",
         )
-    result = src.read().deduplicated()
+    result = _read(src)
     report = dst.apply(upserts=result.accounts, dry_run=dry_run)
     if as_json:
         state.emit_json(

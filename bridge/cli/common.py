@@ -29,8 +29,17 @@ def render_error(err: OtpBridgeError) -> None:
     if isinstance(err, PartialError):
         for entry in err.entries:
             click.echo(f"  skipped {entry}", err=True)
-    if err.hint:
-        click.echo(f"hint: {err.hint}", err=True)
+    hint = err.hint or _FALLBACK_HINTS.get(err.exit_code)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+
+
+# Every error ends with a hint; these cover the errors raised without one of their own.
+_FALLBACK_HINTS = {
+    3: "check the password; a store's password comes from ?password-env=NAME, ?password-file=PATH "
+       "or OTPBRIDGE_STORE_PASSWORD, else a prompt",
+    5: "check the path or the remote's name and address, and the network; then run the command again",
+}
 
 
 @dataclass

@@ -164,7 +164,12 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
         settings["remote"] = str(s.backend.root)
     if dry_run:
         listing = Listing.parse(s.backend.list())
-        what = "join the vault" if listing.is_vault else ("create a vault" if listing.empty else "refuse (not empty)")
+        action = "join" if listing.is_vault else ("create" if listing.empty else "refuse")
+        if as_json:
+            state.emit_json({"dry_run": True, "would": action, "device": device, "remote": settings["remote"],
+                             "stores": settings["stores"]})
+            return
+        what = {"join": "join the vault", "create": "create a vault", "refuse": "refuse (not empty)"}[action]
         state.echo(f"would {what} at {s.backend.describe()} as device {device['name']!r}")
         return
     local_state = SyncState.load(state.config.state_dir)
@@ -174,7 +179,8 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
     state.config.write(settings)
     if as_json:
         state.emit_json({"created": result.created, "vault_id": result.vault_id, "epoch": result.epoch,
-                         "device": device, "remote": remote, "stores": settings["stores"]})
+                         "device": device, "remote": settings["remote"], "stores": settings["stores"],
+                         "dry_run": False})
         return
     verb = "created a new vault" if result.created else "joined the vault"
     state.echo(f"{verb} {result.vault_id} at {s.backend.describe()} as device {device['name']!r} ({device['id']})")
@@ -299,8 +305,9 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
     from ..syncstate import SyncState
 
     settings = _settings(state, need=remote is None)
-    if remote is None and not into and not settings.get("stores"):
-        raise UsageError("where to? no --into was given and no store is configured")
+    if not into and not settings.get("stores"):
+        raise UsageError("where to? no --into was given and no store is configured",
+                         hint="name the target store: otpbridge restore [REMOTE] --into KIND:PATH")
     target_spec = into or settings["stores"][0]
     s = _session(state, settings if remote is None else {"remote": remote}, remote=remote, stores=False,
                  also=(target_spec,))
