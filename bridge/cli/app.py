@@ -17,9 +17,12 @@ EPILOG = """\b
 Stores and files are named KIND:LOCATION[?option=value], e.g.
   keepass:~/db.kdbx?keyfile=~/k.key   pass:   aegis:backup.json
 Without KIND: the format is detected. Remotes are rclone paths (myremote:otp)
-or local folders. Secrets never go on the command line: see 'otpbridge help secrets'
-in the README. Exit codes: 0 ok, 1 error, 2 usage, 3 wrong passphrase/password,
-4 integrity, 5 unreachable, 6 refused (would lose data), 7 partial.
+or local folders. Secrets never go on the command line: the backup passphrase
+comes from --passphrase-file/-fd, OTPBRIDGE_PASSPHRASE, OTPBRIDGE_PASSCOMMAND,
+--keyring or a prompt; a store's password from ?password-env=NAME,
+?password-file=PATH or OTPBRIDGE_STORE_PASSWORD (README).
+Exit codes: 0 ok, 1 error, 2 usage, 3 wrong passphrase/password, 4 integrity,
+5 unreachable, 6 refused (would lose data), 7 partial.
 """
 
 

@@ -299,7 +299,7 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
     \b
     Examples:
       otpbridge restore mydrive:otp --into keepass:~/new.kdbx
-      otpbridge restore --snapshot 3 --dry-run
+      otpbridge restore --snapshot 195b02700242-3 --into uris:check.txt --dry-run
     """
     from ..engine import restore
     from ..syncstate import SyncState
@@ -552,7 +552,7 @@ def devices_grp(ctx: click.Context, as_json: bool) -> None:
     \b
     Examples:
       otpbridge devices
-      otpbridge devices remove old-phone
+      otpbridge devices remove 4a731d133733   # an id from 'otpbridge devices'
     """
     if ctx.invoked_subcommand is None:
         ctx.invoke(devices_list_cmd, as_json=as_json)
@@ -594,7 +594,7 @@ def devices_remove_cmd(state: State, device_id: str, dry_run: bool, as_json: boo
 
     \b
     Examples:
-      otpbridge devices remove 1f2e3d4c
+      otpbridge devices remove 4a731d133733 --dry-run
     """
     from ..engine import sync
     from ..remote import DEVICE_ID_RE
