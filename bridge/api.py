@@ -24,7 +24,6 @@ Example::
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -194,30 +193,20 @@ class Device:
         Returns the engine's ``InitResult`` (``created``, ``vault_id``, ``epoch``).
         """
         from .engine import init_vault
-        from .remote import DEVICE_ID_RE, new_device_id
+        from .session import check_state_owner, init_settings
         from .store import open_store as _open
         from .syncstate import SyncState
         from .vault import choose_params
 
-        settings = self.settings()
-        if settings.get("remote") and settings["remote"] != remote:
-            raise UsageError(f"this device already belongs to the vault at {settings['remote']}")
         ctx = _context(self.environ, self._warn, self.stats)
-        for spec in stores:
-            _open(spec, ctx)  # unknown kinds fail before anything is written
-        device = dict(settings.get("device", {}))
-        if not DEVICE_ID_RE.fullmatch(str(device.get("id", ""))):
-            device["id"] = new_device_id()
-        device["name"] = device_name or device.get("name") or socket.gethostname().split(".")[0] or "device"
-        settings.update(remote=remote, kdf=kdf, device=device)
-        if stores:
-            settings["stores"] = list(stores)
-        settings.setdefault("stores", [])
+        settings = init_settings(self.settings(), remote=remote, stores=stores, device_name=device_name, kdf=kdf,
+                                 open_store=lambda spec: _open(spec, ctx))
         s = self._session(settings)
         s.params = choose_params(kdf, self.environ)
         if getattr(s.backend, "name", "") == "local":
             settings["remote"] = str(s.backend.root)
         state = SyncState.load(self.config.state_dir)
+        check_state_owner(state, settings["device"]["id"])
         result = init_vault(s, state)
         self.config.write(settings)
         return result

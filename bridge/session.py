@@ -57,3 +57,50 @@ def make_session(
         stats=stats,
         **extra,
     )
+
+
+def init_settings(
+    settings: Mapping[str, Any],
+    *,
+    remote: str,
+    stores: Iterable[str],
+    device_name: str | None,
+    kdf: str,
+    open_store: Callable[[str], Any],
+) -> dict[str, Any]:
+    """The device's settings after ``init REMOTE``: checked, with a device id and name.
+
+    Store specs are opened once so that an unknown kind fails before anything is written.
+    """
+    import socket
+
+    from .errors import UsageError
+    from .remote import DEVICE_ID_RE, new_device_id
+
+    out = dict(settings)
+    old_remote = out.get("remote")
+    if old_remote and old_remote != remote:
+        raise UsageError(
+            f"this device already belongs to the vault at {old_remote}",
+            hint="use another --home / OTPBRIDGE_HOME for a second vault",
+        )
+    stores = list(stores)
+    for spec in stores:
+        open_store(spec)
+    device = dict(out.get("device", {})) if isinstance(out.get("device"), dict) else {}
+    if not DEVICE_ID_RE.fullmatch(str(device.get("id", ""))):
+        device["id"] = new_device_id()
+    device["name"] = device_name or device.get("name") or socket.gethostname().split(".")[0] or "device"
+    out.update(remote=remote, kdf=kdf, device=device)
+    if stores:
+        out["stores"] = stores
+    out.setdefault("stores", [])
+    return out
+
+
+def check_state_owner(state: Any, device_id: str) -> None:
+    """Refuse a home whose sync state belongs to another device id (a copied home)."""
+    from .errors import UsageError
+
+    if state.vault_id and state.device and state.device != device_id:
+        raise UsageError("the sync state of this home belongs to another device")

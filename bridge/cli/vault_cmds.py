@@ -134,29 +134,14 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
       otpbridge init mydrive:otp --store keepass:~/otp.kdbx --device laptop
       otpbridge init /media/usb/otp --store pass: --kdf strong
     """
-    import socket
-
     from ..engine import init_vault
-    from ..remote import DEVICE_ID_RE, Listing, new_device_id
+    from ..remote import Listing
+    from ..session import check_state_owner, init_settings
     from ..syncstate import SyncState
 
-    settings = _settings(state, need=False)
-    old_remote = settings.get("remote")
-    if old_remote and old_remote != remote:
-        raise UsageError(
-            f"this device already belongs to the vault at {old_remote}",
-            hint="use another --home / OTPBRIDGE_HOME for a second vault",
-        )
-    for spec in stores:
-        state.open_store(spec)  # validate early: unknown kinds fail before anything is written
-    device = dict(settings.get("device", {}))
-    if not DEVICE_ID_RE.fullmatch(str(device.get("id", ""))):
-        device["id"] = new_device_id()
-    device["name"] = device_name or device.get("name") or socket.gethostname().split(".")[0] or "device"
-    settings.update(remote=remote, kdf=kdf, device=device)
-    if stores:
-        settings["stores"] = list(stores)
-    settings.setdefault("stores", [])
+    settings = init_settings(_settings(state, need=False), remote=remote, stores=stores,
+                             device_name=device_name, kdf=kdf, open_store=state.open_store)
+    device = settings["device"]
     params = _params(state, kdf)
     s = _session(state, settings)
     s.params = params
@@ -173,8 +158,7 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
         state.echo(f"would {what} at {s.backend.describe()} as device {device['name']!r}")
         return
     local_state = SyncState.load(state.config.state_dir)
-    if local_state.vault_id and local_state.device and local_state.device != device["id"]:
-        raise UsageError("the sync state of this home belongs to another device")
+    check_state_owner(local_state, device["id"])
     result = init_vault(s, local_state, new_passphrase=lambda: _ask_new(state, state.passphrase_source()))
     state.config.write(settings)
     if as_json:
