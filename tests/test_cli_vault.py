@@ -174,3 +174,26 @@ def test_local_state_holds_no_secret(tmp_path):
         assert b"VerySpecialBank" not in data, p
         assert PASS.encode() not in data
         assert p.stat().st_mode & 0o077 == 0, p
+
+
+def test_webdav_server_killed_mid_test_gives_exit_5_fast_and_store_untouched(tmp_path, server_factory):
+    """Issue 4's done-when, through the whole CLI: a real rclone webdav server dies."""
+    import time
+
+    server = server_factory("webdav")
+    a = make(tmp_path, remote=server.location("otp"))
+    a.env.update(server.environ(dict(a.env)))
+    a.write_accounts([make_account("1")])
+    ok(a.init())
+    ok(a.sync())
+    a.add(make_account("2"))
+    before = a.store_path.read_bytes()
+    server.kill()
+    t0 = time.monotonic()
+    res = a.sync()
+    assert res.code == 5, res.err
+    assert time.monotonic() - t0 < 15
+    assert "127.0.0.1" in res.err and "Traceback" not in res.err
+    assert a.store_path.read_bytes() == before
+    server.restart()
+    ok(a.sync())
