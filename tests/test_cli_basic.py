@@ -190,3 +190,23 @@ def test_bad_values_are_not_echoed(capsys, tmp_path):
                    "otpauth://totp/B:b?secret=JBSWY3DPEHPK3PXQ&digits=SECRETLOOKINGVALUE\n")
     code, _, err = run(capsys, "list", f"uris:{src}")
     assert code == 7 and "SECRETLOOKINGVALUE" not in err
+
+
+@pytest.mark.parametrize("fixture", URI_FIXTURES, ids=lambda p: p.name)
+def test_code_command_agrees_with_oathtool(capsys, fixture):
+    from tests.support.oracles import OATHTOOL, oathtool_code
+
+    if OATHTOOL is None:
+        pytest.skip("oathtool is not installed")
+    code, out, _ = run(capsys, "code", f"uris:{fixture}", "--json")
+    assert code == 0
+    data = json.loads(out)
+    by_id = {a.identity: a for a in read_accounts(fixture)}
+    checked = 0
+    for row in data["codes"]:
+        acc = by_id[row["id"]]
+        if acc.kind is Kind.STEAM or acc.digits > 8 or (acc.kind is Kind.HOTP and acc.algorithm.value != "SHA1"):
+            continue
+        assert row["code"] == oathtool_code(acc, data["time"]), acc.label
+        checked += 1
+    assert checked >= 4
