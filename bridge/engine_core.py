@@ -46,7 +46,7 @@ from .merge import (
 )
 from .remote import VIEW_KIND, HeaderRef, Listing, ViewRef, decode_view, encode_view, header_name, view_name
 from .secrets import Secret
-from .snapshots import prune
+from .snapshots import Retention, prune
 from .syncstate import SyncState
 
 # Mass-deletion guard (SPEC §6): more than this many, or more than this share of the
@@ -446,7 +446,7 @@ def _sync_slow(
         _delete(s, listing, ref.name)
         report.cleaned.append(ref.name)
     own = listing.views_of(remote.epoch, s.device_id)
-    for ref in prune(own, s.retention):
+    for ref in prune(own, s.retention if s.retention is not None else Retention()):
         if ref.seq == last_seq:
             continue
         _delete(s, listing, ref.name)

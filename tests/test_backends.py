@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from otpbridge.backends import rclone as rclone_mod
+from otpbridge.backends import rclone_exec as rx
 from otpbridge.backends.base import Backend, ObjectNotFound, open_backend, validate_name
 from otpbridge.backends.faults import FaultyBackend, SimulatedCrash
 from otpbridge.backends.local import LocalBackend
@@ -53,7 +54,9 @@ class Target:
         return RcloneBackend(self.location, environ=self.environ, transport=self.transport, **kw)
 
 
-TARGETS = ["local", "rclone-local", "rclone-local-cli", "webdav", "sftp", "s3"]
+# rclone-local is the default ``auto`` transport (first call a process, then rcd);
+# -cli and -rcd pin one transport from the first call on.
+TARGETS = ["local", "rclone-local", "rclone-local-cli", "rclone-local-rcd", "webdav", "sftp", "s3"]
 
 
 @pytest.fixture(params=TARGETS)
@@ -63,7 +66,7 @@ def target(request, tmp_path) -> Target:
     if kind == "local":
         return Target("local", str(tmp_path / "vault"), env, tmp_path / "vault")
     if kind.startswith("rclone-local"):
-        transport = "cli" if kind.endswith("-cli") else None
+        transport = kind.removeprefix("rclone-local-") if kind.count("-") == 2 else None
         return Target(kind, f":local:{tmp_path}/vault", env, tmp_path / "vault", transport)
     server: RcloneServer = request.getfixturevalue(f"{kind.split('-')[0]}_server")
     sub = f"t{uuid.uuid4().hex[:10]}/vault"
@@ -478,7 +481,7 @@ def test_old_rclone_is_refused(tmp_path):
         RcloneBackend(":local:/x", environ=dict(env, OTPBRIDGE_RCLONE=str(tmp_path / "nope")))
 
 
-@pytest.mark.parametrize("transport", ["rcd", "cli"])
+@pytest.mark.parametrize("transport", ["rcd", "cli", "auto"])
 def test_nothing_reaches_our_stdout(tmp_path, transport):
     """rclone's logs and errors are captured: a --json CLI's stdout must stay clean."""
     script = textwrap.dedent(
@@ -499,3 +502,249 @@ def test_nothing_reaches_our_stdout(tmp_path, transport):
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == b""
     assert proc.stderr == b""
+
+
+# ---------------------------------------------------------------------- auto: a process, then rcd
+
+
+def _spy_cli(monkeypatch) -> list[list[str]]:
+    """Every per-call rclone process (``rclone_exec.run``), by argv."""
+    seen: list[list[str]] = []
+    real = rx.run
+
+    def run(argv, **kw):
+        seen.append(list(argv))
+        return real(argv, **kw)
+
+    monkeypatch.setattr(rx, "run", run)
+    return seen
+
+
+def test_auto_first_call_is_a_process_then_one_rcd_serves_the_rest(tmp_path, monkeypatch):
+    seen = _spy_cli(monkeypatch)
+    ops = [
+        lambda b: b.list(),
+        lambda b: b.write("d/x", b"1"),
+        lambda b: b.read("d/x"),
+        lambda b: b.exists("d/x"),
+        lambda b: b.list("d"),
+        lambda b: b.delete("d/x"),
+    ]
+    with RcloneBackend(f":local:{tmp_path}/auto", environ=base_environ(), stats=Counter()) as auto:
+        assert auto.transport == "auto"
+        assert auto.list() == []
+        assert auto.transport == "cli" and not isinstance(auto._ops, rclone_mod._RcdOps)
+        assert [argv[1] for argv in seen if argv[1] != "version"] == ["lsjson"]
+        assert auto.stats["rclone_calls"] == 1
+        for op in ops[1:]:
+            op(auto)
+            assert auto.transport == "rcd"
+        assert auto._ops.rcd.starts == 1  # one daemon for every call after the first
+        assert [argv[1] for argv in seen if argv[1] != "version"] == ["lsjson"]
+        pid = auto._ops.rcd.pid
+    assert pid is not None and auto._ops.rcd.pid is None  # closed with the backend
+    with RcloneBackend(f":local:{tmp_path}/cli", environ=base_environ(), stats=Counter(), transport="cli") as cli:
+        assert cli.list() == []
+        for op in ops[1:]:
+            op(cli)
+    # The hand-over is invisible in the counters: same meaning, same numbers.
+    assert auto.stats == cli.stats
+    assert auto.stats["rclone_calls"] == 7 and auto.stats["listings"] == 2
+
+
+def test_auto_single_listing_never_loads_the_rcd_transport(tmp_path):
+    """The no-change sync's one listing: no daemon, and not even its module (http.client…)."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from otpbridge.backends.rclone import RcloneBackend
+        with RcloneBackend(":local:{tmp_path}") as b:
+            assert b.list() == []
+            assert b.transport == "cli", b.transport
+        assert "otpbridge.backends.rclone_rcd" not in sys.modules
+        assert "http.client" not in sys.modules
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, env=base_environ(), timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+
+
+def test_auto_stays_with_processes_where_rcd_failed_once(tmp_path, monkeypatch):
+    starts = []
+    from otpbridge.backends import rclone_rcd
+
+    def broken_start(self):
+        starts.append(1)
+        raise rclone_rcd.RcdUnavailable("no unix sockets on this platform")
+
+    monkeypatch.setattr(rclone_rcd.RcdTransport, "_start", broken_start)
+    with RcloneBackend(f":local:{tmp_path}", environ=base_environ()) as b:
+        b.write("x", b"1")
+        b.read("x")
+        b.list()
+        assert b.transport == "cli"
+    assert starts == [1]  # tried once, not on every call
+    assert b.stats["rclone_calls"] == 4  # put, verify, read, list: the failed start is not a call
+
+
+def test_dead_remote_fails_fast_on_the_first_call_and_on_the_hand_over(server_factory):
+    server = server_factory("webdav")
+    b = RcloneBackend(server.location("otp"), environ=server.environ())
+    try:
+        b.list()  # works; a process
+        b2 = RcloneBackend(server.location("otp"), environ=server.environ())
+        server.kill()
+        for backend, op, via in ((b2, b2.list, "cli"), (b2, lambda: b2.read("x"), "rcd"), (b, lambda: b.read("x"), "rcd")):
+            t0 = time.monotonic()
+            with pytest.raises(UnreachableError) as err:
+                op()
+            assert time.monotonic() - t0 < 15  # a bound, not a benchmark
+            assert err.value.exit_code == 5 and f"127.0.0.1:{server.port}" in str(err.value)
+            assert backend.transport == via
+        server.restart()
+        assert b2.list() == []
+        b2.close()
+    finally:
+        b.close()
+
+
+def test_dead_webdav_remote_makes_sync_exit_5_quickly(server_factory, tmp_path):
+    """End to end through the CLI: the no-change path's single listing is now a plain
+    rclone process; against a dead server it must still be exit 5, fast, naming it."""
+    from tests.support.engine import Device, base_env, make_account, ok
+
+    server = server_factory("webdav")
+    dev = Device(tmp_path / "a", server.location("vault"), "a", env=server.environ(base_env()))
+    dev.write_accounts([make_account("1"), make_account("2")])
+    ok(dev.init())
+    ok(dev.sync())
+    assert dev.sync().json()["fast_path"] is True
+    server.kill()
+    t0 = time.monotonic()
+    res = dev.sync()
+    assert time.monotonic() - t0 < 15
+    assert res.code == 5, res.err
+    assert f"127.0.0.1:{server.port}" in res.err
+    assert len(dev.accounts()) == 2  # nothing local was touched
+
+
+# ---------------------------------------------------------------------- the version check's cache
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG_CACHE_HOME rules the cache folder on Linux")
+def test_version_check_is_cached_across_runs_and_redone_when_the_binary_changes(tmp_path, monkeypatch):
+    real = RcloneBackend(":local:/x", environ=base_environ()).binary
+    log = tmp_path / "version-calls"
+    fake = tmp_path / "bin" / "rclone"
+    fake.parent.mkdir()
+
+    def write_fake(version: str) -> None:
+        fake.write_text(
+            "#!/bin/sh\n"
+            f'if [ "$1" = version ]; then echo x >> "{log}"; echo "rclone {version}"; exit 0; fi\n'
+            f'exec "{real}" "$@"\n'
+        )
+        fake.chmod(0o755)
+
+    write_fake("v1.75.2")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    env = dict(base_environ(), OTPBRIDGE_RCLONE=str(fake))
+
+    def new_run_lists() -> None:
+        monkeypatch.setattr(rx, "_version_ok", {})  # a new otpbridge process
+        with RcloneBackend(f":local:{tmp_path}/v", environ=env) as b:
+            assert b.list() == []
+            assert b.stats["rclone_calls"] == 1  # the version check is not an rclone call
+
+    def version_calls() -> int:
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    new_run_lists()
+    assert version_calls() == 1
+    cache = tmp_path / "cache" / "otpbridge" / rx.VERSION_CACHE_NAME
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    assert str(fake) in cache.read_text()
+    new_run_lists()
+    new_run_lists()
+    assert version_calls() == 1  # later runs trust the cache
+
+    # Same size, same mtime, same inode: only ctime tells the binary was rewritten.
+    before = fake.stat()
+    time.sleep(0.02)
+    write_fake("v1.50.9")
+    os.utime(fake, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = fake.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    monkeypatch.setattr(rx, "_version_ok", {})
+    with RcloneBackend(f":local:{tmp_path}/v", environ=env) as b:
+        with pytest.raises(MissingDependencyError, match="1.50"):
+            b.list()
+    assert version_calls() == 2
+    monkeypatch.setattr(rx, "_version_ok", {})
+    with RcloneBackend(f":local:{tmp_path}/v", environ=env) as b:
+        with pytest.raises(MissingDependencyError):  # a failed check is never cached
+            b.list()
+    assert version_calls() == 3
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG_CACHE_HOME rules the cache folder on Linux")
+def test_version_cache_location_matches_platformdirs(tmp_path, monkeypatch):
+    import platformdirs
+
+    monkeypatch.delitem(sys.modules, "platformdirs")  # our own XDG rule is used only then
+    for xdg in (str(tmp_path / "xdg"), None, "relative/ignored"):
+        if xdg is None:
+            monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+        else:
+            monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+        ours = rx.version_cache_file()
+        assert ours == Path(platformdirs.user_cache_dir("otpbridge")) / rx.VERSION_CACHE_NAME
+
+
+def test_unusable_version_cache_costs_a_check_not_a_failure(tmp_path, monkeypatch):
+    cache = tmp_path / "cache-is-a-file"
+    cache.write_text("not json")
+    monkeypatch.setattr(rx, "version_cache_file", lambda: cache / "rclone-version.json")
+    monkeypatch.setattr(rx, "_version_ok", {})
+    with RcloneBackend(f":local:{tmp_path}/v", environ=base_environ()) as b:
+        assert b.list() == []
+    monkeypatch.setattr(rx, "version_cache_file", lambda: cache)  # garbage in the file
+    monkeypatch.setattr(rx, "_version_ok", {})
+    with RcloneBackend(f":local:{tmp_path}/v", environ=base_environ()) as b:
+        assert b.list() == []
+    assert cache.read_text().startswith("{")  # rewritten with a good entry
+
+
+def test_one_shot_processes_get_go_gc_tuning_unless_the_user_chose(tmp_path):
+    assert rx.one_shot_environ({"PATH": "/bin"}) == {"PATH": "/bin", "GOGC": "off", "GOMEMLIMIT": "128MiB"}
+    assert rx.one_shot_environ({"GOGC": "50"}) == {"GOGC": "50"}
+    assert rx.one_shot_environ({"GOMEMLIMIT": "1GiB"}) == {"GOMEMLIMIT": "1GiB"}
+    with RcloneBackend(f":local:{tmp_path}", environ=base_environ(), transport="rcd") as b:
+        b.list()
+        child_env = Path(f"/proc/{b._ops.rcd.pid}/environ").read_bytes().split(b"\0") if sys.platform.startswith("linux") else []
+    assert b"GOGC=off" not in child_env  # the long-lived daemon keeps Go's defaults
+
+
+# ---------------------------------------------------------------------- the engine's fast path
+
+
+def test_fast_path_signature_equals_the_listing_signature(tmp_path):
+    """engine.listing_signature skips importing remote.py; it must stay equal to
+    Listing.parse(...).signature(), or the no-change sync loses its fast path."""
+    from otpbridge.backends.base import ObjectInfo
+    from otpbridge.engine import listing_signature
+    from otpbridge.remote import Listing, header_name, view_name
+
+    infos = [
+        ObjectInfo(header_name(1, "a" * 12, 1700000000), 900, None),
+        ObjectInfo(header_name(2, "b" * 12, 1700000100), 901, 1.0),
+        ObjectInfo(view_name("a" * 12, 1, 3, 1700000200), 4096, None),
+        ObjectInfo(view_name("b" * 12, 2, 1, 1700000300), 8192, 2.0),
+        ObjectInfo("README.txt", 12, None),
+        ObjectInfo("devices/zz/odd", 0, None),
+    ]
+    for order in (infos, infos[::-1]):
+        assert listing_signature(order) == Listing.parse(order).signature()
+    with LocalBackend(str(tmp_path / "r"), environ=base_environ()) as b:
+        b.write("epochs/x", b"12")
+        assert listing_signature(b.list()) == Listing.parse(b.list()).signature()
