@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import logging
-
     from .config import Config
 
 LOG_NAME = "otpbridge.log"
@@ -36,7 +34,6 @@ UNATTENDED_ENV = "OTPBRIDGE_UNATTENDED"
 #: exported to every child of an otpbridge run (git, pass, gpg): our own commits into a
 #: pass store must not start the post-commit hook again (hooks.py checks it).
 RUNNING_ENV = "OTPBRIDGE_RUNNING"
-LOGGER_NAME = "otpbridge"
 
 _SECRET_ENV = (
     "OTPBRIDGE_PASSPHRASE",
@@ -70,54 +67,72 @@ def failure_path(state_dir: Path) -> Path:
     return state_dir / FAILURE_NAME
 
 
-def _private_handler_class():
-    """A RotatingFileHandler whose files are created 0600 (the stdlib uses the umask).
+def _secret_values(environ: Mapping[str, str]) -> list[str]:
+    return [environ[n] for n in _SECRET_ENV if n in environ and len(environ[n]) >= 4]
 
-    Built on first use: ``logging.handlers`` costs start-up time that ``otpbridge code``
-    should not pay when there is no home to log to.
+
+def _redact(text: str, values: Sequence[str]) -> str:
+    for value in values:
+        text = text.replace(value, "***")
+    return text
+
+
+class RunLog:
+    """Appends ``time [pid] LEVEL message`` lines to the home's log (mode 0600).
+
+    Not the ``logging`` module: importing it and its handlers costs ~20 ms on every
+    run, and the no-change sync of a cron job is meant to cost little more than one
+    remote listing. Rotation by size keeps ``LOG_BACKUPS`` old files, like
+    ``RotatingFileHandler``; known secret values are replaced by ``***`` on every line
+    as a second line of defence.
     """
-    import logging.handlers
 
-    class PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
-        def _open(self):  # noqa: ANN202 - stdlib signature
-            return open(  # noqa: SIM115 - the handler owns the stream
-                self.baseFilename,
-                self.mode,
-                encoding=self.encoding,
-                errors=self.errors,
-                opener=lambda path, flags: os.open(path, flags, 0o600),
-            )
+    def __init__(self, state_dir: Path, environ: Mapping[str, str]) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = log_path(state_dir)
+        self._secrets = _secret_values(environ)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # fail early if unwritable
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.chmod(self.path, 0o600)  # a file made by an older version or by hand
 
-    return PrivateRotatingHandler
+    def _rotate(self) -> None:
+        for i in range(LOG_BACKUPS - 1, 0, -1):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.path}.{i}", f"{self.path}.{i + 1}")
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self.path, f"{self.path}.1")
+
+    def write(self, level: str, message: str) -> None:
+        message = _redact(message, self._secrets)
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} [{os.getpid()}] {level} {message}\n".encode("utf-8", "replace")
+        try:
+            size = os.stat(self.path).st_size
+        except FileNotFoundError:
+            size = 0
+        if size and size + len(line) > LOG_MAX_BYTES:
+            self._rotate()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def info(self, message: str) -> None:
+        self.write("INFO", message)
+
+    def warning(self, message: str) -> None:
+        self.write("WARNING", message)
+
+    def error(self, message: str) -> None:
+        self.write("ERROR", message)
 
 
-def _redactor(values: Sequence[str]) -> Callable[[logging.LogRecord], bool]:
-    """A logging filter replacing known secret values by ``***`` (a second line of defence)."""
-    kept = [v for v in values if len(v) >= 4]
-
-    def redact(record: logging.LogRecord) -> bool:
-        if kept:
-            text = record.getMessage()
-            for value in kept:
-                text = text.replace(value, "***")
-            record.msg, record.args = text, None
-        return True
-
-    return redact
-
-
-def open_handler(state_dir: Path, environ: Mapping[str, str]) -> logging.Handler:
-    import logging
-
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = log_path(state_dir)
-    handler = _private_handler_class()(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8", delay=False)
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o600)  # a file made by an older version or by hand
-    handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
-    handler.addFilter(_redactor([environ[name] for name in _SECRET_ENV if name in environ]))
-    handler.setLevel(logging.INFO)
-    return handler
+def open_log(state_dir: Path, environ: Mapping[str, str]) -> RunLog | None:
+    try:
+        return RunLog(state_dir, environ)
+    except OSError:
+        return None
 
 
 # -- the command line, as far as the log needs it --------------------------------------
@@ -277,12 +292,12 @@ def logged(args: Sequence[str], runner: Callable[[list[str]], int], environ: Map
     home, command = split_command(args)
     config = _config(home, env)
     state_dir = config.state_dir if config is not None else None
-    handler: logging.Handler | None = None
+    log: RunLog | None = None
     if config is not None and config.config_dir.is_dir() and command not in (None, "help"):
-        handler = _attach(state_dir, env)
+        log = open_log(state_dir, env)
     unattended = env.get(UNATTENDED_ENV) or None
-    if handler is not None:
-        _logger().info("start: otpbridge %s%s", describe_args(args), f" (unattended: {unattended})" if unattended else "")
+    if log is not None:
+        log.info(f"start: otpbridge {describe_args(args)}" + (f" (unattended: {unattended})" if unattended else ""))
     started = time.monotonic()
     tap = _StderrTap(sys.stderr)
     previous_running = os.environ.get(RUNNING_ENV)
@@ -303,7 +318,7 @@ def logged(args: Sequence[str], runner: Callable[[list[str]], int], environ: Map
         else:
             os.environ[RUNNING_ENV] = previous_running
         try:
-            _finish(handler, config, env, args, command, code, tap.lines, time.monotonic() - started, unattended)
+            _finish(log, config, env, args, command, code, tap.lines, time.monotonic() - started, unattended)
         except Exception:  # noqa: BLE001,S110 - logging must never change the outcome
             pass
 
@@ -317,29 +332,8 @@ def _config(home: str | None, env: Mapping[str, str]) -> Config | None:
         return None
 
 
-def _logger() -> logging.Logger:
-    import logging
-
-    return logging.getLogger(LOGGER_NAME)
-
-
-def _attach(state_dir: Path, env: Mapping[str, str]) -> logging.Handler | None:
-    import logging
-
-    try:
-        handler = open_handler(state_dir, env)
-    except OSError:
-        return None
-    logger = _logger()
-    logger.addHandler(handler)
-    if logger.level == logging.NOTSET or logger.level > logging.INFO:
-        handler._otpbridge_previous_level = logger.level  # type: ignore[attr-defined]
-        logger.setLevel(logging.INFO)
-    return handler
-
-
 def _finish(
-    handler: logging.Handler | None,
+    log: RunLog | None,
     config: Config | None,
     env: Mapping[str, str],
     args: Sequence[str],
@@ -353,63 +347,47 @@ def _finish(
         return
     state_dir = config.state_dir
     home_exists = config.config_dir.is_dir()
-    if handler is None and home_exists and command not in (None, "help"):
-        handler = _attach(state_dir, env)  # `init` may have just created the home
-        if handler is not None:
-            _logger().info("start: otpbridge %s", describe_args(args))
-    try:
-        message, hint = _message_and_hint(lines)
-        if handler is not None:
-            import logging
+    if log is None and home_exists and command not in (None, "help"):
+        log = open_log(state_dir, env)  # `init` may have just created the home
+        if log is not None:
+            log.info(f"start: otpbridge {describe_args(args)}")
+    message, hint = _message_and_hint(lines)
+    if log is not None:
+        if code is None:
+            log.error(f"{command}: crashed after {seconds:.1f}s (a bug: see the traceback on stderr)")
+        else:
+            outcome = EXIT_MEANING.get(code, "error")
+            extra = f": {message}" if message and code else ""
+            level = "INFO" if code == 0 else "ERROR"
+            log.write(level, f"{command}: exit {code} ({outcome}) in {seconds:.1f}s{extra}")
+            if hint and code:
+                log.write(level, f"{command}: hint: {hint}")
+            for line in lines:
+                if line.startswith("warning:"):
+                    log.warning(f"{command}: {line}")
+    if code == 0 and command in _CLEARS_FAILURE:
+        clear_failure(state_dir)
+    elif code != 0 and unattended and home_exists:
+        secrets = _secret_values(env)
 
-            logger = _logger()
-            if code is None:
-                logger.error("%s: crashed after %.1fs (a bug: see the traceback on stderr)", command, seconds)
-            else:
-                outcome = EXIT_MEANING.get(code, "error")
-                extra = f": {message}" if message and code else ""
-                level = logging.INFO if code == 0 else logging.ERROR
-                logger.log(level, "%s: exit %s (%s) in %.1fs%s", command, code, outcome, seconds, extra)
-                if hint and code:
-                    logger.log(level, "%s: hint: %s", command, hint)
-                for line in lines:
-                    if line.startswith("warning:"):
-                        logger.warning("%s: %s", command, line)
-        if code == 0 and command in _CLEARS_FAILURE:
-            clear_failure(state_dir)
-        elif code != 0 and unattended and home_exists:
-            secrets = [env[n] for n in _SECRET_ENV if n in env and len(env[n]) >= 4]
+        def clean(text: str | None) -> str | None:
+            return None if text is None else _redact(text, secrets)
 
-            def clean(text: str | None) -> str | None:
-                if text is None:
-                    return None
-                for value in secrets:
-                    text = text.replace(value, "***")
-                return text
-
-            write_failure(
-                state_dir,
-                {
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "timestamp": time.time(),
-                    "source": unattended,
-                    "command": command,
-                    "args": clean(describe_args(args)),
-                    "exit_code": code if code is not None else 1,
-                    "outcome": EXIT_MEANING.get(code, "error") if code is not None else "crashed",
-                    "message": clean(message) if code is not None else "crashed (a bug; see the log)",
-                    "hint": clean(hint),
-                    "log": str(log_path(state_dir)),
-                },
-            )
-    finally:
-        if handler is not None:
-            logger = _logger()
-            logger.removeHandler(handler)
-            handler.close()
-            previous = getattr(handler, "_otpbridge_previous_level", None)
-            if previous is not None:
-                logger.setLevel(previous)
+        write_failure(
+            state_dir,
+            {
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "timestamp": time.time(),
+                "source": unattended,
+                "command": command,
+                "args": clean(describe_args(args)),
+                "exit_code": code if code is not None else 1,
+                "outcome": EXIT_MEANING.get(code, "error") if code is not None else "crashed",
+                "message": clean(message) if code is not None else "crashed (a bug; see the log)",
+                "hint": clean(hint),
+                "log": str(log_path(state_dir)),
+            },
+        )
 
 
 __all__ = [

@@ -40,5 +40,26 @@ def main(argv: list[str] | None = None) -> int:
     return run(args)
 
 
+def entry() -> None:
+    """The console script: ``main()``, then a quick exit.
+
+    Interpreter shutdown (tearing down every imported module) costs ~20 ms, a visible
+    share of a no-change cron sync. Exit handlers still run (they stop ``rclone rcd``
+    and remove its private folder), streams are flushed, then the process ends.
+    ``main()`` itself stays an ordinary function for in-process callers and tests.
+    """
+    import atexit
+    import os
+
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        code = code or 1
+    atexit._run_exitfuncs()  # noqa: SLF001 - the documented way to run them early
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -283,24 +283,27 @@ def hook_run_cmd(state: State, store: str, foreground: bool) -> None:
     Example (what .git/hooks/post-commit does):
       otpbridge hook run --store pass:~/.password-store
     """
-    import logging
-
     from ..hooks import IN_HOOK_ENV, detach, pass_store_dir, run_syncs
-    from ..logfile import LOGGER_NAME
+    from ..logfile import open_log
     from ..schedule import console_command
 
     if state.environ.get(IN_HOOK_ENV):
         return  # a commit made by the hook's own sync
     folder = pass_store_dir(store, state.environ)
     command = [*console_command(state.environ), *_home_args(state)]
-    log = logging.getLogger(LOGGER_NAME)
+    log = open_log(state.config.state_dir, state.environ) if state.config.config_dir.is_dir() else None
+
+    def note(message: str) -> None:
+        if log is not None:
+            log.info(message)
+
     if not foreground:
         pid = detach([*command, "hook", "run", "--store", f"pass:{folder}", "--foreground"], dict(os.environ))
-        log.info("hook: started the background sync (pid %s) for %s", pid, folder)
+        note(f"hook: started the background sync (pid {pid}) for {folder}")
         return
-    result = run_syncs(state_dir=state.config.state_dir, command=command, store=folder, environ=dict(os.environ), log=log.info)
+    result = run_syncs(state_dir=state.config.state_dir, command=command, store=folder, environ=dict(os.environ), log=note)
     if result.deferred:
-        log.info("hook: a sync is already running for this home; it will run once more")
+        note("hook: a sync is already running for this home; it will run once more")
 
 
 __all__ = ["hook_grp", "schedule_cmd"]
