@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from tests.support.paths import FIXTURES
@@ -13,3 +17,17 @@ def fixtures_dir():
     if not FIXTURES.is_dir():
         pytest.fail(f"shared fixtures not found at {FIXTURES} (set OTPBRIDGE_SHARED)")
     return FIXTURES
+
+
+def pytest_configure(config):
+    # Caches otpbridge keeps under the user's cache dir (the rclone version check) go to
+    # a throw-away folder, not the developer's home.
+    folder = tempfile.mkdtemp(prefix="otpbridge-test-cache-")
+    config._otpbridge_cache = folder
+    os.environ["XDG_CACHE_HOME"] = folder
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_otpbridge_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
