@@ -29,7 +29,9 @@ def backup_path(path: Path) -> Path:
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600, backup: bool = True) -> Path | None:
     """Write ``data`` to ``path`` atomically; return the backup's path if one was made."""
-    target = Path(path)
+    # A symlinked store (a KeePass file kept in a synced folder, say) is written where the
+    # link points: replacing the link itself would leave the real file behind, stale.
+    target = Path(os.path.realpath(path))
     folder = target.parent
     folder.mkdir(parents=True, exist_ok=True)
     saved: Path | None = None
