@@ -1,6 +1,6 @@
 """Running the rclone binary safely: where it is, which flags, which environment, what failed.
 
-Why not ``rclone_python``: it builds ``shell=True`` strings by putting double quotes
+Why not ``rclone_python``: it hands the shell command lines built by putting double quotes
 around paths, so a remote or object name holding ``$(…)``, a backtick or ``"`` runs shell
 commands (measured: all seven operations tried created a marker file), ``cat`` decodes
 binary as UTF-8 and turns CRLF into LF, and its progress/log output goes to stdout (which
