@@ -302,7 +302,10 @@ class RcloneBackend(Backend):
         (``rclone_calls`` counts one per process or rc request either way)."""
         ops = self._ops
         if ops is None:
-            ops = _RcdOps(self) if self.mode == "rcd" else _CliOps(self)
+            # A remote string that carries a credential never goes on argv: rcd gets it
+            # in the request body over its private socket instead.
+            first_rcd = self.mode == "rcd" or (self.mode == "auto" and rx.carries_credentials(self.location))
+            ops = _RcdOps(self) if first_rcd else _CliOps(self)
         elif self.mode == "auto" and isinstance(ops, _CliOps) and not self._rcd_unusable:
             ops = _RcdOps(self)  # starts the daemon on its first request, i.e. right now
         self._ops = ops

@@ -280,6 +280,16 @@ def _parse_remote(location: str) -> tuple[str, list[tuple[str, str]], str] | Non
     return name, params, location[i + 1 :]
 
 
+def carries_credentials(location: str) -> bool:
+    """True when the remote string itself holds a credential (a connection-string
+    parameter such as ``pass=`` or a URL ``user:pass@``): such a string must not go on a
+    process's argv, where other local users can read it in /proc."""
+    if redact(location) != location:
+        return True
+    parsed = _parse_remote(location)
+    return parsed is not None and any(key.lower() not in _SAFE_PARAMS for key, _value in parsed[1])
+
+
 def describe_location(location: str) -> str:
     """The remote as a user would recognise it, with every non-whitelisted parameter masked."""
     parsed = _parse_remote(location)

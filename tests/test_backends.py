@@ -748,3 +748,27 @@ def test_fast_path_signature_equals_the_listing_signature(tmp_path):
     with LocalBackend(str(tmp_path / "r"), environ=base_environ()) as b:
         b.write("epochs/x", b"12")
         assert listing_signature(b.list()) == Listing.parse(b.list()).signature()
+
+
+def test_credentials_in_a_connection_string_never_reach_argv(tmp_path, webdav_server):
+    """A remote written as ``:webdav,…,pass=…:`` holds a secret: no rclone process may get it
+    on argv (readable in /proc by other users); the rcd transport carries it in a request."""
+    from tests.support.servers import _USER, obscure, rclone_binary
+
+    real = rclone_binary()
+    log = tmp_path / "argv.log"
+    wrapper = tmp_path / "rclone"
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    obscured = obscure(webdav_server.password)
+    location = f":webdav,url='http://127.0.0.1:{webdav_server.port}/',vendor=rclone,user={_USER},pass={obscured}:cred-test"
+    env = dict(base_environ(), OTPBRIDGE_RCLONE=str(wrapper))
+    b = RcloneBackend(location, environ=env)
+    try:
+        b.write("obj", b"data")
+        assert b.read("obj") == b"data"
+        assert [o.name for o in b.list()] == ["obj"]
+    finally:
+        b.close()
+    assert log.exists()  # the wrapper did run (rcd itself, at least)
+    assert obscured not in log.read_text()
