@@ -208,6 +208,8 @@ class Device:
         state = SyncState.load(self.config.state_dir)
         check_state_owner(state, settings["device"]["id"])
         result = init_vault(s, state)
+        if result.device_id:  # the configured id was in use on the remote: joined under a new one
+            settings["device"] = {**settings["device"], "id": result.device_id}
         self.config.write(settings)
         return result
 

@@ -219,8 +219,13 @@ def sync(
     force: bool = False,
     tombstone_remote_only: bool = False,
     remove_devices: Sequence[str] = (),
+    adopt_device: bool = False,
 ) -> SyncReport:
-    """One run of ``sync`` (two-way) or ``backup`` (local → remote only)."""
+    """One run of ``sync`` (two-way) or ``backup`` (local → remote only).
+
+    ``adopt_device``: another copy of this home wrote views under this device id (a
+    copied or restored home, docs/SYNC.md "Copied homes"); merge them all and take the
+    id over instead of refusing."""
     if mode not in ("sync", "backup"):
         raise ValueError(mode)
     state = s.load_state()
@@ -255,6 +260,7 @@ def sync(
         accept_rollback=accept_rollback,
         tombstone_remote_only=tombstone_remote_only,
         remove_devices=remove_devices,
+        adopt_device=adopt_device,
     )
 
 

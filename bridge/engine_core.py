@@ -47,7 +47,7 @@ from .merge import (
 from .remote import VIEW_KIND, HeaderRef, Listing, ViewRef, decode_view, encode_view, header_name, view_name
 from .secrets import Secret
 from .snapshots import Retention, prune
-from .syncstate import SyncState
+from .syncstate import SyncState, new_token
 
 # Mass-deletion guard (SPEC §6): more than this many, or more than this share of the
 # accounts (when at least two), needs --allow-deletions. An unreadable store looks empty.
@@ -259,6 +259,10 @@ class InitResult:
     created: bool
     vault_id: str
     epoch: int
+    # Set when this home joined under a NEW device id (the configured one already has
+    # views on the remote that this home's fresh state knows nothing of): the caller
+    # writes it into config.toml.
+    device_id: str = ""
 
 
 @_exclusive
@@ -275,6 +279,17 @@ def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret
         passphrase = s.get_passphrase()
         key, _ref = open_key(s, listing, SyncState(), passphrase)
         result = InitResult(False, key.vault_id.hex(), key.epoch)
+        if not state.vault_id and any(v.device == s.device_id for v in listing.views):
+            # A fresh state (lost, or a config.toml copied without it) would share the id
+            # with whoever wrote those views - maybe a live copy of this home. A new id
+            # keeps both apart; the first sync then keeps every local account.
+            from .remote import new_device_id
+
+            old = s.device_id
+            s.device_id = result.device_id = new_device_id()
+            s.note(f"device id {old} already has views on the remote (another copy of this home, or its "
+                   f"earlier state): joining as the new device {s.device_id}; 'otpbridge devices remove {old}' "
+                   "drops the old id once no copy uses it")
     elif not listing.empty:
         raise UsageError(
             f"{s.backend.describe()} is not empty and holds no otpbridge vault",
@@ -293,6 +308,7 @@ def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret
         result = InitResult(True, key.vault_id.hex(), 1)
     state.vault_id = result.vault_id
     state.device = s.device_id
+    state.token = state.token or new_token()
     state.epoch = max(state.epoch, result.epoch)
     if s.device_name:
         state.device_names[s.device_id] = s.device_name
@@ -367,12 +383,20 @@ def _sync_slow(
     accept_rollback: bool,
     tombstone_remote_only: bool,
     remove_devices: Sequence[str],
+    adopt_device: bool = False,
 ) -> SyncReport:
     """Everything of ``engine.sync`` past the fast path (it holds the home lock already)."""
     passphrase = s.get_passphrase()
     remote = load_remote(s, state, passphrase, listing=listing, accept_rollback=accept_rollback)
     report.warnings += remote.warnings
     report.epoch = remote.epoch
+    _check_removals(remote, remove_devices)
+    # Before anything is written anywhere: views under this id that this home did not write.
+    foreign = _foreign_own_views(s, state, remote)
+    if foreign and not adopt_device:
+        raise _clone_error(s, state, remote, foreign)
+    if foreign:
+        _adopt(s, state, remote, foreign, report)
     if s.device_id in remote.removed:
         info = remote.removed[s.device_id]
         raise UsageError(
@@ -383,6 +407,11 @@ def _sync_slow(
     local = read_stores(s, state, cache, remote.key)
     report.store_errors = list(local.errors)
     base = None if (state.base is None or remote.own_regressed) else state.base
+    if base is not None:
+        # Records are never dropped from views, so an account of the base that no view
+        # holds at all was lost on the way (our view overwritten or shadowed by another
+        # copy of this home): send it again as an addition.
+        base = {rid: entry for rid, entry in base.items() if rid in remote.records}
     if remote.own_regressed and state.base is not None:
         report.warnings.append("this device's last changes are not on the remote; remote copies win where they differ")
     changes = local_changes(local.union, base, remote.records, device=s.device_id, base_clock=state.clock)
@@ -404,7 +433,7 @@ def _sync_slow(
     final = alive(merged)
     report.accounts = len(final)
     own_view = remote.views.get(s.device_id)
-    need_upload = bool(changes) or bool(remove_devices)
+    need_upload = bool(changes) or bool(remove_devices) or bool(foreign)  # adopting: our view must be newest
     if own_view is None and final and mode == "backup":
         need_upload = True  # a backup run leaves this device's copy on the remote
     listing = remote.listing
@@ -424,7 +453,15 @@ def _sync_slow(
         names = dict(remote.names)
         if s.device_name:
             names[s.device_id] = s.device_name
+        nonce = new_token()
+        # Saved before the upload: a crash after it is then recognised as our own write.
+        state.token = state.token or new_token()
+        state.pending = {"seq": seq, "w": nonce}
+        state.save(s.state_dir)
         payload = {
+            "w": nonce,  # this write's random nonce; the state keeps it (copied homes)
+            "home": state.token,
+            "prev": last_seq,  # the own view this one was built on
             "v": 1,
             "device": s.device_id,
             "name": s.device_name,
@@ -440,9 +477,12 @@ def _sync_slow(
         report.uploaded = name
         seen[s.device_id] = seq
         last_seq = seq
+        state.writes[str(seq)] = nonce
     report.verified_at = s.now()
     # Housekeeping: only our own objects (and leftovers nobody can read any more).
     for ref in remote.garbage:
+        if ref in foreign:
+            continue  # another copy's view that does not open (yet): not ours to delete
         _delete(s, listing, ref.name)
         report.cleaned.append(ref.name)
     own = listing.views_of(remote.epoch, s.device_id)
@@ -488,8 +528,87 @@ def _sync_slow(
     state.last_sync = s.now()
     state.last_error = None
     state.accounts = len(final)
+    state.token = state.token or new_token()
+    state.pending = None
+    keep = sorted((int(k) for k in state.writes), reverse=True)[:WRITES_KEPT]
+    state.writes = {str(k): state.writes[str(k)] for k in sorted(keep)}
     state.save(s.state_dir)
     return report
+
+
+WRITES_KEPT = 64  # nonces of own views remembered (only the newest own view is compared)
+
+
+def _check_removals(remote: Remote, remove_devices: Sequence[str]) -> None:
+    known = {v.device for v in remote.listing.views} | set(remote.names) | set(remote.removed)
+    for dev in remove_devices:
+        if dev not in known:
+            raise UsageError(f"no such device {dev} in the vault", hint="'otpbridge devices' lists them")
+
+
+def _foreign_own_views(s: Session, state: SyncState, remote: Remote) -> list[ViewRef]:
+    """Views under this device id that this home did not write (docs/SYNC.md "Copied homes").
+
+    This home wrote exactly: the views up to ``state.last_seq`` (the newest of them with
+    the nonce ``state.writes`` recorded) and at most one more, the ``pending`` upload of
+    a run that stopped before saving the state. Anything else — a view beyond those, two
+    views with one sequence number, a nonce that is not ours — came from another home
+    with the same device id: a copy of this home, or this home's own future when it was
+    restored from an old backup. No data tells those two apart, so both are refused.
+    """
+    if not state.token:
+        return []  # a state saved by an older otpbridge recorded no writes: nothing to compare
+    me = s.device_id
+    mine = remote.listing.views_of(remote.epoch, me)
+    pending = state.pending or {}
+    counts = Counter(v.seq for v in mine)
+    foreign = [v for v in mine if counts[v.seq] > 1 or (v.seq > state.last_seq and v.seq != pending.get("seq"))]
+    if me in remote.views:
+        ref, data = remote.views[me]
+        if ref.seq > state.last_seq and ref.seq == pending.get("seq"):
+            expected: str | None = pending.get("w")
+        else:
+            expected = state.writes.get(str(ref.seq))
+        if expected is not None and data.get("w") != expected and ref not in foreign:
+            foreign.append(ref)
+        elif expected is not None and ref.seq > state.last_seq and ref not in foreign:
+            # Our own upload of a run that stopped before saving the state: confirmed.
+            state.writes[str(ref.seq)] = expected
+            state.last_seq = ref.seq
+    return sorted(foreign, key=lambda v: (v.seq, v.name))
+
+
+def _clone_error(s: Session, state: SyncState, remote: Remote, foreign: list[ViewRef]) -> DataLossRefused:
+    """Exit 6, like the mass-deletion guard: going on could lose data; a flag overrides."""
+    first, last = foreign[0], foreign[-1]
+    seqs = f"#{first.seq}" if first.seq == last.seq else f"#{first.seq}..#{last.seq}"
+    return DataLossRefused(
+        f"this home's device id {s.device_id} is also used by another copy of this home: "
+        f"{len(foreign)} view(s) under it ({seqs}, the last written {_when(last.time)}) were not written here; "
+        "nothing was changed",
+        hint="if two machines (or folders) share this home, run 'otpbridge init REMOTE --store …' in a fresh, "
+        "empty OTPBRIDGE_HOME on one of them (it gets a new device id; its first sync keeps every account); "
+        "if this home was restored from an old backup and no other copy runs any more, run "
+        "'otpbridge sync --adopt-device' (it merges every view first, then takes the id over)",
+    )
+
+
+def _adopt(s: Session, state: SyncState, remote: Remote, foreign: list[ViewRef], report: SyncReport) -> None:
+    """Merge every view of this id we did not write (not only the newest: two copies may
+    have written the same sequence number), so taking the id over loses nothing."""
+    extra = [remote.records]
+    for ref in foreign:
+        if remote.views.get(s.device_id, (None,))[0] == ref:
+            continue  # merged already
+        try:
+            extra.append(_open_view(s, remote.key, ref)["_records"])
+        except (IntegrityError, ValueError, KeyError, TypeError) as exc:
+            report.warnings.append(f"{ref.name} (another copy of this home) does not open and is left alone: {exc}")
+    remote.records = merge_views(extra)
+    report.warnings.append(
+        f"{'would take' if report.dry_run else 'took'} over device id {s.device_id}: merged {len(foreign)} "
+        "view(s) another copy of this home wrote; that copy is refused from now on"
+    )
 
 
 def upload_view(s: Session, key: Any, payload: dict, listing: Listing, when: float | None = None) -> str:
@@ -501,8 +620,12 @@ def upload_view(s: Session, key: Any, payload: dict, listing: Listing, when: flo
     back = s.backend.read(name)
     ref = ViewRef(name, len(back), dev, key.epoch, seq, 0)
     data = decode_view(key.open(back, kind=VIEW_KIND, device=dev, seq=seq), ref)
-    if len(data["records"]) != len(payload["records"]):
-        raise IntegrityError(f"{name} did not read back as written")
+    if len(data["records"]) != len(payload["records"]) or data.get("w") != payload.get("w"):
+        # Another writer of this name (only a copy of this home can produce it) came between.
+        raise IntegrityError(
+            f"{name} did not read back as written",
+            hint="if another copy of this home syncs too, the next run says so; nothing local was changed",
+        )
     listing.add(name, len(blob))
     return name
 

@@ -40,6 +40,14 @@ class SyncState:
     last_sync: float | None = None
     last_error: dict[str, Any] | None = None
     accounts: int = 0
+    # Copied homes (docs/SYNC.md "Copied homes"). ``token``: random per home, made when
+    # this otpbridge first saves the state (empty: a state of an older version, which
+    # recorded no writes). ``writes``: seq -> the random nonce ("w") of each recent view
+    # this home wrote. ``pending``: {"seq", "w"} of the view being uploaded, saved BEFORE
+    # the upload, so a crash after it is told from another copy of this home.
+    token: str = ""
+    writes: dict[str, str] = field(default_factory=dict)
+    pending: dict[str, Any] | None = None
 
     # -- persistence ---------------------------------------------------------------------
     @classmethod
@@ -73,6 +81,9 @@ class SyncState:
             last_sync=data.get("last_sync"),
             last_error=data.get("last_error"),
             accounts=int(data.get("accounts", 0)),
+            token=str(data.get("token", "")),
+            writes={str(k): str(v) for k, v in (data.get("writes") or {}).items()},
+            pending=_pending(data.get("pending")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -93,12 +104,27 @@ class SyncState:
             "last_sync": self.last_sync,
             "last_error": self.last_error,
             "accounts": self.accounts,
+            "token": self.token,
+            "writes": self.writes,
+            "pending": self.pending,
         }
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         with _umask():
             atomic_write(folder / STATE_FILE, json.dumps(self.to_json(), indent=1).encode(), mode=0o600, backup=False)
+
+
+def _pending(raw: Any) -> dict[str, Any] | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("seq"), int) or not isinstance(raw.get("w"), str):
+        return None
+    return {"seq": raw["seq"], "w": raw["w"]}
+
+
+def new_token() -> str:
+    import secrets
+
+    return secrets.token_hex(8)
 
 
 class _umask:

@@ -446,6 +446,9 @@ def test_state_file_deleted_then_rejoin_loses_nothing(tmp_path):
 
 
 def test_home_restored_from_an_old_backup_is_no_rollback_and_loses_nothing(tmp_path):
+    """A restored home cannot be told from a live copy of it (docs/SYNC.md "Copied homes"):
+    it is refused (exit 6, not a rollback) with nothing changed, and --adopt-device then
+    merges everything and loses nothing."""
     import shutil
 
     a, b, remote = pair(tmp_path)
@@ -461,7 +464,12 @@ def test_home_restored_from_an_old_backup_is_no_rollback_and_loses_nothing(tmp_p
     ok(b.sync())
     shutil.rmtree(a.root)
     shutil.copytree(backup, a.root)  # the whole home and store, as they were
-    ok(a.sync())
+    before = sorted(p.name for p in remote.rglob("*"))
+    res = a.sync()
+    assert res.code == 6 and "rollback" not in res.err and "--adopt-device" in res.err, res.err
+    assert sorted(p.name for p in remote.rglob("*")) == before
+    assert set(a.accounts()) == {make_account("1").identity}  # the store was not touched
+    ok(a.sync("--adopt-device"))
     ok(b.sync())
     want = {make_account("2").identity, make_account("3").identity}
     assert set(a.accounts()) == want == set(b.accounts()) == remote_ids(remote)

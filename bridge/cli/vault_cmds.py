@@ -160,6 +160,8 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
     local_state = SyncState.load(state.config.state_dir)
     check_state_owner(local_state, device["id"])
     result = init_vault(s, local_state, new_passphrase=lambda: _ask_new(state, state.passphrase_source()))
+    if result.device_id:  # the configured id is already in use on the remote: joined under a new one
+        device = settings["device"] = {**device, "id": result.device_id}
     state.config.write(settings)
     if as_json:
         state.emit_json({"created": result.created, "vault_id": result.vault_id, "epoch": result.epoch,
@@ -182,13 +184,15 @@ def _sync_options(fn):
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (stats included)."),
         click.option("--allow-deletions", is_flag=True, help="Send more deletions than the safety limit."),
         click.option("--accept-rollback", is_flag=True, help="Accept a remote older than the one seen before."),
+        click.option("--adopt-device", is_flag=True,
+                     help="Another copy of this home used its device id: merge everything, then take the id over."),
     ]):
         fn = opt(fn)
     return fn
 
 
 def _run_sync(state: State, mode: str, dry_run: bool, as_json: bool, allow_deletions: bool,
-              accept_rollback: bool) -> None:
+              accept_rollback: bool, adopt_device: bool = False) -> None:
     from ..engine import sync
 
     settings = _settings(state)
@@ -198,7 +202,7 @@ def _run_sync(state: State, mode: str, dry_run: bool, as_json: bool, allow_delet
             raise UsageError("no store is configured", hint="add one: otpbridge init REMOTE --store KIND:PATH")
         with s.backend:
             report = sync(s, mode=mode, dry_run=dry_run, allow_deletions=allow_deletions,
-                          accept_rollback=accept_rollback)
+                          accept_rollback=accept_rollback, adopt_device=adopt_device)
     except OtpBridgeError as err:
         if not dry_run:
             _record_failure(state, err)
@@ -238,7 +242,8 @@ def _print_sync(state: State, r) -> None:
 @click.command("backup")
 @_sync_options
 @click.pass_obj
-def backup_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, accept_rollback: bool) -> None:
+def backup_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, accept_rollback: bool,
+               adopt_device: bool) -> None:
     """Back up the local stores to the vault (one way; nothing local changes).
 
     \b
@@ -246,13 +251,14 @@ def backup_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool
       otpbridge backup
       otpbridge backup --dry-run --json
     """
-    _run_sync(state, "backup", dry_run, as_json, allow_deletions, accept_rollback)
+    _run_sync(state, "backup", dry_run, as_json, allow_deletions, accept_rollback, adopt_device)
 
 
 @click.command("sync")
 @_sync_options
 @click.pass_obj
-def sync_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, accept_rollback: bool) -> None:
+def sync_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, accept_rollback: bool,
+             adopt_device: bool) -> None:
     """Two-way sync: local changes to the vault, other devices' changes into the primary store.
 
     \b
@@ -261,7 +267,7 @@ def sync_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, 
       OTPBRIDGE_PASSCOMMAND='pass show backup/otpbridge' otpbridge --quiet sync
       otpbridge sync --dry-run --json
     """
-    _run_sync(state, "sync", dry_run, as_json, allow_deletions, accept_rollback)
+    _run_sync(state, "sync", dry_run, as_json, allow_deletions, accept_rollback, adopt_device)
 
 
 # --- restore -----------------------------------------------------------------------------------
