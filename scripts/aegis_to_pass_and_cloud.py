@@ -27,6 +27,8 @@ import getpass
 import os
 import sys
 
+import _recipe  # this folder's printing and checking, shared by the recipes
+
 import otpbridge
 
 SOURCE = os.environ.get("OTPB_SOURCE", "aegis:~/aegis-backup.json")
@@ -41,9 +43,7 @@ KDF = os.environ.get("OTPB_KDF", "default")
 
 # %%
 source = otpbridge.read(SOURCE)
-print(f"{len(source.accounts)} account(s) in {SOURCE}")
-for err in source.errors:
-    print(f"  skipped {err}")
+_recipe.show_source(source, SOURCE)
 report = otpbridge.convert(SOURCE, DEST)
 print(f"pass store: added {len(report.added)}, updated {len(report.updated)}, unchanged {report.unchanged}")
 

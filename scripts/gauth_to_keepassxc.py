@@ -20,10 +20,10 @@
 # %%
 import os
 import sys
-import time
+
+import _recipe  # this folder's printing and checking, shared by the recipes
 
 import otpbridge
-from otpbridge.codes import code_at
 
 SOURCE = os.environ.get("OTPB_SOURCE", "gauth:~/gauth-export.txt")
 DEST = os.environ.get("OTPB_DEST", "keepass:~/otp.kdbx")
@@ -37,18 +37,14 @@ DRY_RUN = os.environ.get("OTPB_DRY_RUN", "0") == "1"
 
 # %%
 source = otpbridge.read(SOURCE)
-print(f"{len(source.accounts)} account(s) in {SOURCE}")
-for acc in source.accounts:
-    print(f"  {acc.kind.value:5} {acc.algorithm.value:6} {acc.digits} digits  {acc.label}")
-for err in source.errors:
-    print(f"  skipped {err}")
+_recipe.show_source(source, SOURCE, lambda acc: f"{acc.kind.value:5} {acc.algorithm.value:6} {acc.digits} digits  {acc.label}")
 
 # %% [markdown]
 # ## 2. Dry run
 
 # %%
 plan = otpbridge.convert(SOURCE, DEST, dry_run=True)
-print(f"would add {len(plan.added)}, update {len(plan.updated)}, leave {plan.unchanged} unchanged")
+_recipe.show_plan(plan)
 if DRY_RUN:
     sys.exit(0)
 
@@ -59,7 +55,7 @@ if DRY_RUN:
 
 # %%
 report = otpbridge.convert(SOURCE, DEST)
-print(f"added {len(report.added)}, updated {len(report.updated)}, unchanged {report.unchanged}")
+_recipe.show_report(report)
 if report.backup:
     print(f"the previous database is kept as {report.backup}")
 
@@ -67,11 +63,6 @@ if report.backup:
 # ## 4. Check: read the database back and compare codes
 
 # %%
-now = time.time()
-stored = {a.identity: a for a in otpbridge.read_accounts(DEST, strict=False)}
-missing = [a.label for a in source.accounts if a.identity not in stored]
-differ = [a.label for a in source.accounts if a.identity in stored and code_at(a, now) != code_at(stored[a.identity], now)]
-if missing or differ:
-    sys.exit(f"check failed: missing {missing}, different codes {differ}")
+_recipe.check_codes(source.accounts, _recipe.read_back(DEST))
 print(f"ok: all {len(source.accounts)} account(s) are in {DEST} and give the same codes")
 print("next: open the database in KeePassXC; TOTP codes show in the entry view")

@@ -20,10 +20,10 @@
 # %%
 import os
 import sys
-import time
+
+import _recipe  # this folder's printing and checking, shared by the recipes
 
 import otpbridge
-from otpbridge.codes import code_at
 
 SOURCE = os.environ.get("OTPB_SOURCE", "keepass:~/Passwords.kdbx")
 DEST = os.environ.get("OTPB_DEST", "pass:")
@@ -37,22 +37,14 @@ DRY_RUN = os.environ.get("OTPB_DRY_RUN", "0") == "1"
 
 # %%
 source = otpbridge.read(SOURCE)
-print(f"{len(source.accounts)} account(s) in {SOURCE}")
-for acc in source.accounts:
-    print(f"  {acc.kind.value:5} {acc.label}")
-for err in source.errors:
-    print(f"  skipped {err}")
+_recipe.show_source(source, SOURCE)
 
 # %% [markdown]
 # ## 2. Dry run: what would change in the pass store
 
 # %%
 plan = otpbridge.convert(SOURCE, DEST, dry_run=True)
-print(f"would add {len(plan.added)}, update {len(plan.updated)}, leave {plan.unchanged} unchanged")
-for acc in plan.added:
-    print(f"  + {acc.label}")
-for acc in plan.updated:
-    print(f"  ~ {acc.label}")
+_recipe.show_plan(plan, each=True)
 if DRY_RUN:
     sys.exit(0)
 
@@ -61,16 +53,11 @@ if DRY_RUN:
 
 # %%
 report = otpbridge.convert(SOURCE, DEST)
-print(f"added {len(report.added)}, updated {len(report.updated)}, unchanged {report.unchanged}")
+_recipe.show_report(report)
 
 # %% [markdown]
 # ## 4. Check: the store has every account and computes the same codes
 
 # %%
-now = time.time()
-copied = {a.identity: a for a in otpbridge.read_accounts(DEST, strict=False)}
-missing = [a.label for a in source.accounts if a.identity not in copied]
-differ = [a.label for a in source.accounts if a.identity in copied and code_at(a, now) != code_at(copied[a.identity], now)]
-if missing or differ:
-    sys.exit(f"check failed: missing {missing}, different codes {differ}")
+_recipe.check_codes(source.accounts, _recipe.read_back(DEST))
 print(f"ok: all {len(source.accounts)} account(s) are in {DEST} and give the same codes")

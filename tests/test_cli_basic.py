@@ -12,20 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from otpbridge.cli import main
 from otpbridge.codes import code_at
 from otpbridge.model import Kind
 from otpbridge.otpauth import parse_uri
 from otpbridge.store import Context, open_store
+from tests.support.cli import run
 from tests.support.paths import FIXTURES
 
 URI_FIXTURES = sorted((FIXTURES / "otpauth_uri").glob("*.txt"))
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def read_accounts(path: Path):

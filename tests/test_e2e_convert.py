@@ -7,32 +7,17 @@ skipped (exit 7). Nothing is lost silently.
 
 from __future__ import annotations
 
-import io
 import os
-from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 
-from otpbridge.cli import main
 from otpbridge.store import Context, open_store
 from tests.support.canonical import AEGIS_VECTORS, STRATUM, assert_matches
+from tests.support.cli import run_with_env as cli
 from tests.support.gpg import needs_gpg
 from tests.support.paths import FIXTURES
 
 PW = "e2e store password"
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    saved = dict(os.environ)
-    os.environ.update(env or {})
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            code = main(list(args))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return code, out.getvalue(), err.getvalue()
 
 
 def read(spec: str, env: dict[str, str] | None = None):

@@ -4,40 +4,29 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
-import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from otpbridge.errors import AuthenticationError, FormatError, IntegrityError, OtpBridgeError
+from otpbridge.errors import AuthenticationError, FormatError, IntegrityError
 from otpbridge.model import Account, Kind
 from otpbridge.plugins.aegis import AegisStore
 from otpbridge.store import Context, StoreSpec, detect_kind
 from tests.support import canonical as C
+from tests.support import formats as F
+from tests.support.cli import run_module
 from tests.support.oracles import needs_oathtool
 from tests.support.paths import FIXTURES
 
 AEGIS = FIXTURES / "aegis"
 
 
-def store(path, password=None, **options):
-    env = {}
-    if password is not None:
-        env["AEGIS_PW"] = password
-        options.setdefault("password-env", "AEGIS_PW")
-    warnings: list[str] = []
-    ctx = Context(environ=env, warn=warnings.append, info=lambda m: None)
-    s = AegisStore(StoreSpec("aegis", str(path), options), ctx)
-    s.warnings = warnings
-    return s
+store = F.store_opener(AegisStore, "aegis", password_env="AEGIS_PW")
 
 
 STRATUM_EXTRAS = {
@@ -88,10 +77,7 @@ def test_reads_stratum_files_and_reports_motp_yandex(name, password):
 
 @needs_oathtool
 def test_codes_agree_with_oathtool():
-    accounts = (
-        store(AEGIS / "aegis_plain.json").read().accounts
-        + store(AEGIS / "aegis.unencrypted.json").read().accounts
-    )
+    accounts = F.accounts_of(store(AEGIS / "aegis_plain.json"), store(AEGIS / "aegis.unencrypted.json"))
     assert C.assert_codes_match_oathtool(accounts) >= 8
 
 
@@ -99,16 +85,13 @@ def test_codes_agree_with_oathtool():
     "name, wrong", [("aegis_encrypted.json", "wrong"), ("aegis.encrypted.json", "test1")]
 )
 def test_wrong_password_is_exit_3(name, wrong):
-    with pytest.raises(AuthenticationError) as err:
-        store(AEGIS / name, wrong).read()
-    assert err.value.exit_code == 3
+    F.assert_wrong_password(store(AEGIS / name, wrong).read)
 
 
 def test_wrong_password_through_the_cli_is_one_line_exit_3(tmp_path):
-    env = dict(os.environ, AEGIS_PW="test1", OTPBRIDGE_HOME=str(tmp_path))
-    proc = subprocess.run(
-        [sys.executable, "-m", "otpbridge.cli", "list", f"aegis:{AEGIS / 'aegis.encrypted.json'}?password-env=AEGIS_PW"],
-        capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60,
+    proc = run_module(
+        "list", f"aegis:{AEGIS / 'aegis.encrypted.json'}?password-env=AEGIS_PW",
+        env={"AEGIS_PW": "test1", "OTPBRIDGE_HOME": str(tmp_path)},
     )  # fmt: skip
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr and "wrong password" in proc.stderr
@@ -116,11 +99,7 @@ def test_wrong_password_through_the_cli_is_one_line_exit_3(tmp_path):
 
 # -- hostile input -------------------------------------------------------------------------
 def _tampered(tmp_path, change):
-    vault = json.loads((AEGIS / "aegis_encrypted.json").read_text())
-    change(vault)
-    path = tmp_path / "t.json"
-    path.write_text(json.dumps(vault))
-    return path
+    return F.tampered_json(AEGIS / "aegis_encrypted.json", tmp_path / "t.json", change)
 
 
 def _flip_db(v):
@@ -149,9 +128,7 @@ def _flip_db(v):
     ],
 )
 def test_tampered_encrypted_vaults(tmp_path, change, error):
-    with pytest.raises(error) as err:
-        store(_tampered(tmp_path, change), "test").read()
-    assert type(err.value) is error
+    F.assert_raises_exactly(error, store(_tampered(tmp_path, change), "test").read)
 
 
 def test_garbage_and_truncated_files(tmp_path):
@@ -167,38 +144,15 @@ def test_garbage_and_truncated_files(tmp_path):
 _PLAIN = (AEGIS / "aegis.unencrypted.json").read_bytes()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@F.examples(60)
 @given(data=st.data())
 def test_mutated_plain_vaults_never_crash(tmp_path, data):
-    raw = bytearray(_PLAIN)
-    for _ in range(data.draw(st.integers(1, 8))):
-        pos = data.draw(st.integers(0, len(raw) - 1))
-        op = data.draw(st.sampled_from(["flip", "delete", "insert"]))
-        if op == "flip":
-            raw[pos] = data.draw(st.integers(0, 255))
-        elif op == "delete":
-            del raw[pos : pos + data.draw(st.integers(1, 50))]
-        else:
-            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
-        if not raw:
-            break
     path = tmp_path / "m.json"
-    path.write_bytes(bytes(raw))
-    try:
-        store(path).read()
-    except OtpBridgeError:
-        pass
+    path.write_bytes(F.mutate_bytes(data, _PLAIN, max_delete=50, max_insert=8))
+    F.read_or_refuse(store(path))
 
 
-_JSON_VALUES = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=True)
-    | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=6,
-)
+_JSON_VALUES = F.json_values(text_size=12, max_leaves=6)
 
 
 def _paths(node, prefix=()):
@@ -211,7 +165,7 @@ def _paths(node, prefix=()):
             yield from _paths(v, prefix + (i,))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@F.examples(80)
 @given(data=st.data())
 def test_structurally_mutated_vaults_never_crash(tmp_path, data):
     """Replace a random node of a valid vault with random JSON: errors are ours only."""
@@ -224,11 +178,9 @@ def test_structurally_mutated_vaults_never_crash(tmp_path, data):
     node[target[-1]] = data.draw(_JSON_VALUES)
     path = tmp_path / "s.json"
     path.write_text(json.dumps(vault))
-    try:
-        result = store(path).read()
-    except OtpBridgeError:
-        return
-    assert len(result.accounts) + len(result.errors) <= 11
+    result = F.read_or_refuse(store(path))
+    if result is not None:
+        assert len(result.accounts) + len(result.errors) <= 11
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -268,10 +220,7 @@ def _check_content(db: dict, accounts):
     assert len(db["entries"]) == len(accounts)
     for entry, acc in zip(db["entries"], accounts, strict=True):
         assert entry["type"] == acc.kind.value
-        assert (
-            base64.b32decode(entry["info"]["secret"] + "=" * (-len(entry["info"]["secret"]) % 8))
-            == acc.secret
-        )
+        assert F.b32decode_unpadded(entry["info"]["secret"]) == acc.secret
         assert "=" not in entry["info"]["secret"]
         assert entry["info"]["algo"] == acc.algorithm.value and entry["info"]["digits"] == acc.digits
         assert entry["info"].get("counter" if acc.kind is Kind.HOTP else "period") == (
@@ -287,8 +236,7 @@ def test_write_plain_round_trip(tmp_path):
     s = store(tmp_path / "out.json")
     s.write_all(accounts)
     path = tmp_path / "out.json"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert any("clear text" in w for w in s.warnings)
+    F.assert_private_and_warned(path, s)
     vault = json.loads(path.read_text())
     assert vault["version"] == 1 and vault["header"] == {"slots": None, "params": None}
     _check_content(vault["db"], accounts)
@@ -349,32 +297,13 @@ def test_rewrite_keeps_motp_yandex_and_icons(tmp_path):
     assert len(result.accounts) == 10 and len(result.errors) == 2
 
 
-hyp_text = st.text(st.characters(min_codepoint=32, exclude_categories=("Cs",)), max_size=12)
-hyp_accounts = st.lists(
-    st.builds(
-        Account,
-        kind=st.sampled_from(list(Kind)),
-        secret=st.binary(min_size=1, max_size=40),
-        issuer=hyp_text,
-        name=hyp_text,
-        algorithm=st.sampled_from(["SHA1", "SHA256", "SHA512"]),
-        digits=st.integers(5, 10),
-        period=st.integers(1, 86400),
-        counter=st.integers(0, 2**53),
-        folder=hyp_text,
-        note=st.text(max_size=20),
-    ),
-    max_size=6,
-    unique_by=lambda a: (a.kind, a.secret),
-)
+hyp_accounts = F.account_lists(note=st.text(max_size=20))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@F.examples(40)
 @given(accounts=hyp_accounts)
 def test_plain_round_trip_is_lossless(tmp_path, accounts):
-    path = tmp_path / "h.json"
-    store(path).write_all(accounts)
-    assert store(path).read().accounts == accounts
+    F.assert_round_trips(store, tmp_path / "h.json", accounts)
 
 
 # -- detection -----------------------------------------------------------------------------
@@ -384,7 +313,7 @@ def test_detected_as_aegis(name):
 
 
 def test_does_not_claim_other_formats():
-    others = [p for p in FIXTURES.rglob("*") if p.is_file() and p.parent != AEGIS and p.parent != FIXTURES]
+    others = F.other_fixtures(AEGIS)
     assert others
     for path in others:
         head = path.read_bytes()[: 256 * 1024]

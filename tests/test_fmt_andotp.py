@@ -4,39 +4,28 @@ from __future__ import annotations
 
 import base64
 import json
-import stat
 import struct
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from otpbridge.errors import AuthenticationError, FormatError, OtpBridgeError, UsageError
-from otpbridge.model import Account, Kind
+from otpbridge.errors import AuthenticationError, FormatError, UsageError
+from otpbridge.model import Kind
 from otpbridge.plugins.andotp import AndOtpStore
-from otpbridge.store import Context, StoreSpec, detect_kind
+from otpbridge.store import detect_kind
 from tests.support import canonical as C
+from tests.support import formats as F
 from tests.support.oracles import needs_oathtool
 from tests.support.paths import FIXTURES
 
 ANDOTP = FIXTURES / "andotp"
 
 
-def store(path, password=None, **options):
-    env = {}
-    if password is not None:
-        env["ANDOTP_PW"] = password
-        options.setdefault("password-env", "ANDOTP_PW")
-    warnings: list[str] = []
-    s = AndOtpStore(
-        StoreSpec("andotp", str(path), options),
-        Context(environ=env, warn=warnings.append, info=lambda m: None),
-    )
-    s.warnings = warnings
-    return s
+store = F.store_opener(AndOtpStore, "andotp", password_env="ANDOTP_PW")
 
 
 @pytest.mark.parametrize(
@@ -84,10 +73,7 @@ def test_asmw_test_files():
 
 @needs_oathtool
 def test_codes_agree_with_oathtool():
-    accounts = (
-        store(ANDOTP / "andotp_plain.json").read().accounts
-        + store(ANDOTP / "andotp.unencrypted.json").read().accounts
-    )
+    accounts = F.accounts_of(store(ANDOTP / "andotp_plain.json"), store(ANDOTP / "andotp.unencrypted.json"))
     assert C.assert_codes_match_oathtool(accounts) >= 8
 
 
@@ -101,9 +87,7 @@ def test_codes_agree_with_oathtool():
     ],
 )
 def test_wrong_password_is_exit_3(name, wrong, options):
-    with pytest.raises(AuthenticationError) as err:
-        store(ANDOTP / name, wrong, **options).read()
-    assert err.value.exit_code == 3
+    F.assert_wrong_password(store(ANDOTP / name, wrong, **options).read)
 
 
 def test_garbage_is_a_format_error():
@@ -144,9 +128,7 @@ _NEW = (ANDOTP / "accounts_new_123456.json.aes").read_bytes()
 def test_tampered_encrypted_files(tmp_path, data, error):
     path = tmp_path / "t.json.aes"
     path.write_bytes(data)
-    with pytest.raises(error) as err:
-        store(path, "123456").read()
-    assert type(err.value) is error
+    F.assert_raises_exactly(error, store(path, "123456").read)
 
 
 def test_absurd_iterations_with_format_new_is_refused_fast(tmp_path):
@@ -159,37 +141,18 @@ def test_absurd_iterations_with_format_new_is_refused_fast(tmp_path):
 _PLAIN = (ANDOTP / "andotp.unencrypted.json").read_bytes()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@F.examples(60)
 @given(data=st.data())
 def test_mutated_plain_files_never_crash(tmp_path, data):
-    raw = bytearray(_PLAIN)
-    for _ in range(data.draw(st.integers(1, 8))):
-        if not raw:
-            break
-        pos = data.draw(st.integers(0, len(raw) - 1))
-        op = data.draw(st.sampled_from(["flip", "delete", "insert"]))
-        if op == "flip":
-            raw[pos] = data.draw(st.integers(0, 255))
-        elif op == "delete":
-            del raw[pos : pos + data.draw(st.integers(1, 40))]
-        else:
-            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=6))
     path = tmp_path / "m.json"
-    path.write_bytes(bytes(raw))
-    try:
-        store(path, "pw", format="old").read()  # if it stops looking like JSON, the cheap old format is tried
-    except OtpBridgeError:
-        pass
+    path.write_bytes(F.mutate_bytes(data, _PLAIN))
+    F.read_or_refuse(store(path, "pw", format="old"))  # if it stops looking like JSON, the cheap old format is tried
 
 
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=5,
-)
+_JSON = F.json_values()
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@F.examples(80)
 @given(data=st.data())
 def test_structurally_mutated_entries_never_crash(tmp_path, data):
     entries = json.loads(_PLAIN)
@@ -210,7 +173,7 @@ def test_write_plain_round_trip_and_independent_read(tmp_path):
     path = tmp_path / "otp_accounts.json"
     s = store(path)
     s.write_all(accounts)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and any("clear text" in w for w in s.warnings)
+    F.assert_private_and_warned(path, s)
     entries = json.loads(path.read_text())
     for entry, acc in zip(entries, accounts, strict=True):
         assert base64.b32decode(entry["secret"]) == acc.secret  # padded, as andOTP writes
@@ -240,32 +203,10 @@ def test_decrypts_a_file_encrypted_independently(tmp_path):
     C.assert_matches(store(path, "pw").read().accounts, C.AEGIS_VECTORS)
 
 
-hyp_text = st.text(st.characters(min_codepoint=32, exclude_categories=("Cs",)), max_size=12)
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    accounts=st.lists(
-        st.builds(
-            Account,
-            kind=st.sampled_from(list(Kind)),
-            secret=st.binary(min_size=1, max_size=40),
-            issuer=hyp_text,
-            name=hyp_text,
-            algorithm=st.sampled_from(["SHA1", "SHA256", "SHA512"]),
-            digits=st.integers(5, 10),
-            period=st.integers(1, 86400),
-            counter=st.integers(0, 2**53),
-            folder=hyp_text,
-        ),
-        max_size=6,
-        unique_by=lambda a: (a.kind, a.secret),
-    )
-)
+@F.examples(40)
+@given(accounts=F.account_lists())
 def test_plain_round_trip_is_lossless_except_notes(tmp_path, accounts):
-    path = tmp_path / "h.json"
-    store(path).write_all(accounts)
-    assert store(path).read().accounts == accounts
+    F.assert_round_trips(store, tmp_path / "h.json", accounts)
 
 
 # -- detection -----------------------------------------------------------------------------
@@ -282,6 +223,6 @@ def test_text_files_named_like_andotp_are_not_claimed(tmp_path):
 
 
 def test_does_not_claim_other_formats():
-    others = [p for p in FIXTURES.rglob("*") if p.is_file() and p.parent not in (ANDOTP, FIXTURES)]
+    others = F.other_fixtures(ANDOTP)
     for path in others:
         assert not AndOtpStore.sniff(path, path.read_bytes()[: 256 * 1024]), path

@@ -11,14 +11,15 @@ from html import escape
 import pytest
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import given
 
 from otpbridge.codes import code_at
-from otpbridge.errors import AuthenticationError, FormatError, OtpBridgeError, UsageError
-from otpbridge.model import Account, Algorithm, Kind
+from otpbridge.errors import FormatError, UsageError
+from otpbridge.model import Algorithm
 from otpbridge.plugins.authy import AuthyStore
 from otpbridge.store import Context, StoreSpec, detect_kind
+from tests.support import canonical as C
+from tests.support import formats as F
 from tests.support.oracles import needs_oathtool, oathtool_code
 from tests.support.paths import FIXTURES
 
@@ -26,20 +27,11 @@ DIR = FIXTURES / "authy"
 PASSWORD = "testtest"
 
 
-def _b32(text: str) -> bytes:
-    return base64.b32decode(text + "=" * (-len(text) % 8))
-
-
 # The Aegis reference vectors the Authy fixtures hold, normalised as Aegis's importer test
 # does: Authy stores no algorithm or period, so every token is SHA1 with a 30 s period.
-EXPECTED = {
-    a.secret: a
-    for a in [
-        Account(Kind.TOTP, _b32("4SJHB4GSD43FZBAI7C2HLRJGPQ"), "Deno", "Mason"),
-        Account(Kind.TOTP, _b32("5OM4WOOGPLQEF6UGN3CPEOOLWU"), "SPDX", "James", Algorithm.SHA1, 7, 30),
-        Account(Kind.TOTP, _b32("7ELGJSGXNCCTV3O6LKJWYFV2RA"), "Airbnb", "Elijah", Algorithm.SHA1, 8, 30),
-    ]
-}
+EXPECTED = F.by_secret(
+    a.replace(algorithm=Algorithm.SHA1, period=30) for a in C.AEGIS_VECTORS if a.issuer in ("Deno", "SPDX", "Airbnb")
+)
 
 
 def make(path, password: str | None = PASSWORD) -> AuthyStore:
@@ -97,9 +89,7 @@ def test_encrypted_fixture_without_password_source_is_a_usage_error():
 
 @pytest.mark.parametrize("wrong", ["test", "testtest1", ""])
 def test_wrong_password_is_exit_3(wrong):
-    with pytest.raises(AuthenticationError, match="wrong Authy backup password") as info:
-        make(DIR / "authy_encrypted.xml", password=wrong).read()
-    assert info.value.exit_code == 3
+    F.assert_wrong_password(make(DIR / "authy_encrypted.xml", password=wrong).read, match="wrong Authy backup password")
 
 
 @needs_oathtool
@@ -122,7 +112,7 @@ def test_independently_encrypted_tokens_decrypt(tmp_path):
     path = tmp_path / "p.xml"
     path.write_bytes(prefs(tokens))
     result = make(path, "pw").read()
-    assert [a.secret for a in result.accounts] == [_b32(s) for s in secrets]
+    assert [a.secret for a in result.accounts] == [F.b32decode_unpadded(s) for s in secrets]
     assert [(a.issuer, a.name) for a in result.accounts] == [("Svc0", "user0"), ("Svc1", "user1")]
 
 
@@ -239,16 +229,9 @@ def test_read_only():
 FIXTURE_BYTES = (DIR / "authy_plain.xml").read_bytes()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cut=st.integers(0, len(FIXTURE_BYTES)),
-       flips=st.lists(st.tuples(st.integers(0, len(FIXTURE_BYTES) - 1), st.integers(1, 255)), max_size=4))
-def test_hypothesis_mutated_fixture_never_crashes(tmp_path, cut, flips):
-    data = bytearray(FIXTURE_BYTES)
-    for pos, xor in flips:
-        data[pos] ^= xor
+@F.examples(150)
+@given(raw=F.flipped_and_cut(FIXTURE_BYTES, max_flips=4))
+def test_hypothesis_mutated_fixture_never_crashes(tmp_path, raw):
     path = tmp_path / "p.xml"
-    path.write_bytes(bytes(data[:cut]))
-    try:
-        make(path, password="x").read()
-    except OtpBridgeError:
-        pass
+    path.write_bytes(raw)
+    F.read_or_refuse(make(path, password="x"))

@@ -15,16 +15,18 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import nacl.bindings as sodium
 import nacl.pwhash.argon2id as argon2id
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from otpbridge.codes import code_at
-from otpbridge.errors import AuthenticationError, FormatError, OtpBridgeError, UsageError
+from otpbridge.errors import AuthenticationError, FormatError, UsageError
 from otpbridge.model import Account, Algorithm, Kind
 from otpbridge.plugins import ente
 from otpbridge.plugins.ente import EnteStore
 from otpbridge.plugins.uris import UrisStore
 from otpbridge.store import Context, StoreSpec, detect_kind
+from tests.support import canonical as C
+from tests.support import formats as F
 from tests.support.oracles import needs_oathtool, oathtool_code
 from tests.support.paths import FIXTURES
 
@@ -32,32 +34,9 @@ DIR = FIXTURES / "ente_auth"
 FAST_MEM, FAST_OPS = 8 * 1024 * 1024, 2
 
 
-def _b32(text: str) -> bytes:
-    return base64.b32decode(text + "=" * (-len(text) % 8))
-
-
-AEGIS = {
-    a.secret: a
-    for a in [
-        Account(Kind.TOTP, _b32("4SJHB4GSD43FZBAI7C2HLRJGPQ"), "Deno", "Mason"),
-        Account(Kind.TOTP, _b32("5OM4WOOGPLQEF6UGN3CPEOOLWU"), "SPDX", "James", Algorithm.SHA256, 7, 20),
-        Account(Kind.TOTP, _b32("7ELGJSGXNCCTV3O6LKJWYFV2RA"), "Airbnb", "Elijah", Algorithm.SHA512, 8, 50),
-        Account(Kind.HOTP, _b32("YOOMIXWS5GN6RTBPUFFWKTW5M4"), "Issuu", "James", Algorithm.SHA1, 6, counter=1),
-        Account(Kind.HOTP, _b32("KUVJJOM753IHTNDSZVCNKL7GII"), "Air Canada", "Benjamin", Algorithm.SHA256, 7, counter=50),
-        Account(Kind.HOTP, _b32("5VAML3X35THCEBVRLV24CGBKOY"), "WWE", "Mason", Algorithm.SHA512, 8, counter=10300),
-        Account(Kind.STEAM, _b32("JRZCL47CMXVOQMNPZR2F7J4RGI"), "Boeing", "Sophia"),
-    ]
-}
-
-STRATUM = [
-    Account(Kind.TOTP, _b32("JGRMXBLPPYQIFMRBFQDHNP3MPPYQYNUN"), "Long", "Period", period=60),
-    Account(Kind.TOTP, _b32("WEV2GHDH4EAU7D5SZGCIQOFBNQ35EHBS"), "Many", "Digits", digits=9),
-    Account(Kind.TOTP, _b32("KY2QJPMNQLSGSZE2C5F7AYBLBVEEDHFX"), "NoIssuer", "NoIssuer"),
-    Account(Kind.TOTP, _b32("RJNZJM7PAGJUBG32XHQWHFZVLYOMGIUQ"), "Sha", "256", Algorithm.SHA256),
-    Account(Kind.TOTP, _b32("UW33SR5O4EKTDXNCBBS5FSPUKAYXIWOH"), "Sha", "512", Algorithm.SHA512),
-    Account(Kind.HOTP, _b32("JOR2VZXMNHACFNLRAOACFFRDRYAOFMLB"), "Standard", "Hotp", counter=10),
-    Account(Kind.TOTP, _b32("54VEGZFJHM3BGDONFERMPUOKNGDJETGM"), "Standard", "Totp"),
-]
+AEGIS = F.by_secret(C.AEGIS_VECTORS)
+# Stratum's Ente files list the accounts sorted by issuer, then name.
+STRATUM = sorted(C.STRATUM, key=lambda a: (a.issuer, a.name))
 
 
 def make(path, password: str | None = "test", **options) -> EnteStore:
@@ -97,9 +76,8 @@ def test_encrypted_fixture_decrypts_to_the_stratum_vectors(encrypted_fixture_res
 
 
 def test_encrypted_fixture_wrong_password_is_exit_3():
-    with pytest.raises(AuthenticationError, match="wrong password") as info:
-        make(DIR / "ente.encrypted.json", "test1").read()
-    assert info.value.exit_code == 3 and "test1" not in str(info.value)
+    err = F.assert_wrong_password(make(DIR / "ente.encrypted.json", "test1").read, match="wrong password")
+    assert "test1" not in str(err)
 
 
 @needs_oathtool
@@ -211,7 +189,7 @@ def test_plain_write_round_trip_and_independent_reader(tmp_path):
         row = independent_parse(line)
         assert row["type"] == acc.kind.value
         assert (row["issuer"], row["account"]) == (acc.issuer, acc.name)
-        assert _b32(row["query"]["secret"]) == acc.secret
+        assert F.b32decode_unpadded(row["query"]["secret"]) == acc.secret
         assert int(row["query"]["digits"]) == acc.digits
         assert row["query"]["algorithm"] == acc.algorithm.value
         assert row["display"]["tags"] == ([acc.folder] if acc.folder else [])
@@ -347,24 +325,17 @@ def test_non_utf8_is_a_format_error(tmp_path):
 PLAIN = (DIR / "ente_auth.txt").read_bytes()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data())
-def test_hypothesis_mutated_plain_never_crashes(tmp_path, data):
-    cut = data.draw(st.integers(0, len(PLAIN)))
-    flips = data.draw(st.lists(st.tuples(st.integers(0, len(PLAIN) - 1), st.integers(1, 255)), max_size=6))
-    buf = bytearray(PLAIN)
-    for pos, xor in flips:
-        buf[pos] ^= xor
+@F.examples(150)
+@given(raw=F.flipped_and_cut(PLAIN, max_flips=6))
+def test_hypothesis_mutated_plain_never_crashes(tmp_path, raw):
     path = tmp_path / "x.txt"
-    path.write_bytes(bytes(buf[:cut]))
-    try:
-        result = make(path).read()
-    except OtpBridgeError:
-        return
-    assert len(result.accounts) <= 7
+    path.write_bytes(raw)
+    result = F.read_or_refuse(make(path))
+    if result is not None:
+        assert len(result.accounts) <= 7
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@F.examples(150)
 @given(params=st.lists(st.tuples(st.sampled_from(["secret", "issuer", "algorithm", "digits", "period", "counter",
                                                      "codeDisplay", "pin"]),
                                   st.text(max_size=12) | st.sampled_from(["JBSWY3DPEHPK3PXP", "%7B%22tags%22%3A1%7D",

@@ -2,42 +2,28 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from otpbridge.codes import code_at
-from otpbridge.errors import FormatError, OtpBridgeError
+from otpbridge.errors import FormatError
 from otpbridge.model import Account, Algorithm, Kind
 from otpbridge.plugins.freeotp import FreeOtpPlusStore
 from otpbridge.store import Context, StoreSpec, detect_kind
+from tests.support import canonical as C
+from tests.support import formats as F
 from tests.support.oracles import needs_oathtool, oathtool_code
 from tests.support.paths import FIXTURES
 
 DIR = FIXTURES / "freeotp_plus"
 
 
-def _b32(text: str) -> bytes:
-    return base64.b32decode(text + "=" * (-len(text) % 8))
-
-
 # Aegis's reference vectors (VaultEntries.java), by secret.
-AEGIS = {
-    a.secret: a
-    for a in [
-        Account(Kind.TOTP, _b32("4SJHB4GSD43FZBAI7C2HLRJGPQ"), "Deno", "Mason"),
-        Account(Kind.TOTP, _b32("5OM4WOOGPLQEF6UGN3CPEOOLWU"), "SPDX", "James", Algorithm.SHA256, 7, 20),
-        Account(Kind.TOTP, _b32("7ELGJSGXNCCTV3O6LKJWYFV2RA"), "Airbnb", "Elijah", Algorithm.SHA512, 8, 50),
-        Account(Kind.HOTP, _b32("YOOMIXWS5GN6RTBPUFFWKTW5M4"), "Issuu", "James", Algorithm.SHA1, 6, counter=1),
-        Account(Kind.HOTP, _b32("KUVJJOM753IHTNDSZVCNKL7GII"), "Air Canada", "Benjamin", Algorithm.SHA256, 7, counter=50),
-        Account(Kind.HOTP, _b32("5VAML3X35THCEBVRLV24CGBKOY"), "WWE", "Mason", Algorithm.SHA512, 8, counter=10300),
-        Account(Kind.STEAM, _b32("JRZCL47CMXVOQMNPZR2F7J4RGI"), "Boeing", "Sophia"),
-    ]
-}
+AEGIS = F.by_secret(C.AEGIS_VECTORS)
 
 
 def make(path, **options) -> FreeOtpPlusStore:
@@ -278,7 +264,7 @@ token_keys = st.sampled_from(["algo", "counter", "digits", "issuerExt", "issuerI
                               "labelAlt", "period", "secret", "type"])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@F.examples(150)
 @given(tokens=st.lists(st.dictionaries(token_keys, json_values, max_size=11) | json_values, max_size=5))
 def test_hypothesis_structured_garbage_never_crashes(tmp_path, tokens):
     path = tmp_path / "b.json"
@@ -290,16 +276,9 @@ def test_hypothesis_structured_garbage_never_crashes(tmp_path, tokens):
 FIXTURE_BYTES = (DIR / "freeotp_plus.json").read_bytes()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cut=st.integers(0, len(FIXTURE_BYTES)), flips=st.lists(st.tuples(st.integers(0, len(FIXTURE_BYTES) - 1),
-                                                                      st.integers(1, 255)), max_size=4))
-def test_hypothesis_mutated_fixture_never_crashes(tmp_path, cut, flips):
-    data = bytearray(FIXTURE_BYTES)
-    for pos, xor in flips:
-        data[pos] ^= xor
+@F.examples(150)
+@given(raw=F.flipped_and_cut(FIXTURE_BYTES, max_flips=4))
+def test_hypothesis_mutated_fixture_never_crashes(tmp_path, raw):
     path = tmp_path / "b.json"
-    path.write_bytes(bytes(data[:cut]))
-    try:
-        make(path).read()
-    except OtpBridgeError:
-        pass
+    path.write_bytes(raw)
+    F.read_or_refuse(make(path))

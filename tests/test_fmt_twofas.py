@@ -5,37 +5,27 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import stat
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from otpbridge.errors import AuthenticationError, FormatError, IntegrityError, OtpBridgeError
+from otpbridge.errors import AuthenticationError, FormatError, IntegrityError
 from otpbridge.model import Account, Kind
 from otpbridge.plugins.twofas import TwoFasStore
 from otpbridge.store import Context, StoreSpec, detect_kind
 from tests.support import canonical as C
+from tests.support import formats as F
 from tests.support.oracles import needs_oathtool
 from tests.support.paths import FIXTURES
 
 TWOFAS = FIXTURES / "twofas"
 
 
-def store(path, password=None, **options):
-    env = {}
-    if password is not None:
-        env["TWOFAS_PW"] = password
-        options.setdefault("password-env", "TWOFAS_PW")
-    warnings: list[str] = []
-    s = TwoFasStore(
-        StoreSpec("2fas", str(path), options), Context(environ=env, warn=warnings.append, info=lambda m: None)
-    )
-    s.warnings = warnings
-    return s
+store = F.store_opener(TwoFasStore, "2fas", password_env="TWOFAS_PW")
 
 
 def _independent_decrypt(field: str, password: str) -> bytes:
@@ -143,18 +133,12 @@ def test_codes_agree_with_oathtool():
     ],
 )
 def test_wrong_password_is_exit_3(name, wrong):
-    with pytest.raises(AuthenticationError) as err:
-        store(TWOFAS / name, wrong).read()
-    assert err.value.exit_code == 3
+    F.assert_wrong_password(store(TWOFAS / name, wrong).read)
 
 
 # -- hostile input -------------------------------------------------------------------------
 def _tampered(tmp_path, change):
-    backup = json.loads((TWOFAS / "twofas.encrypted.2fas").read_text())
-    change(backup)
-    path = tmp_path / "t.2fas"
-    path.write_text(json.dumps(backup))
-    return path
+    return F.tampered_json(TWOFAS / "twofas.encrypted.2fas", tmp_path / "t.2fas", change)
 
 
 def _flip(field_name):
@@ -181,9 +165,7 @@ def _flip(field_name):
     ],
 )
 def test_tampered_encrypted_backups(tmp_path, change, error):
-    with pytest.raises(error) as err:
-        store(_tampered(tmp_path, change), "test").read()
-    assert type(err.value) is error
+    F.assert_raises_exactly(error, store(_tampered(tmp_path, change), "test").read)
 
 
 def test_encrypted_without_reference_still_detects_wrong_password(tmp_path):
@@ -196,37 +178,18 @@ def test_encrypted_without_reference_still_detects_wrong_password(tmp_path):
 _PLAIN = (TWOFAS / "twofas.unencrypted.2fas").read_bytes()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@F.examples(60)
 @given(data=st.data())
 def test_mutated_plain_backups_never_crash(tmp_path, data):
-    raw = bytearray(_PLAIN)
-    for _ in range(data.draw(st.integers(1, 8))):
-        if not raw:
-            break
-        pos = data.draw(st.integers(0, len(raw) - 1))
-        op = data.draw(st.sampled_from(["flip", "delete", "insert"]))
-        if op == "flip":
-            raw[pos] = data.draw(st.integers(0, 255))
-        elif op == "delete":
-            del raw[pos : pos + data.draw(st.integers(1, 40))]
-        else:
-            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=6))
     path = tmp_path / "m.2fas"
-    path.write_bytes(bytes(raw))
-    try:
-        store(path).read()
-    except OtpBridgeError:
-        pass
+    path.write_bytes(F.mutate_bytes(data, _PLAIN))
+    F.read_or_refuse(store(path))
 
 
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=5,
-)
+_JSON = F.json_values()
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@F.examples(80)
 @given(data=st.data())
 def test_structurally_mutated_services_never_crash(tmp_path, data):
     backup = json.loads(_PLAIN)
@@ -237,11 +200,9 @@ def test_structurally_mutated_services_never_crash(tmp_path, data):
     target[key] = data.draw(_JSON)
     path = tmp_path / "s.2fas"
     path.write_text(json.dumps(backup))
-    try:
-        result = store(path).read()
-    except OtpBridgeError:
-        return
-    assert len(result.accounts) + len(result.errors) == len(backup["services"])
+    result = F.read_or_refuse(store(path))
+    if result is not None:
+        assert len(result.accounts) + len(result.errors) == len(backup["services"])
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -258,7 +219,7 @@ def _check_services(services, groups, accounts):
     names = {g["id"]: g["name"] for g in groups}
     for svc, acc in zip(services, accounts, strict=True):
         otp = svc["otp"]
-        assert base64.b32decode(svc["secret"] + "=" * (-len(svc["secret"]) % 8)) == acc.secret
+        assert F.b32decode_unpadded(svc["secret"]) == acc.secret
         assert otp["tokenType"] == acc.kind.value.upper()
         assert (otp["issuer"], otp["account"], otp["digits"], otp["algorithm"]) == (
             acc.issuer, acc.name, acc.digits, acc.algorithm.value,
@@ -276,7 +237,7 @@ def test_write_plain_round_trip(tmp_path):
     path = tmp_path / "out.2fas"
     s = store(path)
     s.write_all(accounts)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and any("clear text" in w for w in s.warnings)
+    F.assert_private_and_warned(path, s)
     backup = json.loads(path.read_text())
     assert backup["schemaVersion"] == 4 and "servicesEncrypted" not in backup
     _check_services(backup["services"], backup["groups"], accounts)
@@ -321,31 +282,13 @@ def test_rewrite_keeps_encryption_icons_and_groups(tmp_path):
     assert len(result.accounts) == 7 and result.accounts[-1] == new
 
 
-hyp_text = st.text(st.characters(min_codepoint=32, exclude_categories=("Cs",)), max_size=12)
-hyp_accounts = st.lists(
-    st.builds(
-        Account,
-        kind=st.sampled_from(list(Kind)),
-        secret=st.binary(min_size=1, max_size=40),
-        issuer=hyp_text,
-        name=hyp_text,
-        algorithm=st.sampled_from(["SHA1", "SHA256", "SHA512"]),
-        digits=st.integers(5, 10),
-        period=st.integers(1, 86400),
-        counter=st.integers(0, 2**53),
-        folder=hyp_text,
-    ),
-    max_size=6,
-    unique_by=lambda a: (a.kind, a.secret),
-)
+hyp_accounts = F.account_lists()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@F.examples(40)
 @given(accounts=hyp_accounts)
 def test_plain_round_trip_is_lossless_except_notes(tmp_path, accounts):
-    path = tmp_path / "h.2fas"
-    store(path).write_all(accounts)
-    assert store(path).read().accounts == accounts
+    F.assert_round_trips(store, tmp_path / "h.2fas", accounts)
 
 
 # -- detection -----------------------------------------------------------------------------
@@ -355,7 +298,7 @@ def test_detected_as_2fas(name):
 
 
 def test_does_not_claim_other_formats():
-    others = [p for p in FIXTURES.rglob("*") if p.is_file() and p.parent not in (TWOFAS, FIXTURES)]
+    others = F.other_fixtures(TWOFAS)
     others.append(TWOFAS / "plaintext_test.json")  # a bare services list is not a backup
     for path in others:
         assert not TwoFasStore.sniff(path, path.read_bytes()[: 256 * 1024]), path

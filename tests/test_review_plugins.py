@@ -17,20 +17,14 @@ from pathlib import Path
 import pytest
 
 from otpbridge import fileio
-from otpbridge.cli import main
 from otpbridge.errors import FormatError, OtpBridgeError
 from otpbridge.plugins import appcrypto, bitwarden, ente
 from otpbridge.store import Context, open_store
+from tests.support.cli import run
 
 SECRET = "JBSWY3DPEHPK3PXP"
 OTHER = "KRSXG5CTMVRXEZLU"
 NEW = "GEZDGNBVGY3TQOJQ"
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
