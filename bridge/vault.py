@@ -145,7 +145,7 @@ def choose_params(preset: str = "default", environ: Mapping[str, str] | None = N
     env = os.environ if environ is None else environ
     if preset not in PRESETS:
         raise UsageError(
-            f"unknown KDF preset {preset!r}", hint="choose one of: " + ", ".join(p for p in PRESETS)
+            f"unknown KDF preset {preset!r}", hint="choose default or strong"
         )
     if preset == "insecure-test" and env.get(INSECURE_ENV) != "1":
         raise UsageError(

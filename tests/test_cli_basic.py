@@ -204,3 +204,12 @@ def test_code_command_agrees_with_oathtool(capsys, fixture):
         assert row["code"] == oathtool_code(acc, data["time"]), acc.label
         checked += 1
     assert checked >= 4
+
+
+def test_code_advance_dry_run_writes_nothing(capsys, tmp_path):
+    src = tmp_path / "c.txt"
+    src.write_text("otpauth://hotp/H:h?secret=JBSWY3DPEHPK3PXP&counter=3\n")
+    before = src.read_bytes()
+    code, _, err = run(capsys, "code", f"uris:{src}", "--advance", "--dry-run")
+    assert code == 0 and "would store the next counter 4" in err
+    assert src.read_bytes() == before

@@ -145,8 +145,9 @@ def list_cmd(state: State, source: str, query: str | None, as_json: bool, show_s
 @click.argument("query", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--advance", is_flag=True, help="HOTP: use the code and store the next counter.")
+@click.option("--dry-run", is_flag=True, help="With --advance: say which counters would move; write nothing.")
 @pass_state
-def code_cmd(state: State, source: str, query: str | None, as_json: bool, advance: bool) -> None:
+def code_cmd(state: State, source: str, query: str | None, as_json: bool, advance: bool, dry_run: bool) -> None:
     """Show the current codes of accounts in SOURCE (matching QUERY).
 
     HOTP codes are shown for the next counter without using it up, unless --advance.
@@ -171,7 +172,10 @@ def code_cmd(state: State, source: str, query: str | None, as_json: bool, advanc
         out.append((acc, code_at(acc, now), seconds_left(acc, now)))
     if advance:
         used = [acc.replace(counter=acc.counter + 1) for acc in accounts if acc.kind is Kind.HOTP]
-        if used:
+        if used and dry_run:
+            for acc in used:
+                state.note(f"would store the next counter {acc.counter} for {acc.label}")
+        elif used:
             store.apply(upserts=used)
     if as_json:
         state.emit_json(

@@ -116,8 +116,8 @@ def _ask_new(state: State, source) -> Any:
 @click.argument("remote")
 @click.option("--store", "stores", multiple=True, help="A local store to sync (repeatable); the first is the primary.")
 @click.option("--device", "device_name", help="A name for this device (default: the host name).")
-@click.option("--kdf", type=click.Choice(["default", "strong", "insecure-test"]), default="default",
-              show_default=True, help="Key-derivation cost of a NEW vault.")
+@click.option("--kdf", metavar="default|strong", default="default", show_default=True,
+              help="Key-derivation cost of a NEW vault: default (256 MiB Argon2id) or strong (1 GiB).")
 @click.option("--dry-run", is_flag=True, help="Say what would be done; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
@@ -337,7 +337,7 @@ def passphrase_grp() -> None:
 @passphrase_grp.command("change")
 @click.option("--discard-remote-only", is_flag=True,
               help="Drop accounts that only other devices hold (lists them first), as OneAuth does.")
-@click.option("--kdf", type=click.Choice(["default", "strong", "insecure-test"]), default=None,
+@click.option("--kdf", metavar="default|strong", default=None,
               help="Key-derivation cost of the new epoch (default: as configured).")
 @click.option("--dry-run", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
