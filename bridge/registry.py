@@ -141,14 +141,24 @@ def load(group: str, name: str) -> Any:
     try:
         return eps[name].load()
     except ModuleNotFoundError as exc:
-        top = (exc.name or "").split(".")[0]
-        extra = _EXTRA_FOR_MODULE.get(top)
-        if extra is None:
+        err = missing_dependency(exc, repr(name))
+        if err is None:
             raise
-        raise MissingDependencyError(
-            f"{name!r} needs the Python package {top!r}, which is not installed",
-            hint=f"pip install 'otpbridge[{extra}]'",
-        ) from None
+        raise err from None
+
+
+def missing_dependency(exc: ModuleNotFoundError, who: str = "this command") -> MissingDependencyError | None:
+    """The clear error for an optional package that is not installed, or None if ``exc``
+    is about anything else (then it is a bug and keeps its traceback). Plugins import
+    their optional packages lazily, so this can surface at load time or mid-command."""
+    top = (exc.name or "").split(".")[0]
+    extra = _EXTRA_FOR_MODULE.get(top)
+    if extra is None:
+        return None
+    return MissingDependencyError(
+        f"{who} needs the Python package {top!r}, which is not installed",
+        hint=f"pip install 'otpbridge[{extra}]'",
+    )
 
 
 def plugin_kinds() -> list[str]:

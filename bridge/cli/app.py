@@ -102,6 +102,14 @@ def _run(args: list[str]) -> int:
     except OtpBridgeError as err:
         render_error(err)
         return err.exit_code
+    except ModuleNotFoundError as exc:
+        from ..registry import missing_dependency
+
+        missing = missing_dependency(exc)
+        if missing is None:
+            raise
+        render_error(missing)
+        return missing.exit_code
     except click.exceptions.NoArgsIsHelpError as err:
         click.echo(err.ctx.get_help() if err.ctx else str(err), err=True)
         return 2
