@@ -83,7 +83,8 @@ def _parse(uri: str, *, folder: str, note: str) -> Account:
         after = "?" + after if after else ""
     kind = _KNOWN_TYPES.get(type_part.strip().lower())
     if kind is None:
-        raise UriError(f"unsupported OTP type {type_part[:20]!r} (expected totp, hotp or steam)")
+        shown = f" {type_part!r}" if type_part.isalpha() and len(type_part) <= 8 else ""  # never echo junk
+        raise UriError(f"unsupported OTP type{shown} (expected totp, hotp or steam)")
     label_raw, _, query = after.partition("?")
     query, _, _fragment = query.partition("#")
     params = _parse_query(query)

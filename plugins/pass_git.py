@@ -20,6 +20,9 @@ _GIT_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_NAMESPACE", "GIT_INDEX_FILE", "GIT
 def _env(root: Path, environ: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in environ.items() if k not in _GIT_VARS}
     env["GIT_CEILING_DIRECTORIES"] = str(root.resolve().parent)
+    # Entry names are file names, not patterns: an issuer "*" must not make
+    # 'git add/commit -- */alice.gpg' sweep in every user's half-done edit.
+    env["GIT_LITERAL_PATHSPECS"] = "1"
     env["OTPBRIDGE_RUNNING"] = "1"  # our own commit: the post-commit hook (bridge/hooks.py) must not sync again
     return env
 
@@ -64,6 +67,13 @@ def commit_changes(root: Path, files: Sequence[Path], message: str, environ: Map
             trees.setdefault(top, []).append(f)
     for top, members in trees.items():
         rels = [str(f.resolve().relative_to(top.resolve())) if f.exists() else str(_rel_missing(f, top)) for f in members]
+        gone = [r for r, f in zip(rels, members, strict=True) if not f.exists() and not f.is_symlink()]
+        if gone:
+            # a deleted file git never tracked makes 'git add -- it' fail for all the others
+            known = _git([git, "-C", str(top), "ls-files", "-z", "--", *gone], env, stats).stdout.split("\0")
+            rels = [r for r in rels if r not in gone or r in known]
+            if not rels:
+                continue
         add = _git([git, "-C", str(top), "add", "-A", "--", *rels], env, stats)
         if add.returncode != 0:
             ctx.warn(f"git add failed in {top}: {_last_line(add.stderr)}; the change was written but not committed")

@@ -44,6 +44,10 @@ _INV_RECP = {
     "14": "not a valid key specification",
 }
 
+# gpg-error codes of ERROR pkdecrypt_failed that mean "the key is there but locked":
+# BAD_PASSPHRASE, TIMEOUT, NO_PIN_ENTRY, CANCELED (libgpg-error err-codes.h).
+_NO_PASSPHRASE = {11, 62, 85, 99}
+
 
 class GpgError(OtpBridgeError):
     """gpg refused or failed; the message names keys and files, never content."""
@@ -93,6 +97,10 @@ class Gpg:
         self.binary = binary
         # pass adds $PASSWORD_STORE_GPG_OPTS to every call, split on whitespace.
         self.user_opts = self.environ.get("PASSWORD_STORE_GPG_OPTS", "").split()
+        # --batch does not stop gpg-agent from starting a pinentry: without a terminal
+        # (cron, a sync hook) a GUI pinentry nobody sees would block the run for ever.
+        # "error" still uses a passphrase the agent has cached; it only never asks.
+        self.interactive = os.isatty(0)
 
     def _require(self) -> str:
         if not self.binary:
@@ -102,9 +110,12 @@ class Gpg:
             )
         return self.binary
 
-    def run(self, args: Sequence[str], stdin: bytes | None = None) -> GpgResult:
+    def run(self, args: Sequence[str], stdin: bytes | None = None, *, quiet: bool = True) -> GpgResult:
         binary = self._require()
-        argv = [binary, *self.user_opts, "--batch", "--no-tty", "--quiet", "--status-fd", "2", *args]
+        argv = [binary, *self.user_opts, "--batch", "--no-tty", *(["--quiet"] if quiet else []), "--status-fd", "2"]
+        if not self.interactive:
+            argv += ["--pinentry-mode", "error"]
+        argv += args
         if self.stats is not None:
             with self._lock:
                 self.stats["gpg"] += 1
@@ -132,7 +143,8 @@ class Gpg:
         Success needs ``DECRYPTION_OKAY``: gpg exits 0 on some packets it never
         decrypted (a lone public-key session packet), so the exit code is not enough.
         """
-        res = self.run(["--decrypt", "--", str(path)])
+        # not --quiet: it also hides the ERROR status that tells "needs a passphrase" apart
+        res = self.run(["--decrypt", "--", str(path)], quiet=False)
         if res.returncode == 0 and res.has("DECRYPTION_OKAY") and not res.has("DECRYPTION_FAILED"):
             return res.stdout
         raise GpgError(self._decrypt_reason(res))
@@ -142,6 +154,13 @@ class Gpg:
         if res.has("NODATA") and not res.has("ENC_TO"):
             return "not an OpenPGP message"
         enc_to = [v.split()[0] for v in res.values("ENC_TO") if v]
+        for value in res.values("ERROR"):
+            where, _, code = value.partition(" ")
+            if where == "pkdecrypt_failed" and code.strip().isdigit() and int(code) & 0xFFFF in _NO_PASSPHRASE:
+                return (
+                    "no secret key usable: its passphrase was not given (no terminal to ask, "
+                    "prompt cancelled or wrong); unlock the key in gpg-agent first, e.g. with 'pass show' on this entry"
+                )
         # No usable secret key: gpg names the keys (ENC_TO) but never picks one
         # (DECRYPTION_KEY), whether or not it knows their public halves (NO_SECKEY).
         if enc_to and not res.has("DECRYPTION_KEY") and not res.has("PLAINTEXT") and res.has("DECRYPTION_FAILED"):

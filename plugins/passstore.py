@@ -219,11 +219,11 @@ class PassStore(Store):
 
     def _raise_if_locked_out(self, errors: list[EntryError]) -> None:
         """No entry at all could be decrypted for want of a key: say so instead of an empty store."""
-        keyless = [e for e in errors if e.reason.startswith("no secret key")]
+        keyless = [e for e in errors if e.reason.startswith(("no secret key", "no secret key usable"))]
         if keyless and len(keyless) == len(errors):
             raise AuthenticationError(
                 f"{self.label}: none of the {len(errors)} entries can be decrypted: {keyless[0].reason}",
-                hint="check GNUPGHOME and that your secret key is imported (gpg -K)",
+                hint="check GNUPGHOME, that your secret key is imported (gpg -K) and, if it has a passphrase, that gpg-agent can ask for it",
             )
 
     def _decrypt_all(self, files: Sequence[Path]) -> list[bytes | GpgError]:
@@ -358,8 +358,13 @@ class PassStore(Store):
         changed: list[Path] = []
         done = 0
         try:
+            written: set[Path] = set()
             for op in ops:
                 file = _target(root, op.entry_rel)
+                if file.resolve() in written:
+                    # a symlinked entry and its target: same file, same plaintext, done once
+                    continue
+                written.add(file.resolve())
                 if new[op.entry_rel] is None:
                     file.unlink()
                     _prune_empty_dirs(file.parent, root)
@@ -445,12 +450,51 @@ def _target(root: Path, rel: str) -> Path:
 
 
 def _looks_encrypted(file: Path) -> bool:
+    """A public-key-encrypted message whose session-key packets are all public-key ones.
+
+    A symmetric session-key packet (tag 3) anywhere before the data would make gpg ask
+    for a passphrase (a pinentry) once no secret key fits: a hostile file must not do that.
+    """
     try:
         with open(file, "rb") as fh:
-            head = fh.read(len(_ARMOR))
+            head = fh.read(1 << 16)
     except OSError:
         return True  # let gpg report why it cannot be read
-    return bool(head) and (head[0] in _PKESK_FIRST or head.startswith(_ARMOR))
+    if head.startswith(_ARMOR):
+        return True  # dearmoring is gpg's job; pass itself never writes armor
+    if not head or head[0] not in _PKESK_FIRST:
+        return False
+    pos = 0
+    while pos < len(head):
+        tag, length, pos = _packet_header(head, pos)
+        if tag != 1:
+            return tag not in (None, 3)  # the data follows (or the header is unreadable)
+        pos += length
+    return True
+
+
+def _packet_header(buf: bytes, pos: int) -> tuple[int | None, int, int]:
+    """(tag, body length, body start) of the OpenPGP packet at ``pos`` (RFC 4880 §4.2)."""
+    try:
+        ctb = buf[pos]
+        if not ctb & 0x80:
+            return None, 0, pos
+        if ctb & 0x40:  # new format
+            tag, first = ctb & 0x3F, buf[pos + 1]
+            if first < 192:
+                return tag, first, pos + 2
+            if first < 224:
+                return tag, ((first - 192) << 8) + buf[pos + 2] + 192, pos + 3
+            if first == 255:
+                return tag, int.from_bytes(buf[pos + 2 : pos + 6], "big"), pos + 6
+            return tag, 0, pos + 2  # partial length: only data packets use it
+        tag, kind = (ctb >> 2) & 0x0F, ctb & 0x03
+        if kind == 3:
+            return tag, 0, pos + 1
+        size = (1, 2, 4)[kind]
+        return tag, int.from_bytes(buf[pos + 1 : pos + 1 + size], "big"), pos + 1 + size
+    except IndexError:
+        return None, 0, pos
 
 
 def _make_dirs(folder: Path, root: Path) -> None:
