@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from otpbridge.errors import EntryError, FormatError, OtpBridgeError, UsageError
+from otpbridge.errors import DataLossRefused, EntryError, FormatError, UsageError
 from otpbridge.fileio import atomic_write
 from otpbridge.model import Account, Kind, dedupe
 from otpbridge.secrets import Secret
@@ -70,7 +70,8 @@ class KeePassStore(Store):
     is_database = True
     options = ("keyfile",)
     sniff_priority = 95
-    _loaded: bytes | None = None
+    _loaded: bytes | None = None  # the bytes this open decrypted
+    _seen: bytes | None = None  # the bytes of this object's last read() or save
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -95,7 +96,12 @@ class KeePassStore(Store):
             raise FormatError(f"{self.label}: cannot read: {exc.strerror}") from None
 
     def _open(self) -> kdbx.OpenDatabase:
-        data = self._loaded = self._load()
+        data = self._load()
+        if self._seen is not None and data != self._seen:
+            # What this store object read() before (what the caller's upserts and removals
+            # were computed from) is gone: applying them now would undo the other save.
+            self._refuse_concurrent()
+        self._loaded = data
         kdbx.read_header(data)  # a damaged or foreign file fails before asking for a password
         keyfile = self.keyfile
         password = self.ctx.password(self.spec, label=self.label, required=keyfile is None)
@@ -131,6 +137,7 @@ class KeePassStore(Store):
     # -- reading ------------------------------------------------------------------------
     def read(self) -> ReadResult:
         db = self._open()
+        self._seen = self._loaded
         result = ReadResult()
         for entry in _entries(db.kp):
             for slot in entry.slots:
@@ -158,6 +165,7 @@ class KeePassStore(Store):
             self.ctx.stats["keepass_kdf"] += 1
             self._check_unchanged_on_disk(exists)
             report.backup = atomic_write(self.path, data, mode=0o600)
+            self._seen = data
         return report
 
     def _check_unchanged_on_disk(self, existed: bool) -> None:
@@ -167,10 +175,14 @@ class KeePassStore(Store):
         except FileNotFoundError:
             now = None
         if now != (self._loaded if existed else None):
-            raise OtpBridgeError(
-                f"{self.label} changed on disk while otpbridge was editing it; nothing was written",
-                hint="save and close it in KeePassXC, then run the command again",
-            )
+            self._refuse_concurrent()
+
+    def _refuse_concurrent(self) -> None:
+        # exit 6: writing now would overwrite the other program's save
+        raise DataLossRefused(
+            f"{self.label} changed on disk while otpbridge was editing it; nothing was written",
+            hint="save and close it in KeePassXC, then run the command again",
+        )
 
 
 # -- walking the tree ------------------------------------------------------------------------
@@ -422,19 +434,19 @@ class _Writer:
     def _add(self, acc: Account) -> None:
         title = acc.issuer or acc.name
         family = "hotp" if acc.kind is Kind.HOTP else "totp"
-        entry = None
-        for candidate in self.by_name.get((acc.folder, title, acc.name), ()):
-            if not any(s.family in (family, "?") for s in candidate.slots):
-                entry = candidate  # same title + user name, and no OTP of this family yet
-                break
-        if entry is None:
-            entry = self._new_entry(acc, title)
         if acc.kind is not Kind.HOTP:
             values = kf.otp_field(acc)
         elif kf.can_kp2_hotp(acc):
             values = kf.kp2_hotp_fields(acc)
         else:
             values = kf.ob_hotp_field(acc)
+        entry = None
+        for candidate in self.by_name.get((acc.folder, title, acc.name), ()):
+            if not any(s.family in (family, "?") for s in candidate.slots) and not _occupied(candidate, values):
+                entry = candidate  # same title + user name, no OTP of this family, target fields free
+                break
+        if entry is None:
+            entry = self._new_entry(acc, title)
         self._write(entry, values)
         self._reslot(entry)
         self.report.added.append(acc)
@@ -470,6 +482,17 @@ class _Writer:
                 found = new._element
             group = found
         return group
+
+
+def _occupied(entry: _Entry, values: dict[str, tuple[str, bool]]) -> bool:
+    """Would writing ``values`` overwrite a field the entry already has?
+
+    An ``otp`` holding an HOTP account (KeeOtp, KeePassOTP) is of the other family, and a
+    lone ``HmacOtp-Counter`` is no slot at all: both are still the user's data.
+    """
+    names = set(_fields(entry.element))
+    prefixes = tuple(p for p in (kf.TOTP_PREFIX, kf.HOTP_PREFIX) if any(k.startswith(p) for k in values))
+    return any(k in names for k in values) or any(n.startswith(prefixes) for n in names if prefixes)
 
 
 def _random_uuid(element) -> None:

@@ -101,6 +101,20 @@ def _decode_secret(value: str, encoding: str, where: str) -> bytes:
         raise FieldError(f"{where} is not valid {encoding} ({exc})") from None
 
 
+#: Values an error message may quote: names of things other apps write. Anything else
+#: might be a secret pasted into the wrong field (Base32 looks like any other word).
+_QUOTABLE = frozenset(
+    "yandex motp steam totp hotp base32 base64 hex utf8 utf-8 sha1 sha256 sha384 sha512 sha-1 sha-256 sha-512 "
+    "md5 hmac-sha-1 hmac-sha-256 hmac-sha-384 hmac-sha-512 hmac-md5 sha3-256 sha3-512".split()
+)
+
+
+def _shown(value: str, *, bare: bool = False) -> str:
+    if value.strip().lower() in _QUOTABLE:
+        return value.strip() if bare else repr(value.strip())
+    return "(an unrecognised value)"
+
+
 def _int(value: str | None, where: str, default: int) -> int:
     if value is None or not value.strip():
         return default
@@ -162,10 +176,10 @@ def _normalise_uri(uri: str) -> str:
         return uri  # the common case: nothing to rewrite
     encoder = unquote(params.get("encoder", "")).strip().lower()
     if encoder not in ("", "steam"):
-        raise FieldError(f"unsupported OTP kind (encoder={encoder[:20]}); left untouched")
+        raise FieldError(f"unsupported OTP kind (encoder={_shown(encoder, bare=True)}); left untouched")
     encoding = unquote(params.get("encoding", "base32")).strip().lower().replace("-", "")
     if encoding not in ("base32", "hex", "base64", "utf8"):
-        raise FieldError(f"unknown secret encoding {encoding[:20]!r} in 'otp'")
+        raise FieldError(f"unknown secret encoding {_shown(encoding)} in 'otp'")
     parts = []
     for part in query.split("&"):
         key, eq, value = part.partition("=")
@@ -202,6 +216,11 @@ def parse_otp(value: str, ctx: dict, title: str, username: str) -> Account:
 
 
 def _parse_otpauth(text: str, ctx: dict, field: str) -> Account:
+    # parse_uri quotes an unknown type; here it may be a secret typed after "otpauth://".
+    rest = text.partition("://")[2]
+    type_part = rest.partition("/")[0] if "/" in rest else rest.partition("?")[0]
+    if "://" in text and type_part.strip().lower() not in ("totp", "hotp", "steam"):
+        raise FieldError(f"'{field}': unsupported OTP type {_shown(type_part)} (expected totp, hotp or steam)")
     try:
         acc = parse_uri(_normalise_uri(text), folder=ctx["folder"])
     except UriError as exc:
@@ -237,13 +256,13 @@ def _parse_keeotp(params: dict[str, str], ctx: dict) -> Account:
     secret = _decode_secret(unquote_plus(params["key"]), encoding if encoding in ("hex", "base64", "utf8") else "base32", "the key in 'otp'")
     otype = unquote(params.get("type", "totp")).strip().lower()
     if otype not in ("totp", "hotp"):
-        raise FieldError(f"unsupported OTP type {otype[:20]!r} in 'otp'")
+        raise FieldError(f"unsupported OTP type {_shown(otype)} in 'otp'")
     digits = _int(unquote(params.get("size", "")), "size in 'otp'", 6)
     mode = unquote(params.get("otphashmode", "")).strip()
     try:
         algorithm = Algorithm.parse(mode) if mode else Algorithm.SHA1
     except ValueError:
-        raise FieldError(f"unsupported otpHashMode {mode[:20]!r} in 'otp'") from None
+        raise FieldError(f"unsupported otpHashMode {_shown(mode)} in 'otp'") from None
     if otype == "hotp":
         counter = _int(unquote(params.get("counter", "")), "counter in 'otp'", 0)
         return _account("'otp'", kind=Kind.HOTP, secret=secret, digits=digits, algorithm=algorithm, counter=counter, **ctx)
@@ -271,7 +290,7 @@ def parse_kp2_totp(fields: Mapping[str, str], ctx: dict) -> Account:
     try:
         algorithm = Algorithm.parse(algo_text) if algo_text else Algorithm.SHA1
     except ValueError:
-        raise FieldError(f"'TimeOtp-Algorithm' {algo_text[:20]!r} is not HMAC-SHA-1/256/512") from None
+        raise FieldError(f"'TimeOtp-Algorithm' {_shown(algo_text)} is not HMAC-SHA-1/256/512") from None
     return _account("TimeOtp fields", kind=Kind.TOTP, secret=secret, digits=digits, period=period, algorithm=algorithm, **ctx)
 
 

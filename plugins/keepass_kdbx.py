@@ -46,6 +46,9 @@ MAX_AES_ROUNDS = 2**31
 MAX_ARGON2_MEMORY = 4 * 2**30  # bytes
 MAX_ARGON2_ITERATIONS = 100_000
 MAX_ARGON2_PARALLELISM = 256
+# memory x passes: each bound alone still allows 4 GiB x 100,000 passes (days of work).
+# 64 GiB-passes is about a minute here, beyond any preset KeePassXC or KeePass offers.
+MAX_ARGON2_WORK = 64 * 2**30
 MAX_HEADER = 1 << 20
 
 _CHUNK_BLOCKS = 1 << 16  # 1 MiB of zero blocks per CBC call
@@ -152,6 +155,12 @@ def read_header(data: bytes) -> Header:
         pos += flen
         if fid == 0:
             break
+    if major == 4:
+        # KDBX 4 stores SHA-256 of the header in clear: check it before any KDF runs, so a
+        # damaged header (a bit flip in its KDF parameters) fails at once, not after minutes.
+        _need(data, pos, 32)
+        if hashlib.sha256(data[:pos]).digest() != data[pos : pos + 32]:
+            raise FormatError("the database header is damaged or was tampered with (header checksum mismatch)")
     if major == 3:
         seed, rounds = fields.get(5), fields.get(6)
         if seed is None or rounds is None or len(rounds) != 8:
@@ -196,6 +205,10 @@ def check_kdf(kdf: KdfParams) -> None:
         raise FormatError("the database asks for an unreasonable number of Argon2 iterations")
     if not 1 <= kdf.parallelism <= MAX_ARGON2_PARALLELISM:
         raise FormatError("the database asks for an unreasonable Argon2 parallelism")
+    if kdf.memory < 8 * 1024 * kdf.parallelism:  # Argon2 needs 8 KiB per lane (argon2-cffi raises)
+        raise FormatError("the database's Argon2 memory is too small for its parallelism")
+    if kdf.memory * kdf.iterations > MAX_ARGON2_WORK:
+        raise FormatError("the database asks for an unreasonable amount of Argon2 work (memory x iterations)")
     if kdf.version not in (0x10, 0x13):
         raise FormatError("the database uses an unknown Argon2 version")
 
@@ -246,18 +259,22 @@ def derive(kdf: KdfParams, composite: bytes) -> bytes:
     check_kdf(kdf)
     if kdf.kind == "aes":
         return aes_kdf(kdf.salt, kdf.rounds, composite)
+    import argon2.exceptions
     import argon2.low_level as a2
 
-    return a2.hash_secret_raw(
-        secret=composite,
-        salt=kdf.salt,
-        hash_len=32,
-        type=a2.Type.D if kdf.kind == "argon2d" else a2.Type.ID,
-        time_cost=kdf.iterations,
-        memory_cost=kdf.memory // 1024,
-        parallelism=kdf.parallelism,
-        version=kdf.version,
-    )
+    try:
+        return a2.hash_secret_raw(
+            secret=composite,
+            salt=kdf.salt,
+            hash_len=32,
+            type=a2.Type.D if kdf.kind == "argon2d" else a2.Type.ID,
+            time_cost=kdf.iterations,
+            memory_cost=kdf.memory // 1024,
+            parallelism=kdf.parallelism,
+            version=kdf.version,
+        )
+    except argon2.exceptions.HashingError as exc:  # parameters the header got past check_kdf
+        raise FormatError(f"the database's Argon2 settings are unusable ({exc})") from None
 
 
 # -- open and save ------------------------------------------------------------------------

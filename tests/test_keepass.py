@@ -413,8 +413,9 @@ def test_refuses_to_overwrite_a_concurrent_save(user_db, monkeypatch):
         return out
 
     monkeypatch.setattr(keepass.kdbx, "serialize", serialize_and_race)
-    with pytest.raises(OtpBridgeError, match="changed on disk"):
+    with pytest.raises(OtpBridgeError, match="changed on disk") as info:
         kstore(user_db).apply([acc(35)])
+    assert info.value.exit_code == 6  # refused: writing would overwrite the other save
     assert user_db.read_bytes() == saved[:-1] + bytes([saved[-1] ^ 1])
 
 
