@@ -88,15 +88,15 @@ def formats_cmd(state: State, as_json: bool) -> None:
     if as_json:
         state.emit_json({"formats": rows})
         return
-    state.table(
-        ["kind", "reads", "writes", "loses"],
-        [
-            (r["kind"], r["reads"] or "-", r["writes"] or "(read only)", r["loses"] or "-")
-            if r["available"]
-            else (r["kind"], f"not installed: {r['hint']}", "", "")
-            for r in rows
-        ],
-    )
+    # One block per kind: the descriptions are sentences, too long for table columns.
+    for r in rows:
+        if not r["available"]:
+            state.echo(f"{r['kind']}: not installed ({r['hint']})\n")
+            continue
+        state.echo(f"{r['kind']}" + (f" — {r['title']}" if r["title"] else ""))
+        state.echo(f"  reads:  {r['reads'] or '-'}")
+        state.echo(f"  writes: {r['writes'] or '(read only)'}")
+        state.echo(f"  loses:  {r['loses'] or '-'}\n")
 
 
 @click.command("list")
