@@ -414,7 +414,9 @@ def _sync_slow(
         base = {rid: entry for rid, entry in base.items() if rid in remote.records}
     if remote.own_regressed and state.base is not None:
         report.warnings.append("this device's last changes are not on the remote; remote copies win where they differ")
-    changes = local_changes(local.union, base, remote.records, device=s.device_id, base_clock=state.clock)
+    keep = frozenset(getattr(s.stores[0], "drops", frozenset())) if s.stores else frozenset()
+    changes = local_changes(local.union, base, remote.records, device=s.device_id, base_clock=state.clock,
+                            keep_remote=keep)
     if local.errors and changes.deleted:
         report.warnings.append(
             f"{len(changes.deleted)} deletion(s) not sent: some entries of the stores could not be read"

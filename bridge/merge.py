@@ -196,8 +196,12 @@ def local_changes(
     *,
     device: str,
     base_clock: int,
+    keep_remote: frozenset[str] = frozenset(),
 ) -> Changes:
     """This device's new records: what differs from the base AND from the remote.
+
+    ``keep_remote`` names account fields (``folder``, ``note``) the local primary store
+    cannot hold: an edit sent from here keeps the remote's values for them.
 
     ``base`` None means this device never synced (a fresh join): nothing counts as a
     deletion, accounts the remote also holds keep the remote's fields (a differing copy
@@ -246,7 +250,14 @@ def local_changes(
             if old is None:
                 continue
             what = "deleted"
-        # A real change. Skip it when the remote already says the same thing.
+        # A real change. Fields this device's store cannot hold (a URI list has no
+        # folders, KeePass keeps no account note) carry the remote's values, so an edit
+        # here does not erase what other devices know about the account.
+        if acc is not None and keep_remote and rem is not None and rem.account is not None:
+            kept = {f: getattr(rem.account, f) for f in keep_remote if not getattr(acc, f) and getattr(rem.account, f)}
+            if kept:
+                acc = acc.replace(**kept)
+        # Skip it when the remote already says the same thing.
         if acc is None and (rem is None or rem.deleted):
             continue
         if acc is not None and rem is not None and not rem.deleted and rem.digest == digest(acc):

@@ -119,6 +119,9 @@ class Store(ABC):
     is_database: ClassVar[bool] = False
     #: options this kind understands besides the password ones
     options: ClassVar[tuple[str, ...]] = ()
+    #: account fields this kind cannot hold ("folder", "note"): sync keeps what other
+    #: devices know for them instead of erasing it when this store's copy is edited
+    drops: ClassVar[frozenset[str]] = frozenset()
     #: detection order: higher is tried first (specific formats before generic ones)
     sniff_priority: ClassVar[int] = 50
     #: ``write_all`` writes back, untouched, every entry its last ``read`` reported as an

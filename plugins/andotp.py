@@ -61,6 +61,7 @@ class AndOtpStore(Store):
     title = "andOTP backup"
     reads = "plain JSON, encrypted .json.aes (current PBKDF2 format and the old SHA-256 one; ?format=new|old)"
     writes = "plain JSON backups (andOTP's import reads them)"
+    drops = frozenset({"note"})
     loses = "notes; all but the first tag; thumbnails"
     options = ("format",)
     sniff_priority = 30

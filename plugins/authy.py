@@ -141,6 +141,7 @@ class AuthyStore(Store):
         "plain or encrypted with the Authy backup password"
     )
     writes = ""
+    drops = frozenset({"folder", "note"})
     loses = "read-only: Authy cannot import anything"
     sniff_priority = 60
 

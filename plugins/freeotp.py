@@ -130,6 +130,7 @@ class FreeOtpPlusStore(Store):
     title = "FreeOTP+ JSON backup"
     reads = "FreeOTP+ JSON backups (tokens + tokenOrder): TOTP, HOTP, Steam"
     writes = "FreeOTP+ JSON backup (restore it in FreeOTP+; plain text, mode 0600)"
+    drops = frozenset({"folder", "note"})
     loses = (
         "folders and notes; a Steam account's issuer becomes 'Steam'; accounts with more than 8 "
         "digits are skipped (listed); equal issuer:name pairs get a ' (2)' suffix"

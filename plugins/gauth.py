@@ -149,6 +149,7 @@ class GAuthStore(Store):
     title = "Google Authenticator export (otpauth-migration://)"
     reads = "text files of otpauth-migration:// URIs (decoded QR codes), several batches"
     writes = "otpauth-migration:// URIs in batches, one per line; ?qr=DIR writes PNG QR codes, ?qr=terminal draws them"
+    drops = frozenset({"folder", "note"})
     loses = (
         "folders, notes; accounts with a period other than 30 s, digits other than 6 or 8, "
         "or Steam are skipped (listed)"

@@ -66,6 +66,7 @@ class KeePassStore(Store):
         "protected 'otpbridge-hotp' URI (kept whole; KeePass/KeePassXC show no code for it, 'otpbridge code' does); "
         "nothing else is touched"
     )
+    drops = frozenset({"note"})
     loses = "notes (only new entries get them); issuer/name of TimeOtp/HmacOtp entries (title/user name)"
     is_database = True
     options = ("keyfile",)

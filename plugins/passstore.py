@@ -67,6 +67,7 @@ class PassStore(Store):
         "(or PASSWORD_STORE_KEY); an update replaces only the otpauth line; git commit "
         "when the store is a git repository"
     )
+    drops = frozenset({"note"})
     loses = (
         "notes; entries are never moved when a folder changes elsewhere; pass-otp shows "
         "Steam as 5 digits and computes HOTP with SHA1 only; an HOTP account not used yet "

@@ -55,6 +55,7 @@ class TwoFasStore(Store):
         "2FAS backup (schema 4); encrypted as the app does with a password option, "
         "?encrypt=yes, or when the file was encrypted; else plain"
     )
+    drops = frozenset({"note"})
     loses = "notes; icons of new entries (kept for entries read from the same file)"
     options = ("encrypt",)
     sniff_priority = 60

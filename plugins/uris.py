@@ -21,6 +21,7 @@ class UrisStore(Store):
     title = "otpauth:// URI list"
     reads = "one otpauth:// URI per line (totp, hotp, steam); # comments"
     writes = "canonical otpauth:// URIs, one per line (plain text, mode 0600)"
+    drops = frozenset({"folder", "note"})
     loses = "folders and notes"
     sniff_priority = 10
     keeps_unreadable = True  # lines it cannot read (motp://, damaged) are written back as they were
