@@ -614,12 +614,16 @@ def _adopt(s: Session, state: SyncState, remote: Remote, foreign: list[ViewRef],
 
 
 def upload_view(s: Session, key: Any, payload: dict, listing: Listing, when: float | None = None) -> str:
-    """Seal, write (the backend verifies the bytes), read back and decrypt; then list it."""
+    """Seal, write, and decrypt what the remote holds; then list it.
+
+    ``Backend.write`` reads the object back and compares it byte for byte before it
+    returns, so ``blob`` *is* what the remote now holds: opening it proves the uploaded
+    object decrypts, without downloading it a second time."""
     seq, dev = payload["seq"], payload["device"]
     blob = key.seal(VIEW_KIND, dev, seq, encode_view(payload))
     name = view_name(dev, key.epoch, seq, s.now() if when is None else when)
     s.backend.write(name, blob)
-    back = s.backend.read(name)
+    back = blob
     ref = ViewRef(name, len(back), dev, key.epoch, seq, 0)
     data = decode_view(key.open(back, kind=VIEW_KIND, device=dev, seq=seq), ref)
     if len(data["records"]) != len(payload["records"]) or data.get("w") != payload.get("w"):
