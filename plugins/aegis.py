@@ -27,7 +27,7 @@ from otpbridge.fileio import atomic_write
 from otpbridge.model import Account, Algorithm, Kind, b32decode, b32encode
 from otpbridge.plugins import appcrypto as ac
 from otpbridge.secrets import Secret
-from otpbridge.store import ReadResult, Store, read_head
+from otpbridge.store import ReadResult, Store
 
 # Aegis's own parameters (vault.md): scrypt N=2^15, r=8, p=1; 32-byte salt and key.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
@@ -233,17 +233,7 @@ class AegisStore(Store):
 
     # -- writing ---------------------------------------------------------------------------
     def _should_encrypt(self) -> bool:
-        explicit = ac.flag(self.spec.options, "encrypt")
-        if explicit is not None:
-            return explicit
-        if ac.wants_password(self.spec.options) or self._was_encrypted:
-            return True
-        return self._existing_is_encrypted()
-
-    def _existing_is_encrypted(self) -> bool:
-        """An existing encrypted vault is never silently rewritten in clear text."""
-        top = ac.json_head(read_head(self.path)) if self.path.is_file() else None
-        return isinstance(top, dict) and isinstance(top.get("db"), str)
+        return ac.should_encrypt(self, self._was_encrypted, lambda top: isinstance(top.get("db"), str))
 
     def _group_uuid(self, name: str) -> str:
         if name not in self._group_uuids:

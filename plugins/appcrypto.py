@@ -361,3 +361,19 @@ PASSWORD_OPTIONS = ("password-file", "password-env", "password-command")
 def wants_password(options: dict[str, str] | Any) -> bool:
     """True when the store spec names a password source explicitly."""
     return any(k in options for k in PASSWORD_OPTIONS)
+
+
+def should_encrypt(store: Any, was_encrypted: bool, encrypted_marker: Callable[[Any], bool]) -> bool:
+    """Whether a rewrite of ``store`` is encrypted: ``?encrypt=`` decides; else a password
+    option, a file this store read encrypted, or an existing file that ``encrypted_marker``
+    (given its parsed JSON head) says is encrypted — an encrypted file is never silently
+    rewritten in clear text."""
+    explicit = flag(store.spec.options, "encrypt")
+    if explicit is not None:
+        return explicit
+    if wants_password(store.spec.options) or was_encrypted:
+        return True
+    from otpbridge.store import read_head
+
+    top = json_head(read_head(store.path)) if store.path.is_file() else None
+    return isinstance(top, dict) and encrypted_marker(top)

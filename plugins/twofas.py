@@ -27,7 +27,7 @@ from otpbridge.fileio import atomic_write
 from otpbridge.model import Account, Algorithm, Kind, b32decode, b32encode
 from otpbridge.plugins import appcrypto as ac
 from otpbridge.secrets import Secret
-from otpbridge.store import ReadResult, Store, read_head
+from otpbridge.store import ReadResult, Store
 
 PBKDF2_ITERATIONS = 10_000
 SALT_BYTES = 256
@@ -199,13 +199,7 @@ class TwoFasStore(Store):
 
     # -- writing ---------------------------------------------------------------------------
     def _should_encrypt(self) -> bool:
-        explicit = ac.flag(self.spec.options, "encrypt")
-        if explicit is not None:
-            return explicit
-        if ac.wants_password(self.spec.options) or self._was_encrypted:
-            return True
-        top = ac.json_head(read_head(self.path)) if self.path.is_file() else None
-        return isinstance(top, dict) and bool(top.get("servicesEncrypted"))
+        return ac.should_encrypt(self, self._was_encrypted, lambda top: bool(top.get("servicesEncrypted")))
 
     def build_backup(self, accounts: Sequence[Account], *, now_ms: int | None = None) -> tuple[dict, list]:
         """The backup object (``services`` still in it) and the services list."""

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_console
 from tests.support.gpg import needs_pass
 
 EXE = str(Path(sys.executable).parent / "otpbridge")
@@ -46,16 +47,7 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 def cli(args, *, env, timeout=TIMEOUT, pass_fds=()) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [EXE, *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        start_new_session=True,
-        pass_fds=pass_fds,
-    )
+    return run_console(args, env=env, timeout=timeout, pass_fds=pass_fds)
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

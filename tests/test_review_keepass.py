@@ -19,7 +19,16 @@ import pytest
 from otpbridge.errors import FormatError, OtpBridgeError
 from otpbridge.model import Account, Kind
 from otpbridge.plugins import keepass_kdbx as kdbx
-from tests.support.kdbx import KEEPASSXC, E, entry_fields, kpxc, make_kdbx4, make_keyfile, needs_keepassxc
+from tests.support.kdbx import (
+    KEEPASSXC,
+    E,
+    entry_fields,
+    kpxc,
+    kpxc_import,
+    make_kdbx4,
+    make_keyfile,
+    needs_keepassxc,
+)
 from tests.test_keepass import S, ctx_with, kstore, secret
 
 # -- data loss: a new account must not land in a field that holds another one ----------------
@@ -261,20 +270,7 @@ def _c14n(el) -> bytes:
 
 
 def _import(xml: str, db: Path, *, password: str | None = "pw", keyfile: Path | None = None) -> Path:
-    import subprocess
-
-    src = db.with_suffix(".xml")
-    src.write_text(xml, encoding="utf-8")
-    argv = [KEEPASSXC, "import", "-q", "-t", "100"]
-    stdin = ""
-    if password is not None:
-        argv.append("-p")
-        stdin = f"{password}\n{password}\n"
-    if keyfile is not None:
-        argv += ["--set-key-file", str(keyfile)]
-    proc = subprocess.run([*argv, str(src), str(db)], input=stdin, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and db.exists(), proc.stderr
-    return db
+    return kpxc_import(xml, db, password=password, keyfile=keyfile)
 
 
 @needs_keepassxc

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from otpbridge import secrets as secrets_mod
 from otpbridge.errors import UsageError
 from otpbridge.secrets import Secret, SecretSource, store_password
+from tests.support.cli import run_console
 from tests.support.paths import FIXTURES
 
 EXE = str(Path(sys.executable).parent / "otpbridge")
@@ -35,17 +36,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(args, *, env, pass_fds=(), timeout=TIMEOUT) -> subprocess.CompletedProcess:
-    """The console script without a TTY; fails the test instead of hanging."""
-    return subprocess.run(
-        [EXE, *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        start_new_session=True,
-        pass_fds=pass_fds,
-    )
+    return run_console(args, env=env, pass_fds=pass_fds, timeout=timeout)
 
 
 def source(**kw) -> SecretSource:

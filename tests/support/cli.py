@@ -47,3 +47,21 @@ def run_module(*args: str, env: dict[str, str] | None = None, timeout: float = 6
         stdin=subprocess.DEVNULL,
         timeout=timeout,
     )
+
+
+CONSOLE_SCRIPT = os.path.join(os.path.dirname(sys.executable), "otpbridge")
+
+
+def run_console(args, *, env, pass_fds=(), timeout: float = 120) -> subprocess.CompletedProcess:
+    """The installed console script as cron would run it: no TTY, no stdin, own session;
+    a hang fails the test instead of blocking it."""
+    return subprocess.run(
+        [CONSOLE_SCRIPT, *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        start_new_session=True,
+        pass_fds=pass_fds,
+    )
