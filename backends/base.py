@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from otpbridge.errors import IntegrityError, UsageError
-from otpbridge.registry import load_backend
+from otpbridge.core.entrypoints import load_backend
+from otpbridge.core.errors import IntegrityError, UsageError
 
 __all__ = ["Backend", "ObjectInfo", "ObjectNotFound", "is_temporary", "open_backend", "validate_name", "validate_prefix"]
 

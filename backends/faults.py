@@ -33,9 +33,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Union
 
-from otpbridge.errors import UnreachableError
-
-from .base import Backend, ObjectInfo
+from otpbridge.backends.base import Backend, ObjectInfo
+from otpbridge.core.errors import UnreachableError
 
 OPERATIONS = ("list", "read", "write", "exists", "delete")
 

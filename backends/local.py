@@ -16,10 +16,17 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from otpbridge.errors import IntegrityError, UnreachableError
-from otpbridge.fileio import atomic_write
-
-from .base import Backend, ObjectInfo, ObjectNotFound, is_listable, local_path, validate_name, validate_prefix
+from otpbridge.backends.base import (
+    Backend,
+    ObjectInfo,
+    ObjectNotFound,
+    is_listable,
+    local_path,
+    validate_name,
+    validate_prefix,
+)
+from otpbridge.core.errors import IntegrityError, UnreachableError
+from otpbridge.core.fileio import atomic_write
 
 
 class LocalBackend(Backend):

@@ -34,11 +34,17 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from otpbridge.errors import AuthenticationError, IntegrityError, UnreachableError, UsageError
-
-from . import rclone_exec as rx
-from .base import Backend, ObjectInfo, ObjectNotFound, is_listable, validate_name, validate_prefix
-from .rclone_exec import RcdFailure, RcdTimeout, RcdUnavailable
+from otpbridge.backends import rclone_exec as rx
+from otpbridge.backends.base import (
+    Backend,
+    ObjectInfo,
+    ObjectNotFound,
+    is_listable,
+    validate_name,
+    validate_prefix,
+)
+from otpbridge.backends.rclone_exec import RcdFailure, RcdTimeout, RcdUnavailable
+from otpbridge.core.errors import AuthenticationError, IntegrityError, UnreachableError, UsageError
 
 TRANSPORTS = ("auto", "rcd", "cli")
 
@@ -142,7 +148,9 @@ class _RcdOps:
     """The same operations through one long-lived ``rclone rcd``."""
 
     def __init__(self, backend: RcloneBackend) -> None:
-        from .rclone_rcd import RcdTransport  # http.client & co.: only for runs that use rcd
+        from otpbridge.backends.rclone_rcd import (
+            RcdTransport,  # http.client & co.: only for runs that use rcd
+        )
 
         self.b = backend
         self.rcd = RcdTransport(backend.binary, backend.env, backend.timeout)

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from otpbridge.errors import MissingDependencyError, UsageError
+from otpbridge.core.errors import MissingDependencyError, UsageError
 
 MIN_VERSION = (1, 63)  # copyto to local/sftp goes through NAME.<hex>.partial + rename (rclone PR #6913)
 
@@ -421,7 +421,7 @@ def _remember_version(binary: str, ident: list[int], version: tuple[int, ...]) -
     if path is None:
         return
     try:
-        from otpbridge.fileio import atomic_write
+        from otpbridge.core.fileio import atomic_write
 
         binaries = _read_version_cache(path).get("binaries", {})
         if not isinstance(binaries, dict):

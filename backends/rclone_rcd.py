@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from .rclone_exec import FAST_FAIL, RcdFailure, RcdTimeout, RcdUnavailable, check_version
+from otpbridge.backends.rclone_exec import FAST_FAIL, RcdFailure, RcdTimeout, RcdUnavailable, check_version
 
 __all__ = ["RcdFailure", "RcdTimeout", "RcdTransport", "RcdUnavailable"]
 

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 _API = ("Device", "backup", "convert", "init", "open_store", "read", "read_accounts", "restore", "sync")
 # Loaded on first use too: even errors/model cost ~20 ms (dataclasses pulls in inspect),
 # which `otpbridge --version` does not need (docs/PERFORMANCE.md).
-_LAZY = {"OtpBridgeError": "errors", "Account": "model", "Algorithm": "model", "Kind": "model"}
+_LAZY = {"OtpBridgeError": "core.errors", "Account": "core.model", "Algorithm": "core.model", "Kind": "core.model"}
 
 __all__ = ["Account", "Algorithm", "Kind", "OtpBridgeError", "__version__", *_API]
 
@@ -25,6 +25,4 @@ def __getattr__(name: str):  # PEP 562: modules are imported only when used
         return getattr(import_module(".api", __name__), name)
     if name in _LAZY:
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    if name in ("errors", "model"):  # `import otpbridge; otpbridge.model` worked before; keep it working
-        return import_module(f".{name}", __name__)
     raise AttributeError(f"module 'otpbridge' has no attribute {name!r}")

@@ -4,7 +4,7 @@ Same code paths as the command line — stores through ``store.open_store`` and 
 registry, vault work through ``engine`` — with the CLI's printing replaced by return
 values. Secrets follow the CLI's rules: a store's password comes from its spec
 (``?password-env=``/``?password-file=``) or ``OTPBRIDGE_STORE_PASSWORD``; the backup
-passphrase from the ``passphrase`` argument (a string, a :class:`~otpbridge.secrets.Secret`
+passphrase from the ``passphrase`` argument (a string, a :class:`~otpbridge.core.secrets.Secret`
 or a function returning one) or else from ``OTPBRIDGE_PASSPHRASE`` /
 ``OTPBRIDGE_PASSCOMMAND`` / a terminal prompt.
 
@@ -29,11 +29,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .config import Config
-from .errors import DataLossRefused, OtpBridgeError, PartialError, UsageError
-from .model import Account
-from .secrets import Secret, SecretSource
-from .store import Context, ReadResult, Store, WriteReport
+from otpbridge.core.config import Config
+from otpbridge.core.errors import DataLossRefused, OtpBridgeError, PartialError, UsageError
+from otpbridge.core.model import Account
+from otpbridge.core.secrets import Secret, SecretSource
+from otpbridge.stores.base import Context, ReadResult, Store, WriteReport
 
 PassphraseLike = str | Secret | Callable[[], "Secret | str"] | None
 
@@ -53,7 +53,7 @@ def _context(environ: Mapping[str, str] | None, warn: Callable[[str], None] | No
 
 def open_store(spec: str, *, environ: Mapping[str, str] | None = None, warn: Callable[[str], None] | None = None) -> Store:
     """A store or file named ``KIND:LOCATION[?opts]`` (the kind is detected when left out)."""
-    from .store import open_store as _open
+    from otpbridge.stores.registry import open_store as _open
 
     return _open(spec, _context(environ, warn))
 
@@ -67,7 +67,7 @@ def read_accounts(spec: str, *, environ: Mapping[str, str] | None = None, strict
     """The accounts of a store or file.
 
     With ``strict`` (the default), entries that could not be read raise
-    :class:`~otpbridge.errors.PartialError` (exit 7 in the CLI) listing them; otherwise
+    :class:`~otpbridge.core.errors.PartialError` (exit 7 in the CLI) listing them; otherwise
     they are dropped silently — use :func:`read` to see them.
     """
     result = read(spec, environ=environ)
@@ -91,9 +91,9 @@ def convert(
     pass) are always merged into. Entries of ``source`` that could not be read are in
     the report's ``errors``.
     """
-    from . import registry
-    from .store import StoreSpec
-    from .store import open_store as _open
+    from otpbridge.stores import registry
+    from otpbridge.stores.base import StoreSpec
+    from otpbridge.stores.registry import open_store as _open
 
     ctx = _context(environ, warn)
     src = _open(source, ctx)
@@ -158,7 +158,7 @@ class Device:
     def __repr__(self) -> str:
         return f"<otpbridge.Device {self.config.config_dir}>"
 
-    # -- plumbing (mirrors cli/vault_cmds.py) --------------------------------------------------
+    # -- plumbing (mirrors cli/vault_common.py) --------------------------------------------------
     def settings(self) -> dict[str, Any]:
         return self.config.read()
 
@@ -169,8 +169,8 @@ class Device:
         return data
 
     def _session(self, settings: Mapping[str, Any], *, remote: str | None = None, stores: bool = True):
-        from .session import make_session
-        from .store import open_store as _open
+        from otpbridge.engine.connect import make_session
+        from otpbridge.stores.registry import open_store as _open
 
         ctx = _context(self.environ, self._warn, self.stats)
         return make_session(
@@ -192,11 +192,11 @@ class Device:
         ``kdf="insecure-test"`` needs ``OTPBRIDGE_ALLOW_INSECURE_KDF=1`` (tests only).
         Returns the engine's ``InitResult`` (``created``, ``vault_id``, ``epoch``).
         """
-        from .engine import init_vault
-        from .session import check_state_owner, init_settings
-        from .store import open_store as _open
-        from .syncstate import SyncState
-        from .vault import choose_params
+        from otpbridge.engine.connect import check_state_owner, init_settings
+        from otpbridge.engine.init_vault import init_vault
+        from otpbridge.engine.state import SyncState
+        from otpbridge.stores.registry import open_store as _open
+        from otpbridge.vault.format import choose_params
 
         ctx = _context(self.environ, self._warn, self.stats)
         settings = init_settings(self.settings(), remote=remote, stores=stores, device_name=device_name, kdf=kdf,
@@ -214,7 +214,8 @@ class Device:
         return result
 
     def _sync(self, mode: str, *, dry_run: bool, allow_deletions: bool, accept_rollback: bool):
-        from .engine import record_error, sync
+        from otpbridge.engine.fastpath import sync
+        from otpbridge.engine.session import record_error
 
         settings = self._need()
         try:
@@ -242,9 +243,9 @@ class Device:
         With ``remote`` and no configured home this is a new machine's first restore.
         Returns the engine's RestoreReport.
         """
-        from .engine import restore
-        from .store import open_store as _open
-        from .syncstate import SyncState
+        from otpbridge.engine.restore import restore
+        from otpbridge.engine.state import SyncState
+        from otpbridge.stores.registry import open_store as _open
 
         settings = self._need() if remote is None else {"remote": remote}
         target_spec = into or (settings.get("stores") or [None])[0]
@@ -258,8 +259,8 @@ class Device:
 
     def accounts(self, *, snapshot: str | None = None) -> list[Account]:
         """Every live account in the vault (or in one snapshot), decrypted in memory only."""
-        from .engine import remote_accounts
-        from .syncstate import SyncState
+        from otpbridge.engine.restore import remote_accounts
+        from otpbridge.engine.state import SyncState
 
         s = self._session(self._need(), stores=False)
         with s.backend:
@@ -271,9 +272,9 @@ class Device:
 
         Returns the engine's VerifyReport; raises IntegrityError (exit 4) when any object fails.
         """
-        from .engine import verify
-        from .errors import IntegrityError
-        from .syncstate import SyncState
+        from otpbridge.core.errors import IntegrityError
+        from otpbridge.engine.state import SyncState
+        from otpbridge.engine.verify import verify
 
         s = self._session(self._need(), stores=False)
         with s.backend:
@@ -284,8 +285,8 @@ class Device:
 
     def status(self) -> dict[str, Any]:
         """What ``otpbridge status --json`` shows (no passphrase, no network)."""
-        from .logfile import read_failure
-        from .syncstate import SyncState
+        from otpbridge.automation.runlog import read_failure
+        from otpbridge.engine.state import SyncState
 
         settings = self.settings()
         st = SyncState.load(self.config.state_dir)

@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from otpbridge.errors import AuthenticationError, FormatError, IntegrityError
-from otpbridge.fileio import atomic_write
-from otpbridge.model import Account, Algorithm, Kind, b32decode, b32encode
+from otpbridge.core.errors import AuthenticationError, FormatError, IntegrityError
+from otpbridge.core.fileio import atomic_write
+from otpbridge.core.model import Account, Algorithm, Kind, b32decode, b32encode
+from otpbridge.core.secrets import Secret
 from otpbridge.plugins import appcrypto as ac
-from otpbridge.secrets import Secret
-from otpbridge.store import ReadResult, Store
+from otpbridge.stores.base import ReadResult, Store
 
 # Aegis's own parameters (vault.md): scrypt N=2^15, r=8, p=1; 32-byte salt and key.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1

@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from otpbridge.errors import AuthenticationError, FormatError, UsageError
-from otpbridge.fileio import atomic_write
-from otpbridge.model import Account, Algorithm, Kind, b32decode
+from otpbridge.core.errors import AuthenticationError, FormatError, UsageError
+from otpbridge.core.fileio import atomic_write
+from otpbridge.core.model import Account, Algorithm, Kind, b32decode
 from otpbridge.plugins import appcrypto as ac
-from otpbridge.store import ReadResult, Store
+from otpbridge.stores.base import ReadResult, Store
 
 # andOTP writes a random count in 140 000–160 000 (early versions used a few thousand);
 # Aegis accepts up to 10 M, but 10 M PBKDF2-SHA1 rounds take ~9 s, so a crafted file

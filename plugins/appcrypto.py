@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from otpbridge.errors import EntryError, FormatError
-from otpbridge.model import Account
-from otpbridge.store import Context, ReadResult
-from otpbridge.store import read_file as _read_file
+from otpbridge.core.errors import EntryError, FormatError
+from otpbridge.core.model import Account
+from otpbridge.stores.base import Context, ReadResult
+from otpbridge.stores.base import read_file as _read_file
 
 #: Upper bounds for KDF parameters read from a file (checked before deriving).
 MAX_PBKDF2_ITERATIONS = 10_000_000
@@ -343,7 +343,7 @@ def warn_cleartext(ctx: Context, label: str) -> None:
 
 def flag(options: dict[str, str] | Any, name: str) -> bool | None:
     """A yes/no store option: True, False, or None when absent; UsageError when unclear."""
-    from otpbridge.errors import UsageError
+    from otpbridge.core.errors import UsageError
 
     if name not in options:
         return None
@@ -373,7 +373,7 @@ def should_encrypt(store: Any, was_encrypted: bool, encrypted_marker: Callable[[
         return explicit
     if wants_password(store.spec.options) or was_encrypted:
         return True
-    from otpbridge.store import read_head
+    from otpbridge.stores.base import read_head
 
     top = json_head(read_head(store.path)) if store.path.is_file() else None
     return isinstance(top, dict) and encrypted_marker(top)

@@ -26,9 +26,9 @@ import json
 import re
 from pathlib import Path
 
-from otpbridge.errors import AuthenticationError, EntryError, FormatError
-from otpbridge.model import Account, Algorithm, Kind, b32decode
-from otpbridge.store import ReadResult, Store
+from otpbridge.core.errors import AuthenticationError, EntryError, FormatError
+from otpbridge.core.model import Account, Algorithm, Kind, b32decode
+from otpbridge.stores.base import ReadResult, Store
 
 _MAX_FILE = 16 * 1024 * 1024
 PBKDF2_ITERATIONS = 1000

@@ -33,16 +33,16 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from otpbridge.errors import (
+from otpbridge.core.errors import (
     AuthenticationError,
     EntryError,
     FormatError,
     MissingDependencyError,
     OtpBridgeError,
 )
-from otpbridge.model import Account, Kind, b32decode
-from otpbridge.otpauth import UriError, parse_uri
-from otpbridge.store import ReadResult, Store
+from otpbridge.core.model import Account, Kind, b32decode
+from otpbridge.core.otpauth import UriError, parse_uri
+from otpbridge.stores.base import ReadResult, Store
 
 _MAX_FILE = 128 * 1024 * 1024
 LOGIN = 1

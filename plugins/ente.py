@@ -35,11 +35,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from otpbridge.errors import AuthenticationError, EntryError, FormatError, MissingDependencyError, UsageError
-from otpbridge.fileio import atomic_write
-from otpbridge.model import Account, Kind, b32encode
-from otpbridge.otpauth import UriError, parse_uri
-from otpbridge.store import ReadResult, Store
+from otpbridge.core.errors import (
+    AuthenticationError,
+    EntryError,
+    FormatError,
+    MissingDependencyError,
+    UsageError,
+)
+from otpbridge.core.fileio import atomic_write
+from otpbridge.core.model import Account, Kind, b32encode
+from otpbridge.core.otpauth import UriError, parse_uri
+from otpbridge.stores.base import ReadResult, Store
 
 _MAX_FILE = 64 * 1024 * 1024
 

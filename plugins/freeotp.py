@@ -21,10 +21,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from otpbridge.errors import EntryError, FormatError
-from otpbridge.fileio import atomic_write
-from otpbridge.model import Account, Algorithm, Kind
-from otpbridge.store import ReadResult, Store, WriteReport
+from otpbridge.core.errors import EntryError, FormatError
+from otpbridge.core.fileio import atomic_write
+from otpbridge.core.model import Account, Algorithm, Kind
+from otpbridge.stores.base import ReadResult, Store, WriteReport
 
 _MAX_FILE = 64 * 1024 * 1024
 STEAM_ISSUER = "Steam"

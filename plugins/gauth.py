@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from otpbridge.errors import EntryError, FormatError, UsageError
-from otpbridge.fileio import atomic_write
-from otpbridge.model import Account, Algorithm, Kind
+from otpbridge.core.errors import EntryError, FormatError, UsageError
+from otpbridge.core.fileio import atomic_write
+from otpbridge.core.model import Account, Algorithm, Kind
 from otpbridge.plugins import appcrypto as ac
-from otpbridge.store import ReadResult, Store, WriteReport
+from otpbridge.stores.base import ReadResult, Store, WriteReport
 
 SCHEME = "otpauth-migration://"
 _ALGORITHMS = {0: Algorithm.SHA1, 1: Algorithm.SHA1, 2: Algorithm.SHA256, 3: Algorithm.SHA512}
@@ -291,7 +291,7 @@ class GAuthStore(Store):
         try:
             import segno
         except ImportError:
-            from otpbridge.errors import MissingDependencyError
+            from otpbridge.core.errors import MissingDependencyError
 
             raise MissingDependencyError(
                 "QR codes need the Python package 'segno'", hint="pip install 'otpbridge[gauth]'"

@@ -19,14 +19,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from otpbridge.errors import DataLossRefused, EntryError, FormatError, UsageError
-from otpbridge.fileio import atomic_write
-from otpbridge.model import Account, Kind, dedupe
-from otpbridge.secrets import Secret
-from otpbridge.store import ReadResult, Store, WriteReport
-
-from . import keepass_fields as kf
-from . import keepass_kdbx as kdbx
+from otpbridge.core.errors import DataLossRefused, EntryError, FormatError, UsageError
+from otpbridge.core.fileio import atomic_write
+from otpbridge.core.model import Account, Kind, dedupe
+from otpbridge.core.secrets import Secret
+from otpbridge.plugins import keepass_fields as kf
+from otpbridge.plugins import keepass_kdbx as kdbx
+from otpbridge.stores.base import ReadResult, Store, WriteReport
 
 _ZERO_UUID = bytes(16)
 

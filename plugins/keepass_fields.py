@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_plus
 
-from otpbridge.model import Account, Algorithm, Kind, b32decode, b32encode
-from otpbridge.otpauth import UriError, parse_uri
+from otpbridge.core.model import Account, Algorithm, Kind, b32decode, b32encode
+from otpbridge.core.otpauth import UriError, parse_uri
 
 LEGACY_SEED = "TOTP Seed"
 LEGACY_SETTINGS = "TOTP Settings"
@@ -396,7 +396,7 @@ def legacy_fields(acc: Account) -> dict[str, tuple[str, bool]]:
 
 
 def otp_field(acc: Account) -> dict[str, tuple[str, bool]]:
-    from otpbridge.otpauth import format_uri
+    from otpbridge.core.otpauth import format_uri
 
     if acc.kind is Kind.HOTP:  # KeePassXC would show TOTP codes for it
         raise ValueError("an HOTP account never goes to 'otp'")
@@ -405,7 +405,7 @@ def otp_field(acc: Account) -> dict[str, tuple[str, bool]]:
 
 def ob_hotp_field(acc: Account) -> dict[str, tuple[str, bool]]:
     """HOTP that ``HmacOtp-*`` cannot hold: the whole account, losslessly, in a protected URI."""
-    from otpbridge.otpauth import format_uri
+    from otpbridge.core.otpauth import format_uri
 
     return {OB_HOTP_FIELD: (format_uri(acc), True)}
 

@@ -27,8 +27,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from otpbridge.errors import AuthenticationError, FormatError, MissingDependencyError, UsageError
-from otpbridge.secrets import Secret
+from otpbridge.core.errors import AuthenticationError, FormatError, MissingDependencyError, UsageError
+from otpbridge.core.secrets import Secret
 
 SIG1 = b"\x03\xd9\xa2\x9a"
 SIG2_KDBX = b"\x67\xfb\x4b\xb5"  # KeePass 2.x / KeePassXC

@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 
-from otpbridge.fileio import atomic_write
+from otpbridge.core.fileio import atomic_write
 
 Stamp = tuple[int, int, int, int]
 #: what :meth:`EntryCache.get` returns when it knows nothing about the entry

@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from otpbridge.model import Account, Kind
-from otpbridge.otpauth import UriError, format_uri, parse_uri
+from otpbridge.core.model import Account, Kind
+from otpbridge.core.otpauth import UriError, format_uri, parse_uri
 
 _PREFIX = b"otpauth://"
 _COUNTER_PARAM = re.compile(r"(?<=[?&])counter=([^&#]*)", re.IGNORECASE)

@@ -23,7 +23,7 @@ def _env(root: Path, environ: Mapping[str, str]) -> dict[str, str]:
     # Entry names are file names, not patterns: an issuer "*" must not make
     # 'git add/commit -- */alice.gpg' sweep in every user's half-done edit.
     env["GIT_LITERAL_PATHSPECS"] = "1"
-    env["OTPBRIDGE_RUNNING"] = "1"  # our own commit: the post-commit hook (bridge/hooks.py) must not sync again
+    env["OTPBRIDGE_RUNNING"] = "1"  # our own commit: the post-commit hook (bridge/automation/hooks.py) must not sync again
     return env
 
 

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from otpbridge.errors import MissingDependencyError, OtpBridgeError
+from otpbridge.core.errors import MissingDependencyError, OtpBridgeError
 
 #: otpbridge's own secret sources; gpg has no business seeing them (SPEC §7).
 _PRIVATE_ENV_PREFIXES = ("OTPBRIDGE_",)

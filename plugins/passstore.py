@@ -17,16 +17,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from otpbridge.errors import AuthenticationError, EntryError, OtpBridgeError, UnreachableError, UsageError
-from otpbridge.fileio import atomic_write, fsync_dir
-from otpbridge.model import Account, dedupe
-from otpbridge.otpauth import UriError
-from otpbridge.store import ReadResult, Store, WriteReport
-
-from . import pass_entry as pe
-from .pass_cache import MISSING, EntryCache, Stamp, stamp_of
-from .pass_git import commit_changes
-from .pass_gpg import Gpg, GpgError
+from otpbridge.core.errors import (
+    AuthenticationError,
+    EntryError,
+    OtpBridgeError,
+    UnreachableError,
+    UsageError,
+)
+from otpbridge.core.fileio import atomic_write, fsync_dir
+from otpbridge.core.model import Account, dedupe
+from otpbridge.core.otpauth import UriError
+from otpbridge.plugins import pass_entry as pe
+from otpbridge.plugins.pass_cache import MISSING, EntryCache, Stamp, stamp_of
+from otpbridge.plugins.pass_git import commit_changes
+from otpbridge.plugins.pass_gpg import Gpg, GpgError
+from otpbridge.stores.base import ReadResult, Store, WriteReport
 
 _SKIP_DIRS = {".git", ".extensions"}
 # First byte of a public-key-encrypted message: a PKESK packet (tag 1), old or new format.

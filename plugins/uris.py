@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from otpbridge.errors import EntryError, FormatError
-from otpbridge.fileio import atomic_write
-from otpbridge.model import Account
-from otpbridge.otpauth import UriError, format_uri, parse_uri
-from otpbridge.store import ReadResult, Store
+from otpbridge.core.errors import EntryError, FormatError
+from otpbridge.core.fileio import atomic_write
+from otpbridge.core.model import Account
+from otpbridge.core.otpauth import UriError, format_uri, parse_uri
+from otpbridge.stores.base import ReadResult, Store
 
 
 class UrisStore(Store):

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 
 import otpbridge
-from otpbridge.codes import code_at
+from otpbridge.core.codes import code_at
 
 
 def _kind_and_label(acc) -> str:

@@ -30,7 +30,7 @@ import re
 from collections import defaultdict
 
 import otpbridge
-from otpbridge.errors import OtpBridgeError
+from otpbridge.core.errors import OtpBridgeError
 
 SOURCES = [s.strip() for s in re.split(r"[;\n]", os.environ.get("OTPB_SOURCES", "keepass:~/Passwords.kdbx; pass:")) if s.strip()]
 HOME = os.environ.get("OTPB_HOME") or None

@@ -22,8 +22,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from otpbridge import vault
-from otpbridge.secrets import Secret
+from otpbridge.core.secrets import Secret
+from otpbridge.vault import format as vault
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "vault"
 CLOCK = 1_700_000_000.0
@@ -353,7 +353,7 @@ def check(out: Path = OUT) -> list[str]:
 def bench(accounts: int = 10_000, rounds: int = 5) -> None:
     import time
 
-    from otpbridge.vault import KdfParams
+    from otpbridge.vault.format import KdfParams
 
     plaintext = _accounts_json(accounts)
     _, key = vault.create_epoch(Secret(PASSPHRASE), params=PARAMS)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import otpbridge
-from otpbridge.errors import AuthenticationError, DataLossRefused, PartialError, UsageError
-from otpbridge.otpauth import parse_uri
+from otpbridge.core.errors import AuthenticationError, DataLossRefused, PartialError, UsageError
+from otpbridge.core.otpauth import parse_uri
 from tests.support.paths import FIXTURES
 
 PASSPHRASE = "api test passphrase 314"

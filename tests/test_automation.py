@@ -152,7 +152,7 @@ def test_log_records_runs_and_never_secrets(tmp_path):
 
 
 def test_log_rotates_small_and_private(tmp_path, monkeypatch):
-    from otpbridge import logfile
+    from otpbridge.automation import runlog as logfile
 
     home = tmp_path / "home"
     home.mkdir()
@@ -167,7 +167,7 @@ def test_log_rotates_small_and_private(tmp_path, monkeypatch):
 
 
 def test_log_redacts_secret_environment_values(tmp_path):
-    from otpbridge import logfile
+    from otpbridge.automation import runlog as logfile
 
     home = tmp_path / "home"
     home.mkdir()
@@ -186,14 +186,14 @@ def test_log_redacts_secret_environment_values(tmp_path):
 
 
 def test_no_log_without_a_home(tmp_path):
-    from otpbridge import logfile
+    from otpbridge.automation import runlog as logfile
 
     assert logfile.logged(["--home", str(tmp_path / "nothing"), "formats"], lambda _a: 0, environ={}) == 0
     assert not (tmp_path / "nothing").exists()  # a log never creates a home
 
 
 def test_split_command_finds_home_and_subcommand():
-    from otpbridge.logfile import describe_args, split_command
+    from otpbridge.automation.runlog import describe_args, split_command
 
     assert split_command(["--home", "/h", "-q", "sync", "--json"]) == ("/h", "sync")
     assert split_command(["--home=/h", "--passphrase-fd", "3", "passphrase", "check"]) == ("/h", "passphrase")
@@ -224,8 +224,8 @@ def test_unattended_failure_is_recorded_shown_and_cleared(tmp_path):
 
 
 def test_parse_every_and_cron_fields():
-    from otpbridge.errors import UsageError
-    from otpbridge.schedule import cron_schedule, parse_every
+    from otpbridge.automation.schedule import cron_schedule, parse_every
+    from otpbridge.core.errors import UsageError
 
     assert parse_every("1h") == 3600 and parse_every("90m") == 5400 and parse_every("1h30m") == 5400
     assert parse_every("1d") == 86400 and parse_every("900") == 900 and parse_every("15min") == 900
@@ -512,7 +512,7 @@ def test_hook_guard_variables_stop_it(tmp_path):
 
 
 def test_extension_text_is_valid_bash_and_names_the_command(tmp_path):
-    from otpbridge.hooks import render_extension
+    from otpbridge.automation.hooks import render_extension
 
     text = render_extension(command=["/opt/my env/bin/otpbridge"], home="/h o/me")
     assert "otpbridge_cmd=( '/opt/my env/bin/otpbridge' )" in text and "otpbridge_home='/h o/me'" in text

@@ -25,7 +25,7 @@ from otpbridge.backends.base import Backend, ObjectNotFound, open_backend, valid
 from otpbridge.backends.faults import FaultyBackend, SimulatedCrash
 from otpbridge.backends.local import LocalBackend
 from otpbridge.backends.rclone import RcloneBackend
-from otpbridge.errors import (
+from otpbridge.core.errors import (
     AuthenticationError,
     IntegrityError,
     MissingDependencyError,
@@ -487,7 +487,7 @@ def test_nothing_reaches_our_stdout(tmp_path, transport):
     script = textwrap.dedent(
         f"""
         from otpbridge.backends.rclone import RcloneBackend
-        from otpbridge.errors import OtpBridgeError
+        from otpbridge.core.errors import OtpBridgeError
         with RcloneBackend(":local:{tmp_path}/v", transport="{transport}") as b:
             b.write("a", b"1"); b.read("a"); b.list(); b.delete("a")
             for bad in ("nosuchremote:x", ":webdav,url='http://127.0.0.1:9/':x"):
@@ -729,11 +729,11 @@ def test_one_shot_processes_get_go_gc_tuning_unless_the_user_chose(tmp_path):
 
 
 def test_fast_path_signature_equals_the_listing_signature(tmp_path):
-    """engine.listing_signature skips importing remote.py; it must stay equal to
+    """engine.fastpath.listing_signature skips importing engine/layout.py; it must stay equal to
     Listing.parse(...).signature(), or the no-change sync loses its fast path."""
     from otpbridge.backends.base import ObjectInfo
-    from otpbridge.engine import listing_signature
-    from otpbridge.remote import Listing, header_name, view_name
+    from otpbridge.engine.fastpath import listing_signature
+    from otpbridge.engine.layout import Listing, header_name, view_name
 
     infos = [
         ObjectInfo(header_name(1, "a" * 12, 1700000000), 900, None),

@@ -85,7 +85,7 @@ def test_bench_fails_on_a_wrong_count():
 def test_fast_entry_point_scan_matches_importlib_metadata(group):
     from importlib.metadata import entry_points
 
-    from otpbridge import registry
+    from otpbridge.core import entrypoints as registry
 
     fast = {name: ep.value for name, ep in registry._scan(group).items()}
     assert fast == {ep.name: ep.value for ep in entry_points(group=group)}
@@ -94,14 +94,14 @@ def test_fast_entry_point_scan_matches_importlib_metadata(group):
 def test_fast_entry_point_loads_the_same_objects():
     from importlib.metadata import entry_points
 
-    from otpbridge import registry
+    from otpbridge.core import entrypoints as registry
 
     for ep in entry_points(group=registry.PLUGIN_GROUP):
         assert registry._scan(registry.PLUGIN_GROUP)[ep.name].load() is ep.load()
 
 
 def test_entry_point_section_parsing():
-    from otpbridge import registry
+    from otpbridge.core import entrypoints as registry
 
     text = "# c\n[a]\nx = m:A\n\n[otpbridge.plugins]\n; note\nfoo = pkg.mod:Cls.Inner [extra]\nbar=pkg:B\n[b]\ny = m:Y\n"
     assert registry._group_lines(text, "otpbridge.plugins") == [

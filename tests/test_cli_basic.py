@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from otpbridge.codes import code_at
-from otpbridge.model import Kind
-from otpbridge.otpauth import parse_uri
-from otpbridge.store import Context, open_store
+from otpbridge.core.codes import code_at
+from otpbridge.core.model import Kind
+from otpbridge.core.otpauth import parse_uri
+from otpbridge.stores.base import Context
+from otpbridge.stores.registry import open_store
 from tests.support.cli import run
 from tests.support.paths import FIXTURES
 

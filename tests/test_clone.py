@@ -18,8 +18,8 @@ import pytest
 
 from otpbridge.backends.faults import FaultyBackend, SimulatedCrash
 from otpbridge.backends.local import LocalBackend
-from otpbridge.engine import sync
-from otpbridge.errors import OtpBridgeError
+from otpbridge.core.errors import OtpBridgeError
+from otpbridge.engine.fastpath import sync
 from tests.support.engine import Device, engine_session, make_account, ok, remote_ids
 
 
@@ -193,9 +193,9 @@ def test_crash_after_the_upload_is_not_a_copy(tmp_path):
 
 def test_state_of_an_older_version_and_views_without_nonce_still_sync(tmp_path):
     """Old views carry no writer nonce and old states no history: no check, no refusal."""
-    from otpbridge.engine_core import load_remote
-    from otpbridge.remote import VIEW_KIND, encode_view
-    from otpbridge.secrets import Secret
+    from otpbridge.core.secrets import Secret
+    from otpbridge.engine.layout import VIEW_KIND, encode_view
+    from otpbridge.engine.remote import load_remote
     from tests.support.engine import PASS
 
     a, b, remote = setup(tmp_path)

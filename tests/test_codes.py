@@ -8,9 +8,10 @@ import struct
 
 import pytest
 
-from otpbridge.codes import code_at, seconds_left
-from otpbridge.model import Account, Algorithm, Kind
-from otpbridge.store import Context, open_store
+from otpbridge.core.codes import code_at, seconds_left
+from otpbridge.core.model import Account, Algorithm, Kind
+from otpbridge.stores.base import Context
+from otpbridge.stores.registry import open_store
 from tests.support.oracles import needs_oathtool, oathtool_code
 from tests.support.paths import FIXTURES
 

@@ -14,9 +14,10 @@ import pytest
 
 from otpbridge.backends.faults import FaultyBackend, SimulatedCrash
 from otpbridge.backends.local import LocalBackend
-from otpbridge.engine import change_passphrase, sync
-from otpbridge.errors import OtpBridgeError
-from otpbridge.secrets import Secret
+from otpbridge.core.errors import OtpBridgeError
+from otpbridge.core.secrets import Secret
+from otpbridge.engine.fastpath import sync
+from otpbridge.engine.rotation import change_passphrase
 from tests.support.engine import NEW_PASS, PASS, Device, engine_session, make_account, ok, remote_ids
 
 OPS = ("list", "read", "write", "delete")
@@ -112,7 +113,7 @@ def test_crash_at_every_operation_of_passphrase_change(tmp_path):
 
 
 def assert_old_opens_nothing(remote):
-    from otpbridge.vault import VaultIntegrityError, WrongPassphrase, open_epoch
+    from otpbridge.vault.format import VaultIntegrityError, WrongPassphrase, open_epoch
 
     headers = list((remote / "epochs").glob("*.hdr"))
     assert headers

@@ -11,7 +11,8 @@ import os
 
 import pytest
 
-from otpbridge.store import Context, open_store
+from otpbridge.stores.base import Context
+from otpbridge.stores.registry import open_store
 from tests.support.canonical import AEGIS_VECTORS, STRATUM, assert_matches
 from tests.support.cli import run_with_env as cli
 from tests.support.gpg import needs_gpg
@@ -67,7 +68,7 @@ def test_nothing_is_lost_silently(tmp_path, source, target):
     assert set(returned) <= set(original)
     fix, declared = FIXUPS.get(target, (lambda a: a, ""))
     if declared:
-        from otpbridge import registry
+        from otpbridge.stores import registry
 
         assert declared in registry.load_plugin(target).loses
     for rid, acc in original.items():

@@ -9,10 +9,10 @@ import pytest
 
 from otpbridge.backends.faults import FaultyBackend
 from otpbridge.backends.local import LocalBackend
-from otpbridge.engine import sync
-from otpbridge.errors import IntegrityError, UnreachableError
-from otpbridge.remote import Listing, ViewRef
-from otpbridge.snapshots import Retention, prune
+from otpbridge.core.errors import IntegrityError, UnreachableError
+from otpbridge.engine.fastpath import sync
+from otpbridge.engine.layout import Listing, ViewRef
+from otpbridge.engine.snapshots import Retention, prune
 from tests.support.engine import Device, engine_session, make_account, ok, remote_ids
 
 
@@ -208,7 +208,7 @@ def test_deletion_detection_across_secondary_store(tmp_path):
     extra = tmp_path / "a" / "extra.txt"
     b = Device(tmp_path / "b", str(tmp_path / "remote"), "b")
     a.write_accounts([make_account("p")])
-    from otpbridge.otpauth import format_uri
+    from otpbridge.core.otpauth import format_uri
 
     extra.write_text(format_uri(make_account("s")) + "\n")
     ok(a.run("init", a.remote, "--store", a.store, "--store", f"uris:{extra}", "--device", "a", "--kdf", "insecure-test"))

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from otpbridge.otpauth import format_uri
+from otpbridge.core.otpauth import format_uri
 from tests.support.engine import Device, make_account
 from tests.support.gpg import needs_gpg
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 import stat
 
-from otpbridge.fileio import atomic_write
+from otpbridge.core.fileio import atomic_write
 
 
 def test_new_file_is_private_and_old_one_is_kept(tmp_path):

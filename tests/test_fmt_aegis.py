@@ -13,10 +13,11 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otpbridge.errors import AuthenticationError, FormatError, IntegrityError
-from otpbridge.model import Account, Kind
+from otpbridge.core.errors import AuthenticationError, FormatError, IntegrityError
+from otpbridge.core.model import Account, Kind
 from otpbridge.plugins.aegis import AegisStore
-from otpbridge.store import Context, StoreSpec, detect_kind
+from otpbridge.stores.base import Context, StoreSpec
+from otpbridge.stores.registry import detect_kind
 from tests.support import canonical as C
 from tests.support import formats as F
 from tests.support.cli import run_module

@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otpbridge.errors import AuthenticationError, FormatError, UsageError
-from otpbridge.model import Kind
+from otpbridge.core.errors import AuthenticationError, FormatError, UsageError
+from otpbridge.core.model import Kind
 from otpbridge.plugins.andotp import AndOtpStore
-from otpbridge.store import detect_kind
+from otpbridge.stores.registry import detect_kind
 from tests.support import canonical as C
 from tests.support import formats as F
 from tests.support.oracles import needs_oathtool

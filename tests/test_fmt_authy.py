@@ -13,11 +13,12 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 
-from otpbridge.codes import code_at
-from otpbridge.errors import FormatError, UsageError
-from otpbridge.model import Algorithm
+from otpbridge.core.codes import code_at
+from otpbridge.core.errors import FormatError, UsageError
+from otpbridge.core.model import Algorithm
 from otpbridge.plugins.authy import AuthyStore
-from otpbridge.store import Context, StoreSpec, detect_kind
+from otpbridge.stores.base import Context, StoreSpec
+from otpbridge.stores.registry import detect_kind
 from tests.support import canonical as C
 from tests.support import formats as F
 from tests.support.oracles import needs_oathtool, oathtool_code

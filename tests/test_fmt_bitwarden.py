@@ -16,11 +16,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otpbridge.codes import code_at
-from otpbridge.errors import AuthenticationError, FormatError, OtpBridgeError
-from otpbridge.model import Account, Kind
+from otpbridge.core.codes import code_at
+from otpbridge.core.errors import AuthenticationError, FormatError, OtpBridgeError
+from otpbridge.core.model import Account, Kind
 from otpbridge.plugins.bitwarden import AccountRestrictedExport, BitwardenStore
-from otpbridge.store import Context, StoreSpec, detect_kind
+from otpbridge.stores.base import Context, StoreSpec
+from otpbridge.stores.registry import detect_kind
 from tests.support import canonical as C
 from tests.support import formats as F
 from tests.support.oracles import needs_oathtool, oathtool_code

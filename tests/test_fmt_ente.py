@@ -18,13 +18,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otpbridge.codes import code_at
-from otpbridge.errors import AuthenticationError, FormatError, UsageError
-from otpbridge.model import Account, Algorithm, Kind
+from otpbridge.core.codes import code_at
+from otpbridge.core.errors import AuthenticationError, FormatError, UsageError
+from otpbridge.core.model import Account, Algorithm, Kind
 from otpbridge.plugins import ente
 from otpbridge.plugins.ente import EnteStore
 from otpbridge.plugins.uris import UrisStore
-from otpbridge.store import Context, StoreSpec, detect_kind
+from otpbridge.stores.base import Context, StoreSpec
+from otpbridge.stores.registry import detect_kind
 from tests.support import canonical as C
 from tests.support import formats as F
 from tests.support.oracles import needs_oathtool, oathtool_code

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otpbridge.errors import FormatError, OtpBridgeError
-from otpbridge.model import Account, Algorithm, Kind
+from otpbridge.core.errors import FormatError, OtpBridgeError
+from otpbridge.core.model import Account, Algorithm, Kind
 from otpbridge.plugins.gauth import GAuthStore
-from otpbridge.store import detect_kind
+from otpbridge.stores.registry import detect_kind
 from tests.support import canonical as C
 from tests.support import formats as F
 from tests.support.oracles import needs_oathtool

@@ -12,13 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otpbridge.errors import AuthenticationError, FormatError, OtpBridgeError, UsageError
-from otpbridge.model import Account, Algorithm, Kind, b32decode, b32encode
-from otpbridge.otpauth import format_uri, parse_uri
+from otpbridge.core.errors import AuthenticationError, FormatError, OtpBridgeError, UsageError
+from otpbridge.core.model import Account, Algorithm, Kind, b32decode, b32encode
+from otpbridge.core.otpauth import format_uri, parse_uri
+from otpbridge.core.secrets import Secret
 from otpbridge.plugins import keepass_fields as kf
 from otpbridge.plugins import keepass_kdbx as kdbx
-from otpbridge.secrets import Secret
-from otpbridge.store import Context, StoreSpec, detect_kind, open_store
+from otpbridge.stores.base import Context, StoreSpec
+from otpbridge.stores.registry import detect_kind, open_store
 from tests.support.kdbx import E, entry_fields, make_kdbx4, make_keyfile
 from tests.support.paths import FIXTURES
 
@@ -796,7 +797,7 @@ def test_rfc4226_reference_meets_the_rfc_vectors():
 
 
 def test_codes_of_read_back_hotp_accounts_are_right(tmp_path):
-    from otpbridge.codes import code_at
+    from otpbridge.core.codes import code_at
     from tests.support.oracles import OATHTOOL, oathtool_code
 
     accounts = [acc(i, Kind.HOTP, algorithm=alg, digits=d, counter=c) for i, (alg, d, c) in enumerate([

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from otpbridge.codes import code_at
-from otpbridge.errors import AuthenticationError
-from otpbridge.model import Account, Algorithm, Kind
-from otpbridge.otpauth import format_uri
+from otpbridge.core.codes import code_at
+from otpbridge.core.errors import AuthenticationError
+from otpbridge.core.model import Account, Algorithm, Kind
+from otpbridge.core.otpauth import format_uri
 from otpbridge.plugins import keepass_kdbx as kdbx
 from tests.support.kdbx import E, keepass_xml, kpxc, kpxc_import, kpxc_version, make_keyfile, needs_keepassxc
 from tests.support.oracles import needs_oathtool, oathtool_code

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from otpbridge.lock import BusyError, home_lock
+from otpbridge.core.lock import BusyError, home_lock
 
 
 def _hold(state_dir: str, seconds: float, ready) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otpbridge.merge import (
+from otpbridge.engine.merge import (
     BaseEntry,
     Record,
     alive,

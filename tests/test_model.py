@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from otpbridge.model import Account, Algorithm, Kind, b32decode, b32encode, dedupe
+from otpbridge.core.model import Account, Algorithm, Kind, b32decode, b32encode, dedupe
 
 SECRET = b"\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a"  # 10 bytes: common in the wild
 

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otpbridge.model import MAX_DIGITS, Account, Algorithm, Kind
-from otpbridge.otpauth import UriError, format_uri, parse_uri
+from otpbridge.core.model import MAX_DIGITS, Account, Algorithm, Kind
+from otpbridge.core.otpauth import UriError, format_uri, parse_uri
 
 S = "JBSWY3DPEHPK3PXP"  # 10 bytes: pyotp refuses it by default; we must not
 HELLO = b"Hello!\xde\xad\xbe\xef"

@@ -9,11 +9,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otpbridge.errors import AuthenticationError, EntryError, OtpBridgeError, UnreachableError, UsageError
-from otpbridge.model import Account, Algorithm, Kind, b32decode
+from otpbridge.core.errors import (
+    AuthenticationError,
+    EntryError,
+    OtpBridgeError,
+    UnreachableError,
+    UsageError,
+)
+from otpbridge.core.model import Account, Algorithm, Kind, b32decode
 from otpbridge.plugins import pass_entry as pe
 from otpbridge.plugins.passstore import PassStore
-from otpbridge.store import StoreSpec
+from otpbridge.stores.base import StoreSpec
 from tests.support.gpg import needs_gpg
 
 pytestmark = needs_gpg

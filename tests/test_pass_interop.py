@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from otpbridge.codes import code_at
-from otpbridge.model import Account, Algorithm, Kind, b32decode
+from otpbridge.core.codes import code_at
+from otpbridge.core.model import Account, Algorithm, Kind, b32decode
 from otpbridge.plugins import pass_entry as pe
 from tests.support.gpg import needs_gpg, needs_pass, needs_pass_otp
 from tests.support.oracles import needs_oathtool, oathtool_code

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from otpbridge.backends import rclone_exec as rx
 from otpbridge.backends.base import validate_name
 from otpbridge.backends.rclone import RcloneBackend
-from otpbridge.errors import OtpBridgeError, UnreachableError, UsageError
+from otpbridge.core.errors import OtpBridgeError, UnreachableError, UsageError
 from tests.support.servers import base_environ
 
 BACKENDS_DIR = Path(__file__).resolve().parents[1] / "backends"

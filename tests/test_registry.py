@@ -8,7 +8,8 @@ import textwrap
 
 import pytest
 
-from otpbridge import registry
+from otpbridge.core import entrypoints
+from otpbridge.stores import registry
 from tests.support.paths import FIXTURES
 
 BUILT_IN_PLUGINS = {"uris", "keepass", "pass", "gauth", "aegis", "2fas", "andotp", "bitwarden", "ente", "freeotp+", "authy"}
@@ -19,7 +20,7 @@ def test_every_built_in_is_registered_and_loads():
     for kind in BUILT_IN_PLUGINS:
         cls = registry.load_plugin(kind)
         assert cls.kind == kind and cls.reads
-    assert {"local", "rclone"} <= set(registry.names(registry.BACKEND_GROUP))
+    assert {"local", "rclone"} <= set(entrypoints.names(entrypoints.BACKEND_GROUP))
 
 
 def _run_without(module: str, args: list[str], cwd, env=None) -> subprocess.CompletedProcess:

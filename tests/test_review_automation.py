@@ -72,7 +72,7 @@ def test_hook_mark_made_while_the_runner_finishes_is_not_lost(tmp_path, monkeypa
     """Hook B fails to get the lock while runner R syncs; B is then delayed until R has
     unlocked and looked for a mark one last time. Before the fix B made its mark only
     after that failed attempt: R had already gone, and B's commit was never synced."""
-    from otpbridge import hooks
+    from otpbridge.automation import hooks
 
     syncs: list[str] = []
     b_failed_lock = threading.Event()
@@ -112,7 +112,7 @@ def test_hook_mark_made_while_the_runner_finishes_is_not_lost(tmp_path, monkeypa
 
 
 def test_hook_burst_of_requests_coalesces_and_always_ends_with_a_sync(tmp_path, monkeypatch):
-    from otpbridge import hooks
+    from otpbridge.automation import hooks
 
     calls = []
 
@@ -144,7 +144,7 @@ def test_systemd_units_parse_with_quotes_percent_and_dollar_in_paths(tmp_path, v
     executable's path was doubled although systemd expands variables only in arguments
     ("not executable"); a '%x' in the home made the Description an invalid specifier.
     """
-    from otpbridge import schedule
+    from otpbridge.automation import schedule
 
     bindir = tmp_path / venv / "bin"
     bindir.mkdir(parents=True)
@@ -168,7 +168,7 @@ def test_systemd_units_parse_with_quotes_percent_and_dollar_in_paths(tmp_path, v
 
 
 def test_unit_quote_keeps_only_plain_words_bare():
-    from otpbridge.schedule import unit_quote
+    from otpbridge.automation.schedule import unit_quote
 
     assert unit_quote("/usr/bin/otpbridge") == "/usr/bin/otpbridge"
     assert unit_quote("--quiet") == "--quiet"

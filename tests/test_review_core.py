@@ -18,9 +18,10 @@ import pytest
 
 from otpbridge.backends.faults import FaultyBackend, SimulatedCrash
 from otpbridge.backends.local import LocalBackend
-from otpbridge.engine import change_passphrase, sync
-from otpbridge.errors import OtpBridgeError
-from otpbridge.secrets import Secret
+from otpbridge.core.errors import OtpBridgeError
+from otpbridge.core.secrets import Secret
+from otpbridge.engine.fastpath import sync
+from otpbridge.engine.rotation import change_passphrase
 from tests.support.engine import NEW_PASS, PASS, Device, engine_session, make_account, ok, remote_ids
 
 NEW = {"OTPBRIDGE_NEW_PASSPHRASE": NEW_PASS}
@@ -156,8 +157,8 @@ def test_restore_accept_rollback_is_honoured(tmp_path):
 
 # --- hostile but authenticated content, reprs -------------------------------------------------
 def _vault_key(dev: Device, passphrase: str = PASS):
-    from otpbridge.engine import open_key
-    from otpbridge.remote import Listing
+    from otpbridge.engine.layout import Listing
+    from otpbridge.engine.remote import open_key
 
     s = engine_session(dev, passphrase=passphrase)
     return open_key(s, Listing.parse(s.backend.list()), s.load_state(), Secret(passphrase))[0]
@@ -176,7 +177,7 @@ def _vault_key(dev: Device, passphrase: str = PASS):
 )
 def test_malformed_view_from_a_key_holder_is_exit_4_not_a_traceback(tmp_path, payload):
     """A buggy or hostile device that holds the key writes a view of the wrong shape."""
-    from otpbridge.remote import encode_view, view_name
+    from otpbridge.engine.layout import encode_view, view_name
 
     a, _b, remote = pair(tmp_path)
     a.add(make_account("1"))
@@ -197,7 +198,7 @@ def test_malformed_view_from_a_key_holder_is_exit_4_not_a_traceback(tmp_path, pa
 
 
 def test_remote_repr_shows_no_secret(tmp_path):
-    from otpbridge.engine import load_remote
+    from otpbridge.engine.remote import load_remote
 
     a, _b, _remote = pair(tmp_path)
     acc = make_account("1")
@@ -246,8 +247,8 @@ def _sparse(path: Path, size: int) -> None:
 
 def test_huge_objects_are_not_downloaded(tmp_path):
     """A view or header bigger than any valid one is refused from the listing alone."""
-    from otpbridge.remote import header_name, view_name
-    from otpbridge.vault import PAD_MAX
+    from otpbridge.engine.layout import header_name, view_name
+    from otpbridge.vault.format import PAD_MAX
 
     a, _b, remote = pair(tmp_path)
     a.add(make_account("1"))
@@ -309,7 +310,7 @@ def test_keepass_wrong_password_is_exit_3_and_sends_nothing(tmp_path):
 
 
 def test_pass_store_without_the_gpg_key_deletes_nothing(tmp_path, gpg_keys, monkeypatch):
-    from otpbridge.otpauth import format_uri
+    from otpbridge.core.otpauth import format_uri
     from tests.support.gpg import PassDir
 
     alice = gpg_keys.copy("alice")
@@ -476,7 +477,7 @@ def test_home_restored_from_an_old_backup_is_no_rollback_and_loses_nothing(tmp_p
 
 
 def test_account_in_two_stores_with_different_settings_is_not_lost(tmp_path):
-    from otpbridge.otpauth import format_uri
+    from otpbridge.core.otpauth import format_uri
 
     remote = tmp_path / "remote"
     a = Device(tmp_path / "a", str(remote), "a")
@@ -528,8 +529,8 @@ def _synced_pair(tmp_path):
 
 
 def test_header_of_another_vault_as_newest_epoch_is_exit_4(tmp_path):
-    from otpbridge.remote import header_name
-    from otpbridge.vault import PRESETS, create_epoch
+    from otpbridge.engine.layout import header_name
+    from otpbridge.vault.format import PRESETS, create_epoch
 
     a, _b, remote = _synced_pair(tmp_path)
     foreign, _key = create_epoch(Secret(PASS), params=PRESETS["insecure-test"], epoch=2)
@@ -543,8 +544,8 @@ def test_header_of_another_vault_as_newest_epoch_is_exit_4(tmp_path):
 def test_attacker_header_with_another_passphrase_changes_nothing(tmp_path):
     """Anyone who can write to the remote can add a header for the same vault id and a
     newer epoch: devices must refuse (exit 3, told who 'changed' it) and delete nothing."""
-    from otpbridge.remote import header_name
-    from otpbridge.vault import PRESETS, create_epoch
+    from otpbridge.engine.layout import header_name
+    from otpbridge.vault.format import PRESETS, create_epoch
 
     a, _b, remote = _synced_pair(tmp_path)
     vid = _vault_key(a).vault_id  # public: it is in every header

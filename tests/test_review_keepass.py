@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from otpbridge.errors import FormatError, OtpBridgeError
-from otpbridge.model import Account, Kind
+from otpbridge.core.errors import FormatError, OtpBridgeError
+from otpbridge.core.model import Account, Kind
 from otpbridge.plugins import keepass_kdbx as kdbx
 from tests.support.kdbx import (
     KEEPASSXC,

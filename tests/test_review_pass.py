@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from otpbridge.model import Account, Kind, b32decode
+from otpbridge.core.model import Account, Kind, b32decode
 from otpbridge.plugins import pass_entry as pe
 from tests.support.gpg import gpg as run_gpg
 from tests.support.gpg import kill_agent, needs_gpg
@@ -116,7 +116,7 @@ def test_a_passphrase_prompt_fails_fast_without_a_tty(pass_dir, protected_home, 
     ctx.environ = dict(ctx.environ, GNUPGHOME=str(home.path))
     monkeypatch.setattr(os, "isatty", lambda fd: False)
     start = time.monotonic()
-    from otpbridge.errors import OtpBridgeError
+    from otpbridge.core.errors import OtpBridgeError
 
     with pytest.raises(OtpBridgeError) as info:
         pass_dir.store(ctx).read()

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from otpbridge import fileio
-from otpbridge.errors import FormatError, OtpBridgeError
+from otpbridge.core import fileio
+from otpbridge.core.errors import FormatError, OtpBridgeError
 from otpbridge.plugins import appcrypto, bitwarden, ente
-from otpbridge.store import Context, open_store
+from otpbridge.stores.base import Context
+from otpbridge.stores.registry import open_store
 from tests.support.cli import run
 
 SECRET = "JBSWY3DPEHPK3PXP"
@@ -274,7 +275,7 @@ def test_aegis_slot_scrypt_work_bounded(tmp_path, monkeypatch):
     """Was: N=2^20, r=8 per slot accepted (1 GiB, ~6 s each, up to 8 slots)."""
     path = tmp_path / "a.json"
     ctx = Context(environ={"PW": "pw"}, warn=lambda m: None)
-    from otpbridge.model import Account, Kind, b32decode
+    from otpbridge.core.model import Account, Kind, b32decode
 
     store = open_store(f"aegis:{path}?password-env=PW", ctx)
     store.write_all([Account(Kind.TOTP, b32decode(SECRET), "I", "n")])

@@ -6,9 +6,9 @@ import pytest
 
 from otpbridge.backends.faults import FaultyBackend
 from otpbridge.backends.local import LocalBackend
-from otpbridge.engine import change_passphrase
-from otpbridge.secrets import Secret
-from otpbridge.vault import VaultIntegrityError, WrongPassphrase, open_epoch
+from otpbridge.core.secrets import Secret
+from otpbridge.engine.rotation import change_passphrase
+from otpbridge.vault.format import VaultIntegrityError, WrongPassphrase, open_epoch
 from tests.support.engine import NEW_PASS, PASS, Device, engine_session, make_account, ok, remote_ids
 
 NEW = {"OTPBRIDGE_NEW_PASSPHRASE": NEW_PASS}

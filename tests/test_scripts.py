@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from otpbridge.otpauth import parse_uri
+from otpbridge.core.otpauth import parse_uri
 from tests.support.kdbx import E, make_kdbx4
 from tests.support.paths import FIXTURES, REPO
 

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otpbridge import secrets as secrets_mod
-from otpbridge.errors import UsageError
-from otpbridge.secrets import Secret, SecretSource, store_password
+from otpbridge.core import secrets as secrets_mod
+from otpbridge.core.errors import UsageError
+from otpbridge.core.secrets import Secret, SecretSource, store_password
 from tests.support.cli import run_console
 from tests.support.paths import FIXTURES
 

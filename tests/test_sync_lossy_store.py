@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from otpbridge.store import Context, open_store
+from otpbridge.stores.base import Context
+from otpbridge.stores.registry import open_store
 from tests.support.engine import Device, make_account
 
 

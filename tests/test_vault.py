@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otpbridge import vault
-from otpbridge.errors import AuthenticationError, IntegrityError, OtpBridgeError, UsageError
-from otpbridge.model import b32encode
-from otpbridge.secrets import Secret
+from otpbridge.core.errors import AuthenticationError, IntegrityError, OtpBridgeError, UsageError
+from otpbridge.core.model import b32encode
+from otpbridge.core.secrets import Secret
+from otpbridge.vault import format as vault
 
 ENV = {"OTPBRIDGE_ALLOW_INSECURE_KDF": "1"}
 PASS = Secret("tr0ub4dor & 3 — backup")

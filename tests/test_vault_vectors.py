@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from otpbridge import vault
-from otpbridge.errors import AuthenticationError, IntegrityError
-from otpbridge.secrets import Secret
+from otpbridge.core.errors import AuthenticationError, IntegrityError
+from otpbridge.core.secrets import Secret
+from otpbridge.vault import format as vault
 from tests import independent_reader as ind
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,13 +2,17 @@
 
 Subcommands live in small modules and are imported only when invoked (``LazyGroup``),
 so ``otpbridge --version`` never pays for crypto, rich or the plugins.
+
+May use: every layer below it (:mod:`otpbridge.engine`, :mod:`otpbridge.automation`,
+:mod:`otpbridge.vault`, :mod:`otpbridge.stores`, :mod:`otpbridge.core`) and the backend
+interface. It holds no logic of its own beyond parsing options and printing reports.
 """
 
 from __future__ import annotations
 
 import sys
 
-from .. import __version__
+from otpbridge import __version__
 
 # name -> "module:attribute"; help summaries are kept here so `--help` imports nothing.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -20,11 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backup": ("otpbridge.cli.vault_cmds:backup_cmd", "Back up local stores to the vault (one way)."),
     "sync": ("otpbridge.cli.vault_cmds:sync_cmd", "Two-way sync between local stores and the vault."),
     "restore": ("otpbridge.cli.vault_cmds:restore_cmd", "Restore accounts from the vault into a store."),
-    "passphrase": ("otpbridge.cli.vault_cmds:passphrase_grp", "Change or check the backup passphrase."),
-    "status": ("otpbridge.cli.vault_cmds:status_cmd", "Show the last verified backup and sync state."),
-    "verify": ("otpbridge.cli.vault_cmds:verify_cmd", "Decrypt and check every object on the remote."),
-    "devices": ("otpbridge.cli.vault_cmds:devices_grp", "List or remove devices of the vault."),
-    "snapshots": ("otpbridge.cli.vault_cmds:snapshots_cmd", "List the vault's snapshots."),
+    "passphrase": ("otpbridge.cli.vault_admin:passphrase_grp", "Change or check the backup passphrase."),
+    "status": ("otpbridge.cli.vault_admin:status_cmd", "Show the last verified backup and sync state."),
+    "verify": ("otpbridge.cli.vault_admin:verify_cmd", "Decrypt and check every object on the remote."),
+    "devices": ("otpbridge.cli.vault_admin:devices_grp", "List or remove devices of the vault."),
+    "snapshots": ("otpbridge.cli.vault_admin:snapshots_cmd", "List the vault's snapshots."),
     "schedule": ("otpbridge.cli.automation:schedule_cmd", "Run sync periodically (systemd timer or cron)."),
     "hook": ("otpbridge.cli.automation:hook_grp", "Install a git hook / pass extension that syncs after changes."),
 }
@@ -35,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if args == ["--version"]:
         print(f"otpbridge {__version__}")
         return 0
-    from .app import run
+    from otpbridge.cli.app import run
 
     return run(args)
 

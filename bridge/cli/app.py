@@ -8,10 +8,10 @@ import sys
 
 import click
 
-from .. import __version__
-from ..errors import OtpBridgeError
-from . import COMMANDS
-from .common import State, render_error
+from otpbridge import __version__
+from otpbridge.cli import COMMANDS
+from otpbridge.cli.common import State, render_error
+from otpbridge.core.errors import OtpBridgeError
 
 EPILOG = """\b
 Stores and files are named KIND:LOCATION[?option=value], e.g.
@@ -90,7 +90,7 @@ def cli(ctx: click.Context, show_stats: bool, **options: object) -> None:
 
 
 def run(args: list[str]) -> int:
-    from ..logfile import logged  # run log + unattended-failure record (docs/AUTOMATION.md)
+    from otpbridge.automation.runlog import logged  # run log + unattended-failure record (docs/AUTOMATION.md)
 
     return logged(args, _run)
 
@@ -103,7 +103,7 @@ def _run(args: list[str]) -> int:
         render_error(err)
         return err.exit_code
     except ModuleNotFoundError as exc:
-        from ..registry import missing_dependency
+        from otpbridge.core.entrypoints import missing_dependency
 
         missing = missing_dependency(exc)
         if missing is None:

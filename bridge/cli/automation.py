@@ -1,6 +1,6 @@
 """schedule and hook: run sync unattended (systemd timer / cron, git hook, pass extension).
 
-The machinery lives in ``schedule.py`` and ``hooks.py``; this module only parses options
+The machinery lives in ``automation/schedule.py`` and ``automation/hooks.py``; this module only parses options
 and prints. docs/AUTOMATION.md is the user-facing description.
 """
 
@@ -11,8 +11,8 @@ import os
 
 import click
 
-from ..errors import UsageError
-from .common import State, pass_state
+from otpbridge.cli.common import State, pass_state
+from otpbridge.core.errors import UsageError
 
 
 def _home_args(state: State) -> list[str]:
@@ -75,7 +75,7 @@ def schedule_cmd(
       otpbridge --home ~/.otpb-work schedule --name otpbridge-work --install
       otpbridge schedule --uninstall
     """
-    from .. import schedule
+    from otpbridge.automation import schedule
 
     if install and uninstall:
         raise UsageError("--install and --uninstall exclude each other")
@@ -155,8 +155,8 @@ def hook_install_cmd(state: State, store: str, no_chain: bool, no_extension: boo
       otpbridge hook install pass:~/work-store --passcommand 'pass show backup/otpbridge'
       otpbridge hook install pass: --dry-run
     """
-    from ..hooks import install_extension, install_hook, pass_store_dir
-    from ..schedule import console_command
+    from otpbridge.automation.hooks import install_extension, install_hook, pass_store_dir
+    from otpbridge.automation.schedule import console_command
 
     folder = pass_store_dir(store, state.environ)
     _warn_uninitialised(state)
@@ -178,7 +178,7 @@ def hook_install_cmd(state: State, store: str, no_chain: bool, no_extension: boo
 
 
 def _warn_store_not_configured(state: State, folder) -> None:
-    from ..hooks import pass_store_dir
+    from otpbridge.automation.hooks import pass_store_dir
 
     specs = state.config.read().get("stores", []) or []
     for spec in specs:
@@ -210,7 +210,7 @@ def hook_uninstall_cmd(state: State, store: str, dry_run: bool) -> None:
     Example:
       otpbridge hook uninstall pass:
     """
-    from ..hooks import pass_store_dir, uninstall_extension, uninstall_hook
+    from otpbridge.automation.hooks import pass_store_dir, uninstall_extension, uninstall_hook
 
     folder = pass_store_dir(store, state.environ)
     _print_report(state, uninstall_hook(folder, dry_run=dry_run), dry_run)
@@ -228,8 +228,8 @@ def hook_status_cmd(state: State, store: str, as_json: bool) -> None:
     Example:
       otpbridge hook status pass: --json
     """
-    from ..hooks import hook_status, pass_store_dir
-    from ..logfile import describe_failure, log_path, read_failure
+    from otpbridge.automation.hooks import hook_status, pass_store_dir
+    from otpbridge.automation.runlog import describe_failure, log_path, read_failure
 
     info = hook_status(pass_store_dir(store, state.environ))
     failure = read_failure(state.config.state_dir)
@@ -262,8 +262,8 @@ def hook_install_extension_cmd(state: State, store: str, dry_run: bool) -> None:
     Example:
       otpbridge hook install-extension pass: && export PASSWORD_STORE_ENABLE_EXTENSIONS=true
     """
-    from ..hooks import install_extension, pass_store_dir
-    from ..schedule import console_command
+    from otpbridge.automation.hooks import install_extension, pass_store_dir
+    from otpbridge.automation.schedule import console_command
 
     folder = pass_store_dir(store, state.environ)
     report = install_extension(folder, command=console_command(state.environ), home=_home(state), dry_run=dry_run)
@@ -283,9 +283,9 @@ def hook_run_cmd(state: State, store: str, foreground: bool) -> None:
     Example (what .git/hooks/post-commit does):
       otpbridge hook run --store pass:~/.password-store
     """
-    from ..hooks import IN_HOOK_ENV, detach, pass_store_dir, run_syncs
-    from ..logfile import open_log
-    from ..schedule import console_command
+    from otpbridge.automation.hooks import IN_HOOK_ENV, detach, pass_store_dir, run_syncs
+    from otpbridge.automation.runlog import open_log
+    from otpbridge.automation.schedule import console_command
 
     if state.environ.get(IN_HOOK_ENV):
         return  # a commit made by the hook's own sync

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..errors import DataLossRefused, UsageError
-from ..model import Account, Kind
-from .common import State, account_json, errors_json, finish_partial, pass_state
+from otpbridge.cli.common import State, account_json, errors_json, finish_partial, pass_state
+from otpbridge.core.errors import DataLossRefused, UsageError
+from otpbridge.core.model import Account, Kind
 
 
 def _matches(account: Account, query: str | None) -> bool:
@@ -62,8 +62,8 @@ def formats_cmd(state: State, as_json: bool) -> None:
     Example:
       otpbridge formats
     """
-    from .. import registry
-    from ..errors import MissingDependencyError
+    from otpbridge.core.errors import MissingDependencyError
+    from otpbridge.stores import registry
 
     rows = []
     for kind in registry.plugin_kinds():
@@ -131,7 +131,7 @@ def list_cmd(state: State, source: str, query: str | None, as_json: bool, show_s
             for a in accounts
         ]
         if show_secrets:
-            from ..otpauth import format_uri
+            from otpbridge.core.otpauth import format_uri
 
             cols.append("uri")
             rows = [(*r, format_uri(a)) for r, a in zip(rows, accounts, strict=True)]
@@ -159,7 +159,7 @@ def code_cmd(state: State, source: str, query: str | None, as_json: bool, advanc
     """
     import time
 
-    from ..codes import code_at, seconds_left
+    from otpbridge.core.codes import code_at, seconds_left
 
     store = _open_source(state, source)
     result = _read(store)
@@ -217,8 +217,8 @@ def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool
       otpbridge convert 'aegis:enc.json?password-env=A' 'keepass:new.kdbx?password-env=B' --dry-run
     """
     src = _open_source(state, source)
-    from .. import registry
-    from ..store import StoreSpec
+    from otpbridge.stores import registry
+    from otpbridge.stores.base import StoreSpec
 
     dspec = StoreSpec.parse(dest, registry.plugin_kinds())
     if dspec.kind is None:

@@ -17,11 +17,12 @@ from typing import Any
 
 import click
 
-from ..config import Config
-from ..errors import EntryError, OtpBridgeError, PartialError
-from ..model import Account
-from ..secrets import SecretSource, has_tty
-from ..store import Context, Store, open_store
+from otpbridge.core.config import Config
+from otpbridge.core.errors import EntryError, OtpBridgeError, PartialError
+from otpbridge.core.model import Account
+from otpbridge.core.secrets import SecretSource, has_tty
+from otpbridge.stores.base import Context, Store
+from otpbridge.stores.registry import open_store
 
 
 def render_error(err: OtpBridgeError) -> None:
@@ -203,7 +204,7 @@ def account_json(account: Account, *, secrets: bool = False) -> dict[str, Any]:
     else:
         data["period"] = account.period
     if secrets:
-        from ..otpauth import format_uri
+        from otpbridge.core.otpauth import format_uri
 
         data["secret"] = account.secret_b32
         data["uri"] = format_uri(account)

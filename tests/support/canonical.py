@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from otpbridge.model import Account, Algorithm, Kind, b32decode
+from otpbridge.core.model import Account, Algorithm, Kind, b32decode
 
 Fixup = Callable[[Account], Account | None]
 
@@ -128,7 +128,7 @@ def assert_codes_match_oathtool(accounts: Iterable[Account], at: float = 1_700_0
     oathtool (liboath) does TOTP with SHA1/256/512 and HOTP with SHA1 only, 6–8 digits,
     and no Steam.
     """
-    from otpbridge.codes import code_at
+    from otpbridge.core.codes import code_at
     from tests.support.oracles import oathtool_code
 
     checked = 0

@@ -18,8 +18,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from otpbridge.model import Account, Kind
-from otpbridge.otpauth import format_uri, parse_uri
+from otpbridge.core.model import Account, Kind
+from otpbridge.core.otpauth import format_uri, parse_uri
 
 PASS = "correct horse battery staple 42"
 NEW_PASS = "a different, longer passphrase 7"
@@ -154,11 +154,12 @@ def engine_session(dev: Device, backend=None, *, passphrase: str = PASS, stats=N
     from collections import Counter
 
     from otpbridge.backends.base import open_backend
-    from otpbridge.config import Config
-    from otpbridge.engine import Session
-    from otpbridge.secrets import Secret
-    from otpbridge.store import Context, open_store
-    from otpbridge.vault import choose_params
+    from otpbridge.core.config import Config
+    from otpbridge.core.secrets import Secret
+    from otpbridge.engine.session import Session
+    from otpbridge.stores.base import Context
+    from otpbridge.stores.registry import open_store
+    from otpbridge.vault.format import choose_params
 
     cfg = Config.resolve(dev.home)
     data = cfg.read()

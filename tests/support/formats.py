@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from otpbridge.errors import AuthenticationError, OtpBridgeError
-from otpbridge.model import Account, Kind
-from otpbridge.store import Context, ReadResult, StoreSpec
+from otpbridge.core.errors import AuthenticationError, OtpBridgeError
+from otpbridge.core.model import Account, Kind
+from otpbridge.stores.base import Context, ReadResult, StoreSpec
 from tests.support.paths import FIXTURES
 
 

@@ -27,7 +27,7 @@ Fixtures
     directly, so it works without ``pass`` installed), with ``PASSWORD_STORE_DIR``
     and git identity variables exported. Helpers write entries exactly as pass does,
     decrypt them with any home, run the real ``pass`` (``pass_dir.pass_(...)``), and
-    build a :class:`~otpbridge.store.Context` whose ``stats["gpg"]`` counts gpg calls.
+    build a :class:`~otpbridge.stores.base.Context` whose ``stats["gpg"]`` counts gpg calls.
 
 Sockets live in the home, so homes are created under a short ``/tmp/gN…`` path (the
 Unix socket path limit is 107 bytes; pytest's ``tmp_path`` can exceed it).
@@ -249,7 +249,7 @@ class PassDir:
 
     # -- otpbridge ------------------------------------------------------------------------
     def ctx(self, **kw):
-        from otpbridge.store import Context
+        from otpbridge.stores.base import Context
 
         kw.setdefault("environ", self.env())
         kw.setdefault("stats", Counter())
@@ -259,7 +259,7 @@ class PassDir:
 
     def store(self, ctx=None, *, store_cache: dict | None = None):
         from otpbridge.plugins.passstore import PassStore
-        from otpbridge.store import StoreSpec
+        from otpbridge.stores.base import StoreSpec
 
         ctx = ctx or self.ctx()
         if store_cache is not None:

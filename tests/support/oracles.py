@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from otpbridge.model import Account, Kind
+from otpbridge.core.model import Account, Kind
 
 OATHTOOL = shutil.which("oathtool")
 needs_oathtool = pytest.mark.skipif(OATHTOOL is None, reason="oathtool is not installed")

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .errors import IntegrityError
+from otpbridge.core.errors import IntegrityError
 
 VIEW_KIND = "view"  # the vault object kind bound into every view's associated data
 EPOCH_DIR = "epochs"

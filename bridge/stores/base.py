@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qsl
 
-from .errors import EntryError, UsageError
-from .model import Account, dedupe
-from .secrets import Secret, store_password
+from otpbridge.core.errors import EntryError, UsageError
+from otpbridge.core.model import Account, dedupe
+from otpbridge.core.secrets import Secret, store_password
 
 _SNIFF_BYTES = 256 * 1024
 #: no authenticator export or URI list comes near this; a bigger file is a mistake
@@ -192,7 +192,7 @@ class Store(ABC):
 
         The default reads the existing file, merges, and rewrites it whole.
         """
-        from .errors import DataLossRefused, OtpBridgeError
+        from otpbridge.core.errors import DataLossRefused, OtpBridgeError
 
         if not self.can_write():
             self.write_all(())  # raises the uniform "cannot be written" error
@@ -247,7 +247,7 @@ def report_result(existing: Sequence[Account], report: WriteReport) -> list[Acco
 
 def read_file(path: Path, label: str, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """The whole file, or a FormatError that names it (missing, a folder, unreadable, huge)."""
-    from .errors import FormatError
+    from otpbridge.core.errors import FormatError
 
     try:
         size = path.stat().st_size
@@ -270,47 +270,3 @@ def read_head(path: Path) -> bytes:
             return fh.read(_SNIFF_BYTES)
     except OSError:
         return b""
-
-
-def detect_kind(path: Path) -> str:
-    """The kind whose ``sniff`` recognises ``path``; a usage error when none does."""
-    from . import registry
-    from .errors import MissingDependencyError
-
-    if not path.exists():
-        raise UsageError(f"{str(path)!r} does not exist", hint="to create a new store, name its kind: KIND:PATH")
-    head = read_head(path)
-    classes = []
-    for kind in registry.plugin_kinds():
-        try:
-            classes.append(registry.load_plugin(kind))
-        except (MissingDependencyError, ImportError):
-            continue  # a broken third-party plugin must not stop detection of the others
-    for cls in sorted(classes, key=lambda c: -c.sniff_priority):
-        try:
-            if cls.sniff(path, head):
-                return cls.kind
-        except Exception:  # noqa: BLE001,S112 - a sniffer must never break detection
-            continue
-    raise UsageError(
-        f"cannot tell what kind of file {str(path)!r} is",
-        hint="name it as KIND:PATH; 'otpbridge formats' lists the kinds",
-    )
-
-
-def open_store(text: str | StoreSpec, ctx: Context) -> Store:
-    """Parse ``KIND:LOCATION?options`` (detecting the kind if absent) and build the store."""
-    from . import registry
-
-    spec = text if isinstance(text, StoreSpec) else StoreSpec.parse(text, registry.plugin_kinds())
-    if spec.kind is None:
-        head, sep, _ = spec.location.partition(":")
-        if sep and head.isalnum() and not spec.path.exists():
-            raise UsageError(
-                f"unknown store kind {head!r}", hint=f"known kinds: {', '.join(registry.plugin_kinds())}"
-            )
-        kind = detect_kind(spec.path)
-        ctx.info(f"detected {kind}: {spec.location}")
-        spec = StoreSpec(kind, spec.location, spec.options)
-    cls = registry.load_plugin(spec.kind)
-    return cls(spec, ctx)

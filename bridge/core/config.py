@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .fileio import atomic_write
+from otpbridge.core.errors import UsageError
+from otpbridge.core.fileio import atomic_write
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,11 @@
 The hook is a few lines of POSIX sh that start ``otpbridge hook run`` and always exit
 0: git ignores a post-commit hook's status, but a user would still see a slow or noisy
 one, so the sync runs detached in the background, its outcome goes to the log, and a
-failure is recorded for ``otpbridge status`` (logfile.py). Bursts of commits (``pass
+failure is recorded for ``otpbridge status`` (runlog.py). Bursts of commits (``pass
 otp insert`` of many entries) coalesce into one or two syncs through a lock file.
 
 Our own writes into a pass store commit too; every otpbridge process exports
-``OTPBRIDGE_RUNNING=1`` (logfile.py) and the hook's sync runs with
+``OTPBRIDGE_RUNNING=1`` (runlog.py) and the hook's sync runs with
 ``OTPBRIDGE_IN_HOOK=1``, and the hook does nothing when either is set, so it never
 recurses.
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .errors import OtpBridgeError, UsageError
+from otpbridge.core.errors import OtpBridgeError, UsageError
 
 HOOK_NAME = "post-commit"
 CHAINED_SUFFIX = ".pre-otpbridge"
@@ -175,7 +175,7 @@ def install_hook(
     extra_env: Mapping[str, str] | None = None,
     dry_run: bool = False,
 ) -> HookReport:
-    from .fileio import atomic_write
+    from otpbridge.core.fileio import atomic_write
 
     repo = find_repo(store)
     report = HookReport()
@@ -271,7 +271,7 @@ def render_extension(*, command: Sequence[str], home: str | None) -> str:
 
 
 def install_extension(store: Path, *, command: Sequence[str], home: str | None, dry_run: bool = False) -> HookReport:
-    from .fileio import atomic_write
+    from otpbridge.core.fileio import atomic_write
 
     path = extension_path(store)
     report = HookReport()
@@ -445,7 +445,7 @@ def _sync_once(command: Sequence[str], env: Mapping[str, str], timeout: float, s
 
 
 def _record_own_failure(state_dir: Path, message: str, code: int) -> None:
-    from .logfile import write_failure
+    from otpbridge.automation.runlog import write_failure
 
     with contextlib.suppress(OSError):
         write_failure(

@@ -22,7 +22,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .model import Account, Kind, b32decode, b32encode
+from otpbridge.core.model import Account, Kind, b32decode, b32encode
 
 
 # --- accounts <-> JSON ----------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, unquote, unquote_plus
 
-from .model import Account, Algorithm, Kind, b32decode, b32encode
+from otpbridge.core.model import Account, Algorithm, Kind, b32decode, b32encode
 
 
 class UriError(ValueError):

@@ -14,7 +14,7 @@ import sys
 from functools import cache
 from typing import Any
 
-from .errors import MissingDependencyError, UsageError
+from otpbridge.core.errors import MissingDependencyError, UsageError
 
 PLUGIN_GROUP = "otpbridge.plugins"
 BACKEND_GROUP = "otpbridge.backends"
@@ -159,14 +159,6 @@ def missing_dependency(exc: ModuleNotFoundError, who: str = "this command") -> M
         f"{who} needs the Python package {top!r}, which is not installed",
         hint=f"pip install 'otpbridge[{extra}]'",
     )
-
-
-def plugin_kinds() -> list[str]:
-    return names(PLUGIN_GROUP)
-
-
-def load_plugin(kind: str) -> Any:
-    return load(PLUGIN_GROUP, kind)
 
 
 def load_backend(name: str) -> Any:

@@ -14,7 +14,7 @@ import time as _time
 import pyotp
 from pyotp.contrib.steam import Steam
 
-from .model import Account, Algorithm, Kind
+from otpbridge.core.model import Account, Algorithm, Kind
 
 _DIGESTS = {Algorithm.SHA1: hashlib.sha1, Algorithm.SHA256: hashlib.sha256, Algorithm.SHA512: hashlib.sha512}
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UsageError
+from otpbridge.core.errors import UsageError
 
 
 class Secret:
@@ -182,7 +182,7 @@ def _from_keyring(what: str) -> Secret:
     try:
         import keyring
     except ImportError:
-        from .errors import MissingDependencyError
+        from otpbridge.core.errors import MissingDependencyError
 
         raise MissingDependencyError(
             "the OS keyring support is not installed", hint="pip install 'otpbridge[keyring]'"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .secrets import Secret
+from otpbridge.core.secrets import Secret
 
 
 def password_envs(specs: Iterable[str]) -> set[str]:
@@ -39,8 +39,7 @@ def make_session(
 ):
     """A Session for this device; ``extra`` goes to the Session (note, warn, progress…)."""
     from otpbridge.backends.base import open_backend
-
-    from .engine import Session
+    from otpbridge.engine.session import Session
 
     device = settings.get("device", {}) if isinstance(settings.get("device"), dict) else {}
     # rclone needs none of the stores' passwords (SPEC §7: only the child that needs a secret gets it).
@@ -74,8 +73,8 @@ def init_settings(
     """
     import socket
 
-    from .errors import UsageError
-    from .remote import DEVICE_ID_RE, new_device_id
+    from otpbridge.core.errors import UsageError
+    from otpbridge.engine.layout import DEVICE_ID_RE, new_device_id
 
     out = dict(settings)
     old_remote = out.get("remote")
@@ -100,7 +99,7 @@ def init_settings(
 
 def check_state_owner(state: Any, device_id: str) -> None:
     """Refuse a home whose sync state belongs to another device id (a copied home)."""
-    from .errors import UsageError
+    from otpbridge.core.errors import UsageError
 
     if state.vault_id and state.device and state.device != device_id:
         raise UsageError("the sync state of this home belongs to another device")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import OtpBridgeError
+from otpbridge.core.errors import OtpBridgeError
 
 
 class BusyError(OtpBridgeError):

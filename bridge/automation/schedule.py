@@ -2,7 +2,7 @@
 
 What gets written names the console script by absolute path (cron and systemd have a
 bare PATH), pins the device's home, and marks the run unattended so a failure is
-recorded for ``status`` (logfile.py). It never holds a secret: the passphrase comes
+recorded for ``status`` (runlog.py). It never holds a secret: the passphrase comes
 from ``OTPBRIDGE_PASSCOMMAND`` (a command such as ``pass show backup/otpbridge``) set in
 the unit or crontab line; a passphrase found in the environment is *not* copied.
 A sync with nothing to do needs no passphrase at all (SPEC §6), so a timer without one
@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import MissingDependencyError, OtpBridgeError, UsageError
+from otpbridge.core.errors import MissingDependencyError, OtpBridgeError, UsageError
 
 DEFAULT_NAME = "otpbridge-sync"
 UNATTENDED_VALUE_TIMER = "systemd-timer"
@@ -357,7 +357,7 @@ def install(plan: Plan, environ: Mapping[str, str] | None = None) -> Outcome:
     env = os.environ if environ is None else environ
     out = Outcome()
     if plan.method == "systemd":
-        from .fileio import atomic_write
+        from otpbridge.core.fileio import atomic_write
 
         for path, text in plan.files.items():
             atomic_write(path, text.encode("utf-8"), mode=0o644, backup=False)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .fileio import atomic_write
-from .merge import BaseEntry
+from otpbridge.core.errors import UsageError
+from otpbridge.core.fileio import atomic_write
+from otpbridge.engine.merge import BaseEntry
 
 STATE_FILE = "sync-state.json"
 VERSION = 1

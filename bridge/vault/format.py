@@ -27,8 +27,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .errors import AuthenticationError, IntegrityError, MissingDependencyError, OtpBridgeError, UsageError
-from .secrets import Secret
+from otpbridge.core.errors import (
+    AuthenticationError,
+    IntegrityError,
+    MissingDependencyError,
+    OtpBridgeError,
+    UsageError,
+)
+from otpbridge.core.secrets import Secret
 
 FORMAT_VERSION: int = 1
 

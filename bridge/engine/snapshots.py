@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .remote import ViewRef
+from otpbridge.engine.layout import ViewRef
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,88 @@
+"""``otpbridge init``: create a vault on an empty remote, or join the one there."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from otpbridge.core.errors import (
+    IntegrityError,
+    UsageError,
+)
+from otpbridge.core.secrets import Secret
+from otpbridge.engine.layout import (
+    Listing,
+    header_name,
+)
+
+# Mass-deletion guard (SPEC §6): more than this many, or more than this share of the
+# accounts (when at least two), needs --allow-deletions. An unreadable store looks empty.
+from otpbridge.engine.remote import (
+    open_key,
+)
+from otpbridge.engine.session import Session, exclusive
+from otpbridge.engine.state import SyncState, new_token
+
+
+# --- init ------------------------------------------------------------------------------
+@dataclass
+class InitResult:
+    created: bool
+    vault_id: str
+    epoch: int
+    # Set when this home joined under a NEW device id (the configured one already has
+    # views on the remote that this home's fresh state knows nothing of): the caller
+    # writes it into config.toml.
+    device_id: str = ""
+
+
+@exclusive
+def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret] | None = None) -> InitResult:
+    """Create a vault on an empty remote, or join the one there (passphrase checked).
+
+    ``new_passphrase`` is asked instead of the usual getter when a vault is created (the
+    CLI asks twice on a terminal and rates its strength).
+    """
+    from otpbridge.vault.format import create_epoch, open_epoch
+
+    listing = Listing.parse(s.backend.list())
+    if listing.is_vault:
+        passphrase = s.get_passphrase()
+        key, _ref = open_key(s, listing, SyncState(), passphrase)
+        result = InitResult(False, key.vault_id.hex(), key.epoch)
+        if not state.vault_id and any(v.device == s.device_id for v in listing.views):
+            # A fresh state (lost, or a config.toml copied without it) would share the id
+            # with whoever wrote those views - maybe a live copy of this home. A new id
+            # keeps both apart; the first sync then keeps every local account.
+            from otpbridge.engine.layout import new_device_id
+
+            old = s.device_id
+            s.device_id = result.device_id = new_device_id()
+            s.note(f"device id {old} already has views on the remote (another copy of this home, or its "
+                   f"earlier state): joining as the new device {s.device_id}; 'otpbridge devices remove {old}' "
+                   "drops the old id once no copy uses it")
+    elif not listing.empty:
+        raise UsageError(
+            f"{s.backend.describe()} is not empty and holds no otpbridge vault",
+            hint="choose an empty folder (otpbridge never writes into a folder it does not own)",
+        )
+    else:
+        if s.params is None:
+            raise UsageError("no KDF parameters were chosen for the new vault")
+        passphrase = new_passphrase() if new_passphrase is not None else s.get_passphrase()
+        header, key = create_epoch(passphrase, params=s.params, epoch=1, stats=s.stats, cache=s.key_cache())
+        name = header_name(1, s.device_id, s.now())
+        s.backend.write(name, header)
+        back = s.backend.read(name)
+        if back != header or open_epoch(back, passphrase, cache=s.key_cache()) != key:
+            raise IntegrityError(f"{name} did not read back as written")
+        result = InitResult(True, key.vault_id.hex(), 1)
+    state.vault_id = result.vault_id
+    state.device = s.device_id
+    state.token = state.token or new_token()
+    state.epoch = max(state.epoch, result.epoch)
+    if s.device_name:
+        state.device_names[s.device_id] = s.device_name
+    state.listing = None
+    state.save(s.state_dir)
+    return result

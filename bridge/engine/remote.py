@@ -1,0 +1,302 @@
+"""The remote as one run sees it: open the epoch key, read and check every device's
+newest view, merge them, detect rollback; write a view and read it back; tidy old epochs.
+
+Every operation (sync, restore, rotation, verify) goes through here to reach the vault's
+objects; nothing here reads or writes a local store.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from otpbridge.core.errors import (
+    AuthenticationError,
+    IntegrityError,
+    UsageError,
+)
+from otpbridge.core.secrets import Secret
+from otpbridge.engine.layout import (
+    VIEW_KIND,
+    HeaderRef,
+    Listing,
+    ViewRef,
+    decode_view,
+    encode_view,
+    view_name,
+)
+from otpbridge.engine.merge import (
+    Record,
+    merge_views,
+)
+from otpbridge.engine.session import Session
+from otpbridge.engine.state import SyncState
+
+# Mass-deletion guard (SPEC §6): more than this many, or more than this share of the
+# accounts (when at least two), needs --allow-deletions. An unreadable store looks empty.
+
+ORPHAN_GRACE = 3600  # a header-less newer epoch younger than this may be a rotation in flight
+
+
+@dataclass
+class Remote:
+    """The remote as one run saw it: listing, key, every device's newest view, merged."""
+
+    listing: Listing
+    key: Any  # vault.VaultKey
+    header: HeaderRef
+    views: dict[str, tuple[ViewRef, dict]] = field(default_factory=dict, repr=False)  # plaintext secrets
+    records: dict[str, Record] = field(default_factory=dict)
+    removed: dict[str, dict] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    garbage: list[ViewRef] = field(default_factory=list)
+    skipped: list[ViewRef] = field(default_factory=list)  # listed, but could not be read this run
+    own_regressed: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def epoch(self) -> int:
+        return self.key.epoch
+
+
+# --- opening the remote ----------------------------------------------------------------
+def describe_device(state: SyncState, remote_names: dict[str, str], device: str) -> str:
+    name = remote_names.get(device) or state.device_names.get(device)
+    return f"{name!r} ({device})" if name else device
+
+
+def format_time(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+def check_size(name: str, size: int, limit: int) -> None:
+    """Refuse from the listing what no valid object can be (a hostile remote's 10 GB file)."""
+    if size > limit:
+        raise IntegrityError(f"{name} is {size} bytes, more than any valid object ({limit})")
+
+
+def read_header(s: Session, ref: HeaderRef, vault_id: str) -> bytes:
+    from otpbridge.vault.format import max_header_size, peek_epoch
+
+    check_size(ref.name, ref.size, max_header_size())
+    raw = s.backend.read(ref.name)
+    info = peek_epoch(raw)
+    if info.epoch != ref.epoch:
+        raise IntegrityError(f"{ref.name} holds epoch {info.epoch}, not {ref.epoch} (renamed or replayed)")
+    if vault_id and info.vault_id.hex() != vault_id:
+        raise IntegrityError(
+            f"{ref.name} belongs to another vault ({info.vault_id.hex()}, expected {vault_id})",
+            hint="is this the right remote?",
+        )
+    return raw
+
+
+def open_key(
+    s: Session, listing: Listing, state: SyncState, passphrase: Secret, *, fallback: bool = False
+) -> tuple[Any, HeaderRef]:
+    """Unwrap the newest epoch; say who changed the passphrase when it no longer opens.
+
+    ``fallback`` (restore): a newer epoch that does not open may be a rotation that
+    crashed before its end; an older one that does is then used, with a warning.
+    """
+    from otpbridge.vault.format import WrongPassphrase, open_epoch
+
+    epochs = listing.epochs()
+    if not epochs:
+        if state.vault_id:
+            raise IntegrityError(
+                f"{s.backend.describe()} holds no vault any more (emptied, or the wrong remote)",
+                hint="check the remote; 'otpbridge restore' elsewhere still works from another copy",
+            )
+        raise UsageError(f"{s.backend.describe()} holds no otpbridge vault", hint="run 'otpbridge init REMOTE' first")
+    newest = epochs[-1]
+    first_error: WrongPassphrase | None = None
+    for epoch in reversed(epochs):
+        for ref in sorted(listing.headers_of(epoch), key=lambda h: h.device):
+            raw = read_header(s, ref, state.vault_id)
+            try:
+                key = open_epoch(raw, passphrase, stats=s.stats, cache=s.key_cache())
+            except WrongPassphrase as exc:
+                first_error = first_error or exc
+                continue
+            if epoch != newest:
+                s.warn(f"using epoch {epoch}: the newer epoch {newest} does not open with this passphrase")
+            return key, ref
+        if not fallback:
+            break
+    ref = listing.headers_of(newest)[-1]
+    if 0 < state.epoch < newest:
+        raise AuthenticationError(
+            f"the passphrase was changed on device {describe_device(state, {}, ref.device)} at {format_time(ref.time)}",
+            hint="use the new passphrase (e.g. OTPBRIDGE_PASSPHRASE or --passphrase-file)",
+        )
+    assert first_error is not None
+    raise first_error
+
+
+def open_view(s: Session, key: Any, ref: ViewRef) -> dict:
+    from otpbridge.vault.format import max_object_size
+
+    check_size(ref.name, ref.size, max_object_size())
+    raw = s.backend.read(ref.name)
+    plain = key.open(raw, kind=VIEW_KIND, device=ref.device, seq=ref.seq)
+    data = decode_view(plain, ref)
+    try:
+        data["_records"] = {r.id: r for r in (Record.from_json(x) for x in data["records"])}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # no text: it may quote a field
+        raise IntegrityError(f"{ref.name}: a record of the view is malformed ({type(exc).__name__})") from None
+    return data
+
+
+def load_remote(
+    s: Session,
+    state: SyncState,
+    passphrase: Secret,
+    *,
+    listing: Listing | None = None,
+    accept_rollback: bool = False,
+    fallback: bool = False,
+) -> Remote:
+    if listing is None:
+        listing = Listing.parse(s.backend.list())
+    key, header = open_key(s, listing, state, passphrase, fallback=fallback)
+    if state.vault_id and key.vault_id.hex() != state.vault_id:
+        raise IntegrityError("the remote holds another vault than the one this device joined")
+    if state.epoch > key.epoch and not fallback:
+        rollback(f"the remote's epoch {key.epoch} is older than epoch {state.epoch} seen before", accept_rollback)
+    epoch_moved = 0 < state.epoch < key.epoch
+    remote = Remote(listing=listing, key=key, header=header)
+    newest = {dev: ref for dev, ref in listing.newest_views(key.epoch).items()}
+    for dev in sorted(newest):
+        candidates = sorted(listing.views_of(key.epoch, dev), key=lambda v: v.seq, reverse=True)
+        for ref in candidates:
+            try:
+                data = open_view(s, key, ref)
+            except (IntegrityError, ValueError, KeyError, TypeError) as exc:
+                known = state.seen.get(dev, 0) if dev != s.device_id else state.last_seq
+                if ref.seq <= known and not epoch_moved:
+                    raise IntegrityError(f"{ref.name} was verified before and now fails: {exc}") from None
+                if dev == s.device_id:
+                    remote.garbage.append(ref)  # our own interrupted upload
+                else:
+                    remote.skipped.append(ref)
+                    remote.warnings.append(f"skipped {ref.name} (unreadable, maybe still being written): {exc}")
+                continue
+            remote.views[dev] = (ref, data)
+            break
+    views = [v[1] for v in remote.views.values()]
+    for data in views:
+        for dev, info in (data.get("removed") or {}).items():
+            remote.removed.setdefault(dev, info)
+        for dev, name in (data.get("devices") or {}).items():
+            remote.names.setdefault(dev, str(name))
+    for dev, (_ref, data) in remote.views.items():
+        if data.get("name"):
+            remote.names[dev] = str(data["name"])
+    for dev, info in state.removed.items():
+        remote.removed.setdefault(dev, info)
+    remote.records = merge_views(d["_records"] for dev, (_r, d) in remote.views.items() if dev not in remote.removed)
+    # Rollback: no device may be older than what we verified before.
+    for dev, seen in sorted(state.seen.items()):
+        if dev in remote.removed:
+            continue
+        got = remote.views[dev][0].seq if dev in remote.views else 0
+        if got >= seen:
+            continue
+        if epoch_moved:
+            remote.warnings.append(
+                f"device {describe_device(state, remote.names, dev)} lost changes across the passphrase change "
+                f"(had #{seen}, now #{got})"
+            )
+            continue
+        rollback(
+            f"the remote serves device {describe_device(state, remote.names, dev)} at #{got}, older than #{seen} seen before",
+            accept_rollback,
+        )
+    own = remote.views[s.device_id][0].seq if s.device_id in remote.views else 0
+    if own < state.last_seq and s.device_id not in remote.removed:
+        if epoch_moved:
+            remote.own_regressed = True  # our last view was lost in a passphrase change
+        else:
+            rollback(
+                f"the remote serves this device's own view at #{own}, older than #{state.last_seq} written before",
+                accept_rollback,
+            )
+            remote.own_regressed = True
+    return remote
+
+
+def rollback(message: str, accept: bool) -> None:
+    if not accept:
+        raise IntegrityError(
+            "rollback detected: " + message,
+            hint="someone restored an old copy of the remote or tampered with it; "
+            "if you restored it on purpose, run again with --accept-rollback",
+        )
+
+def upload_view(s: Session, key: Any, payload: dict, listing: Listing, when: float | None = None) -> str:
+    """Seal, write, and decrypt what the remote holds; then list it.
+
+    ``Backend.write`` reads the object back and compares it byte for byte before it
+    returns, so ``blob`` *is* what the remote now holds: opening it proves the uploaded
+    object decrypts, without downloading it a second time."""
+    seq, dev = payload["seq"], payload["device"]
+    blob = key.seal(VIEW_KIND, dev, seq, encode_view(payload))
+    name = view_name(dev, key.epoch, seq, s.now() if when is None else when)
+    s.backend.write(name, blob)
+    back = blob
+    ref = ViewRef(name, len(back), dev, key.epoch, seq, 0)
+    data = decode_view(key.open(back, kind=VIEW_KIND, device=dev, seq=seq), ref)
+    if len(data["records"]) != len(payload["records"]) or data.get("w") != payload.get("w"):
+        # Another writer of this name (only a copy of this home can produce it) came between.
+        raise IntegrityError(
+            f"{name} did not read back as written",
+            hint="if another copy of this home syncs too, the next run says so; nothing local was changed",
+        )
+    listing.add(name, len(blob))
+    return name
+
+
+def delete_object(s: Session, listing: Listing, name: str) -> None:
+    s.backend.delete(name)
+    listing.remove(name)
+
+# --- old epochs ---------------------------------------------------------------------------
+def cleanup_epochs(s: Session, listing: Listing, remote: Remote) -> list[str]:
+    """Finish what an interrupted passphrase change left (docs/SYNC.md "Rotation").
+
+    Older epochs whose every view has a re-encrypted twin in the current epoch go, header
+    first (so the old passphrase opens nothing even if we stop half-way). Newer views
+    without a header are a rotation that crashed before its commit: deleted once old.
+    """
+    current = remote.epoch
+    done: list[str] = []
+    twins = {(v.device, v.seq) for v in listing.views_of(current)}
+    for epoch in [e for e in {v.epoch for v in listing.views} | set(listing.epochs()) if e != current]:
+        views = [v for v in listing.views if v.epoch == epoch]
+        headers = listing.headers_of(epoch)
+        if epoch < current:
+            loose = [v for v in views if (v.device, v.seq) not in twins]
+            if headers and loose:
+                remote.warnings.append(
+                    f"{len(loose)} object(s) of epoch {epoch} were written after the passphrase change; "
+                    "run 'otpbridge passphrase change' again with the old and new passphrases to fold them in"
+                )
+                continue
+            for ref in headers:
+                delete_object(s, listing, ref.name)
+                done.append(ref.name)
+            for ref in views:
+                delete_object(s, listing, ref.name)
+                done.append(ref.name)
+        elif not headers:
+            # A re-encrypted view keeps its original time in its name, so only the time the
+            # remote saw it written tells a crashed change from one in flight on another
+            # device (which commits, then deletes the old epoch: deleting these lost all).
+            for ref in views:
+                written = ref.mtime
+                if written is not None and s.now() - written > ORPHAN_GRACE and s.now() - ref.time > ORPHAN_GRACE:
+                    delete_object(s, listing, ref.name)
+                    done.append(ref.name)
+    return done

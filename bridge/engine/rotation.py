@@ -1,0 +1,201 @@
+"""``otpbridge passphrase change``: re-key the vault under a new passphrase, crash-safe and
+resumable at every step (docs/SYNC.md "Rotation")."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from otpbridge.core.errors import (
+    AuthenticationError,
+    IntegrityError,
+    UsageError,
+)
+from otpbridge.core.secrets import Secret
+from otpbridge.engine.layout import (
+    VIEW_KIND,
+    Listing,
+    decode_view,
+    header_name,
+)
+
+# Mass-deletion guard (SPEC §6): more than this many, or more than this share of the
+# accounts (when at least two), needs --allow-deletions. An unreadable store looks empty.
+from otpbridge.engine.remote import (
+    check_size,
+    open_key,
+    read_header,
+    upload_view,
+)
+from otpbridge.engine.session import STAT_KEYS, Session, check_device, exclusive
+from otpbridge.engine.state import SyncState
+from otpbridge.engine.sync import sync_changes
+
+
+# --- passphrase change --------------------------------------------------------------------
+@dataclass
+class RotationReport:
+    old_epoch: int
+    new_epoch: int
+    resumed: bool = False
+    reencrypted: int = 0
+    deleted: int = 0
+    lost: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    already_done: bool = False
+
+    def to_json(self, stats: Counter) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["stats"] = {k: int(stats.get(k, 0)) for k in STAT_KEYS}
+        return out
+
+
+@exclusive
+def change_passphrase(
+    s: Session,
+    new_passphrase: Callable[[], Secret],
+    *,
+    discard_remote_only: bool = False,
+    dry_run: bool = False,
+    accept_rollback: bool = False,
+) -> RotationReport:
+    """Re-key the vault under a new passphrase (SPEC §6); resumable at every step.
+
+    1. sync with the old passphrase (nothing on the remote is lost; or, with
+       ``discard_remote_only``, accounts only other devices hold are tombstoned);
+    2. a new epoch key; every retained view of every device re-sealed under it, each
+       read back and decrypted; 3. the new header — the commit point; 4. views written
+       meanwhile under the old epoch folded in; 5. the old header deleted first, then
+       the old views. A crash before 3 leaves the old epoch whole, after 3 the new one.
+    """
+    from otpbridge.vault.format import WrongPassphrase, create_epoch, open_epoch
+
+    state = s.load_state()
+    check_device(s, state)
+    old = s.get_passphrase()
+    listing = Listing.parse(s.backend.list())
+    epochs = listing.epochs()
+    if not epochs:
+        raise UsageError("the remote holds no vault")
+    newest = epochs[-1]
+    new = new_passphrase()
+    if not new:
+        raise UsageError("the new passphrase is empty")
+    if new == old:
+        raise UsageError("the new passphrase is the same as the current one")
+    # Resume? The newest epoch opens with the NEW passphrase and an older one with the old.
+    resume_key = None
+    for ref in listing.headers_of(newest):
+        try:
+            resume_key = open_epoch(read_header(s, ref, state.vault_id), new, stats=s.stats, cache=s.key_cache())
+            break
+        except WrongPassphrase:
+            continue
+    if resume_key is not None:
+        older = [e for e in epochs if e < newest]
+        old_key = None
+        for epoch in reversed(older):
+            for ref in listing.headers_of(epoch):
+                try:
+                    old_key = open_epoch(read_header(s, ref, state.vault_id), old, stats=s.stats, cache=s.key_cache())
+                    break
+                except WrongPassphrase:
+                    continue
+            if old_key is not None:
+                break
+        if old_key is None and any(h.epoch < newest for h in listing.headers):
+            # An older epoch still opens with the right old passphrase and may hold views
+            # not folded in yet: never call the job done (and delete them) on a typo.
+            raise AuthenticationError(
+                f"the current passphrase does not open epoch {older[-1]}, which the interrupted "
+                f"passphrase change to epoch {newest} still has to fold in",
+                hint="give the OLD passphrase as the current one and the new one as the new passphrase",
+            )
+        rep = RotationReport(old_epoch=old_key.epoch if old_key else newest, new_epoch=newest, resumed=True)
+        if old_key is None:
+            rep.already_done = True
+            if not dry_run:  # header-less leftovers of the old epoch: nobody can open them
+                for ref in [v for v in listing.views if v.epoch < newest]:
+                    s.backend.delete(ref.name)
+                    rep.deleted += 1
+            return rep
+        if dry_run:
+            rep.dry_run = True
+            return rep
+        _finish_rotation(s, state, listing, old_key, resume_key, rep)
+        return rep
+    # A fresh change: first bring everything together under the old key.
+    mode = "sync" if not s.stores or getattr(s.stores[0], "can_write", lambda: True)() else "backup"
+    if dry_run:
+        pre = sync_changes(s, mode=mode, dry_run=True, accept_rollback=accept_rollback,
+                           tombstone_remote_only=discard_remote_only)
+        rep = RotationReport(old_epoch=state.epoch, new_epoch=newest + 1, dry_run=True)
+        rep.lost = pre.deleted if discard_remote_only else []
+        return rep
+    pre = sync_changes(s, mode=mode, accept_rollback=accept_rollback, tombstone_remote_only=discard_remote_only)
+    state = s.load_state()
+    listing = Listing.parse(s.backend.list())
+    old_key, _ref = open_key(s, listing, state, old)  # cached: no second derivation
+    if s.params is None:
+        raise UsageError("no KDF parameters were chosen for the new epoch")
+    new_epoch = max(listing.epochs() + [v.epoch for v in listing.views]) + 1
+    header, new_key = create_epoch(new, params=s.params, vault_id=old_key.vault_id, epoch=new_epoch,
+                                   stats=s.stats, cache=s.key_cache())
+    rep = RotationReport(old_epoch=old_key.epoch, new_epoch=new_epoch, lost=pre.deleted if discard_remote_only else [])
+    _reencrypt(s, listing, old_key, new_key, rep)
+    hname = header_name(new_epoch, s.device_id, s.now())
+    s.backend.write(hname, header)  # the commit point
+    back = s.backend.read(hname)
+    if back != header or open_epoch(back, new, cache=s.key_cache()) != new_key:
+        raise IntegrityError(f"{hname} did not read back as written")
+    listing.add(hname, len(header))
+    _finish_rotation(s, state, listing, old_key, new_key, rep)
+    return rep
+
+
+def _reencrypt(s: Session, listing: Listing, old_key: Any, new_key: Any, rep: RotationReport) -> None:
+    """Re-seal every view of the old epoch that has no twin in the new one yet."""
+    twins = {(v.device, v.seq) for v in listing.views_of(new_key.epoch)}
+    todo = [v for v in listing.views_of(old_key.epoch) if (v.device, v.seq) not in twins]
+    from otpbridge.vault.format import max_object_size
+
+    for i, ref in enumerate(todo):
+        s.tick("re-encrypting", i, len(todo))
+        try:
+            check_size(ref.name, ref.size, max_object_size())
+            raw = s.backend.read(ref.name)
+            plain = old_key.open(raw, kind=VIEW_KIND, device=ref.device, seq=ref.seq)
+        except IntegrityError as exc:
+            s.warn(f"{ref.name} is unreadable and is left out of the new epoch: {exc}")
+            continue
+        payload = decode_view(plain, ref)
+        payload["epoch"] = new_key.epoch
+        upload_view(s, new_key, payload, listing, when=ref.time)
+        rep.reencrypted += 1
+    s.tick("re-encrypting", len(todo), len(todo))
+
+
+def _finish_rotation(
+    s: Session, state: SyncState, listing: Listing, old_key: Any, new_key: Any, rep: RotationReport
+) -> None:
+    # Views written under the old epoch since our merge (a device that had not noticed):
+    # fold them in while we still hold the old key, then drop the old epoch, header first.
+    fresh = Listing.parse(s.backend.list())
+    _reencrypt(s, fresh, old_key, new_key, rep)
+    for ref in [h for h in fresh.headers if h.epoch < new_key.epoch]:
+        s.backend.delete(ref.name)
+        rep.deleted += 1
+    for ref in [v for v in fresh.views if v.epoch < new_key.epoch]:
+        s.backend.delete(ref.name)
+        rep.deleted += 1
+    final = Listing.parse(s.backend.list())
+    state = s.load_state()
+    state.epoch = new_key.epoch
+    own = final.newest_views(new_key.epoch)
+    state.seen = {dev: max(state.seen.get(dev, 0), ref.seq) for dev, ref in own.items() if dev != s.device_id}
+    if s.device_id in own:
+        state.last_seq = max(state.last_seq, own[s.device_id].seq)
+    state.listing = final.signature()
+    state.save(s.state_dir)

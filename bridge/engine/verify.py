@@ -1,0 +1,86 @@
+"""``otpbridge verify``: download and decrypt every object of the current epoch;
+report, never repair."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from otpbridge.core.errors import (
+    IntegrityError,
+)
+from otpbridge.engine.layout import (
+    Listing,
+)
+from otpbridge.engine.merge import (
+    Record,
+    alive,
+    merge_views,
+)
+
+# Mass-deletion guard (SPEC §6): more than this many, or more than this share of the
+# accounts (when at least two), needs --allow-deletions. An unreadable store looks empty.
+from otpbridge.engine.remote import (
+    check_size,
+    open_key,
+    open_view,
+)
+from otpbridge.engine.session import STAT_KEYS, Session
+from otpbridge.engine.state import SyncState
+
+
+# --- verify -------------------------------------------------------------------------------
+@dataclass
+class VerifyReport:
+    epoch: int
+    headers: int = 0
+    views: int = 0
+    accounts: int = 0
+    failures: list[str] = field(default_factory=list)
+    other_epochs: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+
+    def to_json(self, stats: Counter) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["ok"] = not self.failures
+        out["stats"] = {k: int(stats.get(k, 0)) for k in STAT_KEYS}
+        return out
+
+
+def verify(s: Session, state: SyncState) -> VerifyReport:
+    """Download and decrypt every object of the current epoch; report, never repair."""
+    from otpbridge.vault.format import max_header_size, peek_epoch
+
+    passphrase = s.get_passphrase()
+    listing = Listing.parse(s.backend.list())
+    key, _ref = open_key(s, listing, state, passphrase)
+    rep = VerifyReport(epoch=key.epoch)
+    for h in listing.headers:
+        try:
+            check_size(h.name, h.size, max_header_size())
+            info = peek_epoch(s.backend.read(h.name))
+            if info.vault_id != key.vault_id or info.epoch != h.epoch:
+                raise IntegrityError("belongs to another vault or epoch")
+            rep.headers += 1
+        except IntegrityError as exc:
+            rep.failures.append(f"{h.name}: {exc}")
+        if h.epoch != key.epoch:
+            rep.other_epochs.append(h.name)
+    views = listing.views_of(key.epoch)
+    merged: list[dict[str, Record]] = []
+    for i, ref in enumerate(views):
+        s.tick("verifying", i, len(views))
+        try:
+            data = open_view(s, key, ref)
+        except (IntegrityError, ValueError, KeyError, TypeError) as exc:
+            rep.failures.append(f"{ref.name}: {exc}")
+            continue
+        rep.views += 1
+        if ref.seq == listing.newest_views(key.epoch)[ref.device].seq:
+            merged.append(data["_records"])
+    s.tick("verifying", len(views), len(views))
+    rep.accounts = len(alive(merge_views(merged)))
+    rep.other_epochs += [v.name for v in listing.views if v.epoch != key.epoch]
+    rep.unknown = [n for n, _s in listing.other]
+    return rep
