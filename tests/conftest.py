@@ -15,7 +15,7 @@ pytest_plugins = ["tests.support.gpg", "tests.support.servers"]
 @pytest.fixture(scope="session")
 def fixtures_dir():
     if not FIXTURES.is_dir():
-        pytest.fail(f"shared fixtures not found at {FIXTURES} (set OTPBRIDGE_SHARED)")
+        pytest.fail(f"test fixtures not found at {FIXTURES} (they are part of the repository)")
     return FIXTURES
 
 

@@ -352,8 +352,6 @@ def test_read_only_primary_fails_before_changing_the_remote(tmp_path):
     from tests.support.paths import FIXTURES
 
     src = FIXTURES / "bitwarden" / "bitwarden.unencrypted.json"
-    if not src.exists():
-        pytest.skip("shared fixtures missing")
     remote = tmp_path / "remote"
     feeder = Device(tmp_path / "feeder", str(remote), "feeder")
     ok(feeder.init())
@@ -500,8 +498,6 @@ def test_read_only_primary_can_still_change_the_passphrase(tmp_path):
     from tests.support.paths import FIXTURES
 
     src = FIXTURES / "bitwarden" / "bitwarden.unencrypted.json"
-    if not src.exists():
-        pytest.skip("shared fixtures missing")
     remote = tmp_path / "remote"
     bw = Device(tmp_path / "bw", str(remote), "bw")
     export = tmp_path / "bw" / "export.json"

@@ -1,10 +1,8 @@
-"""Where the shared fixtures live: ``../shared`` beside the repository (also in CI)."""
+"""Where the test data lives: ``tests/fixtures`` inside the repository (see its README)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("OTPBRIDGE_SHARED", REPO.parent / "shared"))
-FIXTURES = SHARED / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
