@@ -109,10 +109,11 @@ def test_demo_files_with_folder(name, password):
     result = store(TWOFAS / name, password).read()
     assert result.errors == []
     got = [(a.issuer, a.name, a.folder, a.secret_b32) for a in result.accounts]
+    # The service's own otp.issuer wins over the (user-edited) service name (issue #15).
     assert got == [
-        ("Example 1", "Additional Info", "", "N5LVC5JZNVVDSUZPJFIWUZSHGFDGMZJU"),
-        ("Example 1", "Other Additional Info", "", "JBSWY3DPEHPK3PXP"),
-        ("Example 2", "alice@google", "", "JBSWY3DPEHPK3PXW"),
+        ("Ledgy", "Additional Info", "", "N5LVC5JZNVVDSUZPJFIWUZSHGFDGMZJU"),
+        ("Example", "Other Additional Info", "", "JBSWY3DPEHPK3PXP"),
+        ("Example", "alice@google", "", "JBSWY3DPEHPK3PXW"),
         ("Example 3", "Example in Folder", "Folder 1", "XBSWY3DPEHPK3PXW"),
     ]
 
