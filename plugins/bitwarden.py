@@ -42,7 +42,7 @@ from otpbridge.core.errors import (
 )
 from otpbridge.core.model import Account, Kind, b32decode
 from otpbridge.core.otpauth import UriError, parse_uri
-from otpbridge.stores.base import ReadResult, Store
+from otpbridge.stores.base import ReadResult, Store, not_text_error
 
 _MAX_FILE = 128 * 1024 * 1024
 LOGIN = 1
@@ -130,8 +130,10 @@ def convert_json_export(doc: dict, result: ReadResult) -> None:
         name = _text(item.get("name"))
         where = f"item {index} ({name})" if name else f"item {index}"
         login = item.get("login")
-        if item.get("type", LOGIN) != LOGIN or not isinstance(login, dict):
+        if not isinstance(login, dict):
             continue  # cards, identities, notes: not 2FA accounts
+        # ``type`` is not checked: a login object holding a TOTP is a 2FA account whatever
+        # the type says (a mislabelled item must not vanish without a word).
         totp = login.get("totp")
         if totp is None or (isinstance(totp, str) and not totp.strip()):
             continue  # a login without 2FA
@@ -156,8 +158,10 @@ def convert_csv_export(text: str, result: ReadResult) -> None:
         name = _text(row.get("name")).strip()
         where = f"line {number} ({name})" if name else f"line {number}"
         totp = _text(row.get("login_totp")).strip()
-        if not totp or (row.get("type") or "login").strip().lower() != "login":
-            continue
+        if not totp:
+            continue  # notes, cards, identities and logins without 2FA have none
+        # The type column is not trusted: real exports hold "login" or the numeric type
+        # (1), and a TOTP value anywhere is a 2FA account that must not vanish silently.
         folder = _text(row.get("folder") or row.get("collections")).split(",")[0].strip()
         try:
             result.accounts.append(
@@ -281,6 +285,9 @@ def decrypt_password_protected(doc: dict, password: bytes) -> dict:
 
 
 _CSV_HEADER = re.compile(rb"^(\xef\xbb\xbf)?[^\r\n]*\blogin_totp\b")
+_OLD_JSON_ITEMS = re.compile(rb'"items"\s*:\s*\[')
+_OLD_JSON_LOGIN = re.compile(rb'"login"\s*:\s*(\{|null)')
+_OLD_JSON_TYPE = re.compile(rb'"type"\s*:\s*[1-5]\b')
 
 
 class BitwardenStore(Store):
@@ -298,17 +305,22 @@ class BitwardenStore(Store):
     def sniff(cls, path: Path, head: bytes) -> bool:
         text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
         if text.startswith(b"{"):
-            if not re.search(rb'"encrypted"\s*:\s*(true|false)', head):
-                return False
-            return b'"items"' in head or b'"passwordProtected"' in head
-        return bool(_CSV_HEADER.match(head)) and b"login_username" in head.split(b"\n", 1)[0]
+            if re.search(rb'"encrypted"\s*:\s*(true|false)', head):
+                return b'"items"' in head or b'"passwordProtected"' in head
+            # Older exports (KeePassXC's test export) have no "encrypted" key: items with
+            # Bitwarden's login object and numeric cipher type.
+            return bool(_OLD_JSON_ITEMS.search(head) and _OLD_JSON_LOGIN.search(head) and _OLD_JSON_TYPE.search(head))
+        header = head.split(b"\n", 1)[0]
+        return bool(_CSV_HEADER.match(head)) and any(
+            col in header for col in (b"login_username", b"login_uri", b"login_password")
+        )
 
     def read(self) -> ReadResult:
         data = self.read_bytes(max_bytes=_MAX_FILE)
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise FormatError(f"{self.label}: not a UTF-8 Bitwarden export") from None
+            raise not_text_error(self.label, data, "a UTF-8 Bitwarden export") from None
         result = ReadResult()
         if not text.lstrip().startswith("{"):
             if not _CSV_HEADER.match(text.encode("utf-8")):

@@ -33,7 +33,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote_plus
 
 from otpbridge.core.errors import (
     AuthenticationError,
@@ -45,7 +45,7 @@ from otpbridge.core.errors import (
 from otpbridge.core.fileio import atomic_write
 from otpbridge.core.model import Account, Kind, b32encode
 from otpbridge.core.otpauth import UriError, parse_uri
-from otpbridge.stores.base import ReadResult, Store
+from otpbridge.stores.base import ReadResult, Store, not_text_error
 
 _MAX_FILE = 64 * 1024 * 1024
 
@@ -80,9 +80,13 @@ def _looks_encrypted(head: bytes) -> bool:
 
 # -- plain text ------------------------------------------------------------------------------
 def _code_display(raw: str) -> dict:
-    """Ente's display metadata; a broken value is ignored (it must not cost the account)."""
+    """Ente's display metadata; a broken value is ignored (it must not cost the account).
+
+    Ente writes it form-encoded (Dart's ``Uri.encodeQueryComponent``): a space is ``+``
+    and a literal ``+`` is ``%2B``, so notes and tags decode ``+`` as a space.
+    """
     try:
-        value = json.loads(unquote(raw, errors="strict"))
+        value = json.loads(unquote_plus(raw, errors="strict"))
     except (ValueError, RecursionError, UnicodeError):
         return {}
     return value if isinstance(value, dict) else {}
@@ -110,12 +114,12 @@ def parse_line(line: str) -> tuple[Account | None, str | None]:
     folder = tags[0] if isinstance(tags, list) and tags and isinstance(tags[0], str) else ""
     note = display.get("note") if isinstance(display.get("note"), str) else ""
     try:
-        account = parse_uri(line, folder=folder, note=note)
+        account = parse_uri(line, folder=folder, note=note, base32_rule="ente")
     except UriError:
         # Ente's own fallback: an unencoded '#' in a name turns the rest into a fragment.
         if "#" not in line:
             raise
-        account = parse_uri(line.replace("#", "%23"), folder=folder, note=note)
+        account = parse_uri(line.replace("#", "%23"), folder=folder, note=note, base32_rule="ente")
     if "period=" in account.issuer:
         # Ente's fix for issuers that swallowed "period=…" (ente-io/ente#77).
         account = account.replace(issuer=account.issuer[: account.issuer.index("period=")])
@@ -317,7 +321,7 @@ class EnteStore(Store):
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise FormatError(f"{self.label}: not an Ente Auth export (not UTF-8 text)") from None
+            raise not_text_error(self.label, data, "an Ente Auth export (not UTF-8 text)") from None
         if text.lstrip().startswith("{"):
             try:
                 doc = json.loads(text)

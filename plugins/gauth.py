@@ -47,7 +47,7 @@ from otpbridge.core.errors import EntryError, FormatError, UsageError
 from otpbridge.core.fileio import atomic_write
 from otpbridge.core.model import Account, Algorithm, Kind
 from otpbridge.plugins import appcrypto as ac
-from otpbridge.stores.base import ReadResult, Store, WriteReport
+from otpbridge.stores.base import ReadResult, Store, WriteReport, not_text_error
 
 SCHEME = "otpauth-migration://"
 _ALGORITHMS = {0: Algorithm.SHA1, 1: Algorithm.SHA1, 2: Algorithm.SHA256, 3: Algorithm.SHA512}
@@ -177,13 +177,14 @@ class GAuthStore(Store):
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise FormatError(f"{self.label}: not a UTF-8 text file") from None
+            raise not_text_error(self.label, data) from None
         result = ReadResult()
         batches: dict[int, tuple[int, set[int]]] = {}
-        uris = 0
+        uris = comments = 0
         for number, line in enumerate(text.splitlines(), start=1):
             line = line.strip()
             if not line or line.startswith("#"):
+                comments += bool(line)
                 continue
             at = line.lower().find(SCHEME)
             if at < 0:
@@ -212,6 +213,10 @@ class GAuthStore(Store):
                     "entry", "account", 1
                 )
                 ac.collect(result, where, lambda params=params: _account(params))
+        if uris == 0 and not result.errors and comments:
+            # Only comments and blank lines (extract_otp_secrets' only_comments.txt): an
+            # export with nothing in it, not a damaged one.
+            return result
         if uris == 0:
             raise FormatError(
                 f"{self.label}: no otpauth-migration:// URI found",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,7 +157,7 @@ class KeePassStore(Store):
         exists = self.path.exists()
         db = self._open() if exists else self._create()
         entries = list(_entries(db.kp))
-        writer = _Writer(db.kp, entries)
+        writer = _Writer(db.kp, entries, warn=lambda msg: self.ctx.warn(f"{self.label}: {msg}"))
         report = writer.run(dedupe(list(upserts)), dedupe(list(removals)))
         report.dry_run = dry_run
         if not dry_run and (report.changed or not exists):
@@ -292,13 +292,22 @@ def _del_field(entry, key: str) -> None:
             entry.remove(s)
 
 
+#: KeePassXC up to 2.7.4 caps the period of an ``otp`` field at 60 s (Totp.cpp
+#: ``qBound(1u, step, 60u)``; 24 h from 2.7.5, commit ee44a7fd7 / #9149), so it shows
+#: codes that change too often, which the service rejects.
+KEEPASSXC_MAX_OLD_PERIOD = 60
+
+
 class _Writer:
     """Applies removals then upserts to the parsed tree; says what changed."""
 
-    def __init__(self, kp, entries: list[_Entry]) -> None:
+    def __init__(self, kp, entries: list[_Entry], warn: Callable[[str], None] | None = None) -> None:
         self.kp = kp
         self.entries = entries
+        self.warn = warn or (lambda _msg: None)
         self.report = WriteReport()
+        #: (folder, title casefolded) -> how many accounts this run adds under that title
+        self.new_titles: dict[tuple[str, str], int] = {}
         self.by_identity: dict[str, list[tuple[_Entry, kf.Slot]]] = {}
         self.by_name: dict[tuple[str, str, str], list[_Entry]] = {}
         for entry in entries:
@@ -336,6 +345,10 @@ class _Writer:
 
     # -- the run ------------------------------------------------------------------------------
     def run(self, upserts: list[Account], removals: list[Account]) -> WriteReport:
+        for acc in upserts:
+            if acc.identity not in self.by_identity:
+                key = (acc.folder, _natural_title(acc).casefold())
+                self.new_titles[key] = self.new_titles.get(key, 0) + 1
         for acc in removals:
             hits = self.by_identity.pop(acc.identity, [])
             if not hits:
@@ -384,6 +397,7 @@ class _Writer:
             return self._refuse(entry, acc, "the entry's 'otp' field holds another account; left unchanged")
         if write_uri:
             self._write(entry, kf.otp_field(acc))
+            self._check_period(acc)
         if native is not None:
             if keep_native:
                 # KeePass 2 reads these natively (KeePassXC too, from 2.7.10): keep the convention.
@@ -431,6 +445,34 @@ class _Writer:
                 hits = self.by_identity.setdefault(slot.account.identity, [])
                 hits[:] = [(e, s) for e, s in hits if e is not entry] + [(entry, slot)]
 
+    def _check_period(self, acc: Account) -> None:
+        if acc.kind is not Kind.HOTP and acc.period > KEEPASSXC_MAX_OLD_PERIOD:
+            self.warn(
+                f"{acc.label}: its {acc.period}-second period is written to 'otp'; KeePassXC 2.7.4 "
+                f"and older cap it at {KEEPASSXC_MAX_OLD_PERIOD} s and show wrong codes (2.7.5 and newer are right)"
+            )
+
+    def _title(self, acc: Account, values: dict[str, tuple[str, bool]]) -> str:
+        """A title unique in its group, so ``keepassxc-cli show DB /folder/title`` finds one entry.
+
+        The issuer; ``issuer (name)`` when another entry there has (or this run gives
+        another) that title; a number after it if even that is taken. Only when the fields
+        written carry the issuer and name themselves (an otpauth URI): KeePass's
+        ``HmacOtp-*`` fields and a URI without issuer take the issuer from the title, so
+        there the title must stay the issuer (or the name).
+        """
+        natural = _natural_title(acc)
+        taken = {e.title.casefold() for e in self.entries if e.folder == acc.folder}
+        if natural.casefold() not in taken and self.new_titles.get((acc.folder, natural.casefold()), 0) < 2:
+            return natural
+        if not acc.issuer or not (kf.OTP in values or kf.OB_HOTP_FIELD in values):
+            return natural
+        longer = f"{acc.issuer} ({acc.name})" if acc.issuer and acc.name else natural
+        title, n = longer, 2
+        while title.casefold() in taken:
+            title, n = f"{longer} {n}", n + 1
+        return title
+
     def _add(self, acc: Account) -> None:
         title = acc.issuer or acc.name
         family = "hotp" if acc.kind is Kind.HOTP else "totp"
@@ -446,8 +488,10 @@ class _Writer:
                 entry = candidate  # same title + user name, no OTP of this family, target fields free
                 break
         if entry is None:
-            entry = self._new_entry(acc, title)
+            entry = self._new_entry(acc, self._title(acc, values))
         self._write(entry, values)
+        if kf.OTP in values:
+            self._check_period(acc)
         self._reslot(entry)
         self.report.added.append(acc)
 
@@ -482,6 +526,10 @@ class _Writer:
                 found = new._element
             group = found
         return group
+
+
+def _natural_title(acc: Account) -> str:
+    return acc.issuer or acc.name
 
 
 def _occupied(entry: _Entry, values: dict[str, tuple[str, bool]]) -> bool:

@@ -186,7 +186,13 @@ def _normalise_uri(uri: str) -> str:
         name = unquote(key).strip().lower()
         if eq and name == "secret":
             raw = unquote(value) if encoding != "base32" else unquote_plus(value)
-            part = "secret=" + b32encode(_decode_secret(raw, encoding, "the secret in 'otp'"))
+            decoded = _decode_secret(raw, encoding, "the secret in 'otp'")
+            if getattr(decoded, "note", ""):
+                # A length no encoder writes: hand parse_uri the sanitised text, so it reads
+                # the same bytes and keeps the note saying how (reported per account).
+                part = "secret=" + _KPXC_DROP.sub("", raw).translate(_KPXC_MAP).upper()
+            else:
+                part = "secret=" + b32encode(decoded)
         elif name == "encoding":
             continue
         parts.append(part)

@@ -108,7 +108,11 @@ class PassStore(Store):
 
     # -- walking -----------------------------------------------------------------------
     def _walk(self, *, with_ids: bool = False) -> Iterator[tuple[str, Path, os.stat_result]]:
-        """Every ``*.gpg`` entry (and ``.gpg-id`` file) below the root, as pass's ``find`` sees them."""
+        """Every ``*.gpg`` entry (and ``.gpg-id`` file) below the root, as ``pass ls`` lists them.
+
+        Dot-named files and folders are skipped (``pass ls`` hides them, pass-import ignores
+        them); the ``.gpg-id`` files are still reported for the fingerprint.
+        """
         root = self.path
         stack = [(root, "")]
         while stack:
@@ -119,6 +123,14 @@ class PassStore(Store):
                 continue
             for item in items:
                 try:
+                    if with_ids and item.name in (".gpg-id", ".gpg-id.sig") and not item.is_dir():
+                        yield f"{prefix}{item.name}", Path(item.path), item.stat()
+                        continue
+                    if item.name.startswith("."):
+                        # Hidden files and folders (.git, .extensions, .ignore/x.gpg,
+                        # dir/.x.gpg) are not entries: 'pass ls' (tree) does not show
+                        # them and pass-import skips them.
+                        continue
                     if item.is_dir():
                         # pass's find does not follow symlinked folders either (loops, escapes)
                         if item.name in _SKIP_DIRS or item.is_symlink():
@@ -127,8 +139,6 @@ class PassStore(Store):
                         continue
                     if item.name.endswith(".gpg") and len(item.name) > 4:
                         yield f"{prefix}{item.name[:-4]}", Path(item.path), item.stat()
-                    elif with_ids and item.name in (".gpg-id", ".gpg-id.sig"):
-                        yield f"{prefix}{item.name}", Path(item.path), item.stat()
                 except OSError:
                     continue
 

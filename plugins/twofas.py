@@ -8,9 +8,15 @@ of services. ``reference`` encrypts a fixed public string with the same key so t
 password can be checked on its own; group names stay in clear, as in the app.
 
 Names: 2FAS shows the service ``name`` (which the user may edit) and keeps the
-original ``otp.issuer`` beside it. Like Aegis's importer we take ``name`` as the issuer
-(falling back to ``otp.issuer``); a service whose name only repeats the account and has
-no issuer is read back with an empty issuer, which is how we write such accounts.
+service's own ``otp.issuer`` beside it. The issuer is ``otp.issuer`` when there is one,
+else the service name (as Proton's importer reads it); a service whose name only repeats
+the account and has no issuer is read back with an empty issuer, which is how we write
+such accounts. When ``otp.account`` is empty the account name comes from the label of
+``otp.link`` (the otpauth URI the service was added from).
+
+Secrets of a Base32 length no encoder writes are read as the app that made the backup
+reads them (``appOrigin``): 2FAS for iOS and for Android differ for one trailing
+character (model.BASE32_RULES).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 from otpbridge.core.errors import AuthenticationError, FormatError, IntegrityError
 from otpbridge.core.fileio import atomic_write
 from otpbridge.core.model import Account, Algorithm, Kind, b32decode, b32encode
+from otpbridge.core.otpauth import label_of
 from otpbridge.core.secrets import Secret
 from otpbridge.plugins import appcrypto as ac
 from otpbridge.stores.base import ReadResult, Store
@@ -69,6 +76,7 @@ class TwoFasStore(Store):
         self._extras: dict[str, dict[str, Any]] = {}
         self._group_ids: dict[str, str] = {}
         self._groups_raw: dict[str, dict[str, Any]] = {}
+        self._base32_rule = "2fas-android"
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -109,6 +117,9 @@ class TwoFasStore(Store):
                 groups[g["id"]] = g["name"]
                 self._group_ids.setdefault(g["name"], g["id"])
                 self._groups_raw.setdefault(g["name"], copy.deepcopy(g))
+        origin = backup.get("appOrigin")
+        # Older backups (schema 1–3) name no origin; 2FAS began on Android.
+        self._base32_rule = "2fas-ios" if isinstance(origin, str) and origin.lower() == "ios" else "2fas-android"
         result = ReadResult()
         for i, raw in enumerate(services):
             names: tuple = ()
@@ -175,11 +186,14 @@ class TwoFasStore(Store):
         if token_type not in _TOKEN_KINDS:
             raise ac.skipped(token_type[:20])
         kind = _TOKEN_KINDS[token_type]
-        secret = b32decode(ac.entry_text(raw.get("secret"), "secret"))
+        secret = b32decode(ac.entry_text(raw.get("secret"), "secret"), rule=self._base32_rule)
         service_name = ac.entry_text(raw.get("name"), "name").strip()
         otp_issuer = ac.entry_text(otp.get("issuer"), "issuer").strip()
         account_name = ac.entry_text(otp.get("account"), "account").strip()
-        issuer = service_name or otp_issuer
+        link = otp.get("link")
+        if not account_name and isinstance(link, str):
+            account_name = label_of(link)[1]
+        issuer = otp_issuer or service_name
         if not otp_issuer and service_name and service_name == account_name:
             issuer = ""
         group_id = raw.get("groupId")

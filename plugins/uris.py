@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from otpbridge.core.errors import EntryError, FormatError
+from otpbridge.core.errors import EntryError
 from otpbridge.core.fileio import atomic_write
 from otpbridge.core.model import Account
 from otpbridge.core.otpauth import UriError, format_uri, parse_uri
-from otpbridge.stores.base import ReadResult, Store
+from otpbridge.stores.base import ReadResult, Store, not_text_error
 
 
 class UrisStore(Store):
@@ -45,7 +45,7 @@ class UrisStore(Store):
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise FormatError(f"{self.label}: not a UTF-8 text file") from None
+            raise not_text_error(self.label, data) from None
         result = ReadResult()
         self._comments, self._unread = [], []
         for number, line in enumerate(text.splitlines(), start=1):

@@ -32,9 +32,43 @@ def _sums() -> dict[str, str]:
 SUMS = _sums()
 
 
+def _is_ours(name: str) -> bool:
+    """Our notes beside the upstream files: READMEs, checksum lists, licence notices."""
+    base = name.rsplit("/", 1)[-1]
+    return (
+        name in OURS
+        or (base.startswith("README") and base.endswith(".md"))
+        or base.startswith("SHA256SUMS")
+        or base.startswith("LICENSE")
+    )
+
+
 def _data_files() -> set[str]:
     files = {p.relative_to(FIXTURES).as_posix() for p in FIXTURES.rglob("*") if p.is_file()}
-    return {f for f in files if f not in OURS and not f.startswith("LICENSE.")}
+    return {f for f in files if not _is_ours(f)}
+
+
+def _more_sums() -> dict[str, str]:
+    """Collections added after the first (``SHA256SUMS-<topic>``, ``<dir>/SHA256SUMS``), each with
+    its own README naming sources and licences; lines as ``sha256sum`` prints them."""
+    sums: dict[str, str] = {}
+    for path in sorted(FIXTURES.rglob("SHA256SUMS*")):
+        if path == FIXTURES / "SHA256SUMS":
+            continue
+        base = path.parent.relative_to(FIXTURES).as_posix()
+        for line in path.read_text(encoding="ascii").splitlines():
+            if not line.strip():
+                continue
+            match = re.fullmatch(r"([0-9a-f]{64}) [ *](?:\./)?(\S.*)", line)
+            assert match, f"{path.name}: malformed line: {line!r}"
+            digest, name = match.groups()
+            name = name if base == "." else f"{base}/{name}"
+            assert name not in sums and name not in SUMS, f"listed twice: {name}"
+            sums[name] = digest
+    return sums
+
+
+MORE = _more_sums()
 
 
 def test_the_sums_cover_the_collection():
@@ -53,7 +87,14 @@ def test_fixture_matches_its_sha256(name):
 
 
 def test_every_fixture_file_is_listed():
-    assert _data_files() == set(SUMS), "files in tests/fixtures without a SHA256SUMS line (or stray files)"
+    assert _data_files() == set(SUMS) | set(MORE), "files in tests/fixtures without a SHA256SUMS line (or stray files)"
+
+
+@pytest.mark.parametrize("name", sorted(MORE))
+def test_later_fixture_matches_its_sha256(name):
+    path = FIXTURES / name
+    assert path.is_file(), f"{name} is listed but missing"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == MORE[name], f"{name} differs from its checksum"
 
 
 def test_every_fixture_has_a_readme_row_and_a_licence():

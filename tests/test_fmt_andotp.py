@@ -210,7 +210,7 @@ def test_plain_round_trip_is_lossless_except_notes(tmp_path, accounts):
 
 
 # -- detection -----------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(p.name for p in ANDOTP.iterdir()))
+@pytest.mark.parametrize("name", sorted(p.name for p in ANDOTP.iterdir() if p.is_file()))
 def test_detected_as_andotp(name):
     assert detect_kind(ANDOTP / name) == "andotp"
 

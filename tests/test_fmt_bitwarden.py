@@ -152,7 +152,7 @@ def test_codes_agree_with_oathtool(name):
             assert code_at(acc, at) == oathtool_code(acc, at), acc
 
 
-@pytest.mark.parametrize("path", sorted(DIR.iterdir()), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(p for p in DIR.iterdir() if p.is_file()), ids=lambda p: p.name)
 def test_detected_as_bitwarden(path):
     assert detect_kind(path) == "bitwarden"
 

@@ -110,10 +110,11 @@ def test_demo_files_with_folder(name, password):
     result = store(TWOFAS / name, password).read()
     assert result.errors == []
     got = [(a.issuer, a.name, a.folder, a.secret_b32) for a in result.accounts]
+    # The service's own otp.issuer wins over the (user-edited) service name (issue #15).
     assert got == [
-        ("Example 1", "Additional Info", "", "N5LVC5JZNVVDSUZPJFIWUZSHGFDGMZJU"),
-        ("Example 1", "Other Additional Info", "", "JBSWY3DPEHPK3PXP"),
-        ("Example 2", "alice@google", "", "JBSWY3DPEHPK3PXW"),
+        ("Ledgy", "Additional Info", "", "N5LVC5JZNVVDSUZPJFIWUZSHGFDGMZJU"),
+        ("Example", "Other Additional Info", "", "JBSWY3DPEHPK3PXP"),
+        ("Example", "alice@google", "", "JBSWY3DPEHPK3PXW"),
         ("Example 3", "Example in Folder", "Folder 1", "XBSWY3DPEHPK3PXW"),
     ]
 
@@ -293,7 +294,7 @@ def test_plain_round_trip_is_lossless_except_notes(tmp_path, accounts):
 
 
 # -- detection -----------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(p.name for p in TWOFAS.iterdir() if p.name != "plaintext_test.json"))
+@pytest.mark.parametrize("name", sorted(p.name for p in TWOFAS.iterdir() if p.is_file() and p.name != "plaintext_test.json"))
 def test_detected_as_2fas(name):
     assert detect_kind(TWOFAS / name) == "2fas"
 

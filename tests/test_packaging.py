@@ -37,7 +37,7 @@ def _skip_dir(path: Path) -> bool:
         name in SKIP_DIRS
         or name.endswith(".egg-info")
         or (path / "pyvenv.cfg").exists()
-        or (name.startswith(".") and name not in {".ci", ".github"})
+        or (name.startswith(".") and name not in {".ci", ".github"} and path.parent == REPO)
     )
 
 

@@ -77,7 +77,7 @@ LEAK = "QWERTYUIOPASDFGHJKLZXCVBNM234567"  # a Base32 secret, pasted where it do
         {"HmacOtp-Secret-Base32": S[1], "HmacOtp-Counter": LEAK},
         {"TimeOtp-Secret-Hex": LEAK},
         {"TimeOtp-Secret-Base64": LEAK + "!"},
-        {"otp": f"otpauth://totp/a?secret={LEAK}1!"},
+        {"otp": f"otpauth://totp/a?secret={LEAK}1!~"},  # read with a note since issue #15 (below)
         {"otp": f"otpauth://{LEAK}"},  # the secret typed where the type belongs
         {"otp": f"otpauth://totp{LEAK}?x=1"},
         {"otpbridge-hotp": f"otpauth://hotp{LEAK}"},
@@ -85,9 +85,14 @@ LEAK = "QWERTYUIOPASDFGHJKLZXCVBNM234567"  # a Base32 secret, pasted where it do
 )
 def test_entry_errors_never_quote_a_pasted_secret(tmp_path, fields):
     path = make_kdbx4(tmp_path / "l.kdbx", [E("Odd", "u", "pw", "", fields)])
-    result = kstore(path).read()
-    assert result.errors, "the malformed field should be reported"
-    text = " ".join(f"{e.where} {e.reason}" for e in result.errors)
+    warnings: list[str] = []
+    store = kstore(path)
+    store.ctx.warn = warnings.append
+    result = store.read()
+    # A secret of a length no encoder writes is read (as Google Authenticator would) and
+    # reported as a warning instead of an error: that text must not quote it either.
+    assert result.errors or warnings, "the malformed field should be reported"
+    text = " ".join([*(f"{e.where} {e.reason}" for e in result.errors), *warnings])
     for i in range(len(LEAK) - 5):
         assert LEAK[i : i + 6] not in text.upper(), text
 

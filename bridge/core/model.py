@@ -54,16 +54,90 @@ def b32encode(secret: bytes) -> str:
     return base64.b32encode(secret).decode("ascii").rstrip("=")
 
 
-def b32decode(text: str) -> bytes:
-    """Lenient Base32 as KeePassXC and oathtool read it: case, spaces, dashes and padding ignored."""
+#: How apps read a Base32 secret whose length no encoder writes (1, 3 or 6 characters past
+#: the last full group of 8: 9, 11, 14, 17, 19 … characters). Such secrets are real (typed
+#: by hand into 2FAS, Ente, Bitwarden, Proton); each app decodes them its own way, and the
+#: codes it shows come from the bytes it decoded, so we read them as the app that wrote the
+#: file did. Verified against the apps' sources (details and vectors: docs/stores/apps.md,
+#: "Secrets of impossible Base32 length"):
+#:
+#: ``bits``          whole bytes only; the bits past the last whole byte are dropped. Google
+#:                   Authenticator (Base32String), KeePass 2, Bitwarden, Proton Pass and
+#:                   Proton Authenticator (Rust ``base32`` crate). The default.
+#: ``ente``          the partial group of 1, 3 or 6 characters is dropped entirely: Ente Auth
+#:                   (Dart ``otp`` 3.1.4 → ``base32`` 2.1.3 ``decode``).
+#: ``2fas-ios``      as ``bits``, but 1 trailing character becomes one more byte, its 5 bits
+#:                   followed by 3 zero bits: 2FAS for iOS (``MF_Base32Codec``).
+#: ``2fas-android``  as ``bits``, but 1 trailing character becomes one more byte made of the
+#:                   previous character's 5 bits and this one's top 3: 2FAS for Android
+#:                   (Apache Commons Codec 1.20 ``Base32``, lenient mode).
+BASE32_RULES = ("bits", "ente", "2fas-ios", "2fas-android")
+DEFAULT_BASE32_RULE = "bits"
+_RULE_WHO = {
+    "bits": "as Google Authenticator, KeePass, Bitwarden and Proton read it",
+    "ente": "as Ente Auth reads it",
+    "2fas-ios": "as 2FAS for iOS reads it",
+    "2fas-android": "as 2FAS for Android reads it",
+}
+_B32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+class DecodedSecret(bytes):
+    """Secret bytes read from Base32 of a non-standard length, carrying how they were read.
+
+    ``note`` says so in words (lengths only, never a character of the secret); an
+    :class:`Account` built from these bytes keeps it as ``secret_note`` so the read can
+    be reported once per account (``Store.read`` does).
+    """
+
+    note: str = ""
+
+
+def b32decode(text: str, *, rule: str | None = None) -> bytes:
+    """Lenient Base32 as KeePassXC and oathtool read it: case, spaces, dashes and padding ignored.
+
+    A length no encoder writes (1, 3 or 6 characters past a group of 8) is read by ``rule``
+    (see :data:`BASE32_RULES`; default ``bits``) and returned as a :class:`DecodedSecret`
+    whose ``note`` describes the reading.
+    """
+    rule = rule or DEFAULT_BASE32_RULE
+    if rule not in BASE32_RULES:
+        raise ValueError(f"unknown Base32 rule {rule!r}")
     cleaned = re.sub(r"[\s\-=]", "", text).upper()
     if not cleaned:
         raise ValueError("the secret is empty")
     if not re.fullmatch(r"[A-Z2-7]+", cleaned):
         raise ValueError("the secret is not valid Base32 (letters A-Z and digits 2-7)")
-    if len(cleaned) % 8 in (1, 3, 6):
-        raise ValueError("the secret has an impossible Base32 length")
-    return base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
+    extra = len(cleaned) % 8
+    if extra not in (1, 3, 6):
+        return base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
+    full = len(cleaned) - extra
+    head = base64.b32decode(cleaned[:full]) if full else b""
+    values = [_B32_ALPHABET.index(c) for c in cleaned[full:]]
+    if rule == "ente":
+        tail, how = b"", f"the last {extra} characters dropped"
+    elif extra == 1 and rule == "2fas-ios":
+        tail, how = bytes([values[0] << 3]), "the last character's 5 bits completed with 3 zero bits"
+    elif extra == 1 and rule == "2fas-android":
+        before = _B32_ALPHABET.index(cleaned[full - 1]) if full else 0
+        tail = bytes([(before << 3 | values[0] >> 2) & 0xFF])
+        how = "one more byte: the previous character's 5 bits, then the last one's top 3"
+    else:
+        acc = 0
+        for v in values:
+            acc = acc << 5 | v
+        nbytes = extra * 5 // 8
+        tail = (acc >> (extra * 5 - nbytes * 8)).to_bytes(nbytes, "big")
+        how = f"the last {extra * 5 - nbytes * 8} bits dropped"
+    if not head + tail:
+        raise ValueError(f"the secret is empty: {len(cleaned)} Base32 characters hold no whole byte")
+    secret = DecodedSecret(head + tail)
+    secret.note = (
+        f"non-standard secret: {len(cleaned)} Base32 characters ({len(cleaned) * 5} bits) is a length "
+        f"no encoder writes; read as {len(secret)} bytes ({how}), {_RULE_WHO[rule]}; "
+        f"written back as the canonical Base32 of those bytes ({len(b32encode(secret))} characters)"
+    )
+    return secret
 
 
 @dataclass(frozen=True)
@@ -81,11 +155,18 @@ class Account:
     folder: str = ""
     note: str = field(default="", repr=False)
     mtime: float | None = field(default=None, repr=False, compare=False)
+    #: how a non-standard secret was read (see :func:`b32decode`); "" for ordinary ones.
+    #: Not part of equality: it describes the source file, not the account.
+    secret_note: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", Kind(self.kind))
         object.__setattr__(self, "algorithm", Algorithm(self.algorithm))
-        if isinstance(self.secret, bytearray | memoryview):
+        if isinstance(self.secret, DecodedSecret) and not self.secret_note:
+            object.__setattr__(self, "secret_note", self.secret.note)
+        if isinstance(self.secret, bytearray | memoryview) or (
+            isinstance(self.secret, bytes) and type(self.secret) is not bytes
+        ):
             object.__setattr__(self, "secret", bytes(self.secret))
         if not isinstance(self.secret, bytes) or not self.secret:
             raise ValueError("the secret is empty")

@@ -61,10 +61,15 @@ def _int_param(params: dict[str, str], key: str, default: int) -> int:
     return int(text)
 
 
-def parse_uri(uri: str, *, folder: str = "", note: str = "") -> Account:
-    """Parse one otpauth:// URI into an :class:`Account`; raise :class:`UriError` if impossible."""
+def parse_uri(uri: str, *, folder: str = "", note: str = "", base32_rule: str | None = None) -> Account:
+    """Parse one otpauth:// URI into an :class:`Account`; raise :class:`UriError` if impossible.
+
+    ``base32_rule`` says how a secret of a length no encoder writes is read (the app that
+    wrote the URI; see ``model.BASE32_RULES``). Left out, a URI carrying Ente's
+    ``codeDisplay`` parameter is read as Ente reads it, any other as Google Authenticator does.
+    """
     try:
-        return _parse(uri, folder=folder, note=note)
+        return _parse(uri, folder=folder, note=note, base32_rule=base32_rule)
     except UriError:
         raise
     except (ValueError, TypeError, UnicodeError, OverflowError) as exc:
@@ -72,7 +77,27 @@ def parse_uri(uri: str, *, folder: str = "", note: str = "") -> Account:
         raise UriError(str(exc) or "malformed otpauth URI") from None
 
 
-def _parse(uri: str, *, folder: str, note: str) -> Account:
+def label_of(uri: str) -> tuple[str, str]:
+    """``(issuer, name)`` from the label of an otpauth:// URI, or ``("", "")``; never raises.
+
+    For formats that keep the URI beside their own fields (2FAS's ``otp.link``): the label
+    can be read even when the rest of the URI is not.
+    """
+    try:
+        _, sep, rest = uri.strip().partition("://")
+        if not sep:
+            return "", ""
+        _, slash, after = rest.partition("/")
+        if not slash:
+            return "", ""
+        label_raw = after.partition("?")[0].partition("#")[0]
+        issuer, name = _split_label(label_raw)
+        return issuer.strip(), name.strip()
+    except (ValueError, UnicodeError):
+        return "", ""
+
+
+def _parse(uri: str, *, folder: str, note: str, base32_rule: str | None = None) -> Account:
     text = uri.strip()
     scheme, sep, rest = text.partition("://")
     if not sep or scheme.lower() != "otpauth":
@@ -97,7 +122,9 @@ def _parse(uri: str, *, folder: str, note: str) -> Account:
 
     if "secret" not in params:
         raise UriError("the URI has no secret parameter")
-    secret = b32decode(unquote(params["secret"]))
+    if base32_rule is None and "codedisplay" in params:
+        base32_rule = "ente"  # only Ente writes codeDisplay
+    secret = b32decode(unquote(params["secret"]), rule=base32_rule)
 
     algorithm = Algorithm.parse(unquote(params["algorithm"])) if params.get("algorithm") else Algorithm.SHA1
     digits_raw = unquote(params.get("digits", "")).strip().lower()

@@ -133,6 +133,12 @@ class Store(ABC):
         self.spec = spec
         self.ctx = ctx
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        read = cls.__dict__.get("read")
+        if read is not None and not getattr(read, "_reports_secret_notes", False):
+            cls.read = _reporting_read(read)  # type: ignore[method-assign]
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec}>"
 
@@ -220,6 +226,29 @@ class Store(ABC):
         return report
 
 
+def _reporting_read(read: Callable[[Store], ReadResult]) -> Callable[[Store], ReadResult]:
+    """Wrap a plugin's ``read`` so every account read from a non-standard secret is reported.
+
+    One warning per account and store object (a store read twice in one run warns once),
+    through ``ctx.warn``; the text holds lengths, never the secret (model.b32decode).
+    """
+    import functools
+
+    @functools.wraps(read)
+    def reporting(self: Store) -> ReadResult:
+        result = read(self)
+        warned: set[tuple[str, str]] = self.__dict__.setdefault("_secret_notes_warned", set())
+        for acc in getattr(result, "accounts", ()):
+            note = getattr(acc, "secret_note", "")
+            if note and (acc.identity, acc.label) not in warned:
+                warned.add((acc.identity, acc.label))
+                self.ctx.warn(f"{self.label}: {acc.label}: {note}")
+        return result
+
+    reporting._reports_secret_notes = True  # type: ignore[attr-defined]
+    return reporting
+
+
 def merge_accounts(existing: Sequence[Account], upserts: Sequence[Account], removals: Sequence[Account]) -> WriteReport:
     """What applying ``upserts``/``removals`` to ``existing`` changes, by identity."""
     report = WriteReport()
@@ -270,3 +299,72 @@ def read_head(path: Path) -> bytes:
             return fh.read(_SNIFF_BYTES)
     except OSError:
         return b""
+
+
+# What a file no text kind reads may be, by its first bytes.
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"BM", "a BMP image"),
+)
+# First byte of an encrypted OpenPGP message: its first packet is a public-key (tag 1) or
+# symmetric-key (tag 3) session key packet, in the old or the new packet format.
+_OPENPGP_FIRST = {0x84, 0x85, 0x86, 0x87, 0x8C, 0x8D, 0xC1, 0xC3}
+
+
+def looks_like(head: bytes, reader_hint: Callable[[tuple[str, ...], tuple[str, ...], str], str] | None = None) -> tuple[str, str] | None:
+    """``(what the file looks like, how to read it)`` for files no text kind reads, or None.
+
+    By magic bytes only (no parsing): images (QR screenshots), ZIP archives (1Password
+    .1pux, Proton Pass), SQLite (Google Authenticator's own database), OpenPGP (andOTP's
+    .json.gpg backups). ``reader_hint`` (the registry's) names an installed kind that
+    reads it; without it the advice is the fixed text.
+    """
+    def _reader_hint(kinds: tuple[str, ...], title_words: tuple[str, ...], fallback: str) -> str:
+        return reader_hint(kinds, title_words, fallback) if reader_hint else fallback
+
+    what = advice = None
+    if any(head.startswith(magic) for magic, _ in _IMAGE_MAGIC) or (
+        head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    ) or head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+        what = next((name for magic, name in _IMAGE_MAGIC if head.startswith(magic)), "an image")
+        if what == "an image" and head[:4] == b"RIFF":
+            what = "a WebP image"
+        advice = _reader_hint(("qr",), ("QR",), "QR code images are read with: otpbridge list qr:FILE")
+    elif head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        what = "a ZIP archive"
+        advice = _reader_hint(
+            ("1password", "1pux", "proton", "protonpass"), ("1Password", "Proton"),
+            "1Password (.1pux) and Proton Pass exports are ZIP archives: name the kind that reads "
+            "them, e.g. otpbridge list KIND:FILE ('otpbridge formats' lists the kinds)",
+        )
+    elif head.startswith(b"SQLite format 3\x00"):
+        what = "an SQLite database (Google Authenticator keeps its accounts in one)"
+        advice = _reader_hint(
+            ("gauthdb", "gauth-db", "googleauth"), ("Google Authenticator database",),
+            "Google Authenticator's database is read by naming its kind, otpbridge list KIND:FILE "
+            "('otpbridge formats' lists the kinds); or export from the app (Transfer accounts) "
+            "and read the decoded QR text with gauth:FILE",
+        )
+    elif (head[:1] and head[0] in _OPENPGP_FIRST) or head.lstrip().startswith(b"-----BEGIN PGP MESSAGE"):
+        what = "an OpenPGP-encrypted file (andOTP's .json.gpg backups are)"
+        advice = _reader_hint(
+            ("andotp-gpg",), ("andOTP OpenPGP",),
+            "an andOTP OpenPGP backup is read through gpg, with no clear text on disk: "
+            "gpg -d FILE | otpbridge list andotp:/dev/stdin",
+        )
+    if what is None:
+        return None
+    return what, advice or ""
+
+
+def not_text_error(label: str, data: bytes, what: str = "a UTF-8 text file"):
+    """The FormatError for a text format given bytes that are not UTF-8, saying what they look like."""
+    from otpbridge.core.errors import FormatError
+
+    seen = looks_like(data[:_SNIFF_BYTES])
+    if seen is None:
+        return FormatError(f"{label}: not {what}")
+    return FormatError(f"{label}: not {what}: this looks like {seen[0]}", hint=seen[1] or None)

@@ -12,7 +12,7 @@ from typing import Any
 
 from otpbridge.core.entrypoints import PLUGIN_GROUP, load, names
 from otpbridge.core.errors import MissingDependencyError, UsageError
-from otpbridge.stores.base import Context, Store, StoreSpec, read_head
+from otpbridge.stores.base import Context, Store, StoreSpec, looks_like, read_head
 
 
 def plugin_kinds() -> list[str]:
@@ -22,6 +22,25 @@ def plugin_kinds() -> list[str]:
 def load_plugin(kind: str) -> Any:
     return load(PLUGIN_GROUP, kind)
 
+
+
+def _reader_hint(kinds: tuple[str, ...], title_words: tuple[str, ...], fallback: str) -> str:
+    """``otpbridge list KIND:FILE`` for an installed kind that reads this, else ``fallback``."""
+    try:
+        known = list(plugin_kinds())
+    except Exception:  # noqa: BLE001 - advice must never break the error it decorates
+        return fallback
+    for kind in known:
+        if kind in kinds:
+            return f"read it with: otpbridge list {kind}:FILE"
+    for kind in known:
+        try:
+            title = load_plugin(kind).title
+        except Exception:  # noqa: BLE001,S112 - a broken plugin gives no advice
+            continue
+        if any(word.casefold() in title.casefold() for word in title_words):
+            return f"read it with: otpbridge list {kind}:FILE"
+    return fallback
 
 
 def detect_kind(path: Path) -> str:
@@ -42,6 +61,12 @@ def detect_kind(path: Path) -> str:
                 return cls.kind
         except Exception:  # noqa: BLE001,S112 - a sniffer must never break detection
             continue
+    seen = looks_like(head, _reader_hint)
+    if seen is not None:
+        raise UsageError(
+            f"cannot tell what kind of file {str(path)!r} is: it looks like {seen[0]}",
+            hint=seen[1] or "name it as KIND:PATH; 'otpbridge formats' lists the kinds",
+        )
     raise UsageError(
         f"cannot tell what kind of file {str(path)!r} is",
         hint="name it as KIND:PATH; 'otpbridge formats' lists the kinds",

@@ -95,9 +95,12 @@ def assert_private_and_warned(path: Path, store) -> None:
 
 
 def other_fixtures(*own: Path) -> list[Path]:
-    """Every fixture file outside the given folders (and outside the top level)."""
-    skip = (*own, FIXTURES)
-    return [p for p in FIXTURES.rglob("*") if p.is_file() and p.parent not in skip]
+    """Every fixture file outside the given folders and their subfolders (and outside the top level)."""
+
+    def inside(path: Path) -> bool:
+        return path.parent == FIXTURES or any(path.is_relative_to(folder) for folder in own)
+
+    return [p for p in FIXTURES.rglob("*") if p.is_file() and not inside(p)]
 
 
 # -- hostile input ---------------------------------------------------------------------------
