@@ -24,6 +24,10 @@ from .model import Account, dedupe
 from .secrets import Secret, store_password
 
 _SNIFF_BYTES = 256 * 1024
+#: What ``otpbridge formats`` and the table in docs/stores/README.md say, per kind, about
+#: each of these: "kept", "partly" (the kind's ``loses`` text says how) or "lost".
+FEATURES = ("folders", "notes", "icons", "HOTP", "Steam")
+CARRIES = ("kept", "partly", "lost")
 #: no authenticator export or URI list comes near this; a bigger file is a mistake
 MAX_FILE_BYTES = 128 * 1024 * 1024
 
@@ -128,6 +132,13 @@ class Store(ABC):
     #: error (other kinds, damaged entries). When False, the default ``apply`` refuses to
     #: rewrite a file holding such entries rather than silently dropping them (SPEC §3).
     keeps_unreadable: ClassVar[bool] = False
+    #: How a trip through this kind treats each of FEATURES: "lost" when the app has no
+    #: such thing, otpbridge does not read it, or a write drops or skips it (listed,
+    #: exit 7); "partly" when ``loses`` explains the limit. Folders and notes default
+    #: from ``drops``, icons to "lost" (the account model has none), HOTP and Steam to "kept".
+    carries: ClassVar[Mapping[str, str]] = {}
+    #: where a user gets such a file or store: which menu of which app
+    source: ClassVar[str] = ""
 
     def __init__(self, spec: StoreSpec, ctx: Context) -> None:
         self.spec = spec
@@ -147,6 +158,32 @@ class Store(ABC):
     @classmethod
     def can_write(cls) -> bool:
         return bool(cls.writes)
+
+    @classmethod
+    def feature_support(cls) -> dict[str, str]:
+        """FEATURES -> "kept" | "partly" | "lost", from ``drops`` and ``carries``."""
+        out = {
+            "folders": "lost" if "folder" in cls.drops else "kept",
+            "notes": "lost" if "note" in cls.drops else "kept",
+            "icons": "lost",
+            "HOTP": "kept",
+            "Steam": "kept",
+        }
+        out.update(cls.carries)
+        return out
+
+    @classmethod
+    def capabilities(cls) -> dict[str, object]:
+        """What ``otpbridge formats`` shows for this kind (also its --json)."""
+        return {
+            "kind": cls.kind,
+            "title": cls.title,
+            "reads": cls.reads,
+            "writes": cls.writes,
+            "loses": cls.loses,
+            "features": cls.feature_support(),
+            "source": cls.source,
+        }
 
     # -- detection ---------------------------------------------------------------
     @classmethod
