@@ -177,7 +177,7 @@ class GAuthStore(Store):
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise FormatError(f"{self.label}: not a UTF-8 text file") from None
+            raise FormatError(f"{self.label}: not a UTF-8 text file", hint=_image_hint(data)) from None
         result = ReadResult()
         batches: dict[int, tuple[int, set[int]]] = {}
         uris = 0
@@ -371,3 +371,10 @@ def _params(acc: Account) -> Any:
     if acc.kind is Kind.HOTP:
         params.counter = acc.counter
     return params
+
+
+def _image_hint(data: bytes) -> str | None:
+    from otpbridge.plugins.qr import image_type
+
+    kind = image_type(data[:16])
+    return f"it is a {kind} image: read QR code images with qr:PATH (or leave the kind out)" if kind else None

@@ -45,7 +45,7 @@ class UrisStore(Store):
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise FormatError(f"{self.label}: not a UTF-8 text file") from None
+            raise FormatError(f"{self.label}: not a UTF-8 text file", hint=_image_hint(data)) from None
         result = ReadResult()
         self._comments, self._unread = [], []
         for number, line in enumerate(text.splitlines(), start=1):
@@ -67,3 +67,10 @@ class UrisStore(Store):
         lines = [*self._comments, *(format_uri(a) for a in accounts), *self._unread]
         body = "".join(line + "\n" for line in lines)
         return atomic_write(self.path, body.encode("utf-8"), mode=0o600)
+
+
+def _image_hint(data: bytes) -> str | None:
+    from otpbridge.plugins.qr import image_type
+
+    kind = image_type(data[:16])
+    return f"it is a {kind} image: read QR code images with qr:PATH (or leave the kind out)" if kind else None
