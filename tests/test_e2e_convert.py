@@ -47,6 +47,8 @@ TARGETS = {
     "gauth": "gauth:{d}/out.txt",
     "ente": "ente:{d}/out.txt",
     "keepass": "keepass:{d}/out.kdbx?password-env=E2E_PW",
+    "qr": "qr:{d}/codes",
+    "qr-gauth": "qr:{d}/ga-codes?codes=gauth",
 }
 
 

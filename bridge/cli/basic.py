@@ -261,7 +261,7 @@ def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool
         raise UsageError(f"{dst.kind} cannot be written", hint="'otpbridge formats' shows the kinds that can")
     if dst.kind == "qr" and dst.exists():  # --merge cannot help: images are not updated in place
         raise DataLossRefused(
-            f"{dst.label} already holds files; QR code images are written only into a new or empty folder",
+            f"{dst.label} already exists and is not an empty folder; QR code images are written only into a new or empty folder",
             hint="name a new folder (nothing was written)",
         )
     if dst.exists() and not dst.is_database and not merge:
