@@ -44,6 +44,7 @@ CLI starts as fast as without this plugin (optional extra ``qr``).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -147,6 +148,13 @@ _KNOWN_SCHEMES = {
     "mecard": "a contact card",
     "bitcoin": "a payment link",
     "motp": "an mOTP account (not supported)",
+    "market": "an app store link",
+    "intent": "an Android app link",
+    "ethereum": "a payment link",
+    "lightning": "a payment link",
+    "upi": "a payment link",
+    "matmsg": "an e-mail message",
+    "steam": "a Steam link (Steam Guard secrets come from the Steam app's files, not a QR code)",
     "otpauth": "a malformed otpauth URI",
     "otpauth-migration": "a malformed otpauth-migration URI",
 }
@@ -172,7 +180,8 @@ def describe(data: bytes) -> str:
                 host = ""
             host = host if re.fullmatch(r"[a-z0-9.-]{1,80}", host) else ""
             return f"a web link to {host}" if host else "a web link"
-        return _KNOWN_SCHEMES.get(scheme, f"a {scheme}: link")
+        # Only well-known schemes are named: "JBSWY3DP…:x" must not come back as a "scheme".
+        return _KNOWN_SCHEMES.get(scheme, "a URI of a kind otpbridge does not read")
     return f"text of {len(text)} characters, not an otpauth:// or otpauth-migration:// URI"
 
 
@@ -407,13 +416,18 @@ class QrStore(Store):
         units: list[tuple[str, Any]] = []  # ("uri", (where, text)) | ("batch", batch_id) | ("payload", (where, p))
         batches: dict[int, _Batch] = {}
         file_errors: list[EntryError] = []
-        progress = self._progress(len(images))
-        for name, path in images:
-            progress()
-            try:
-                contents = scan_image(path)
-            except ImageProblem as exc:
-                file_errors.append(EntryError(name, str(exc)))
+        with contextlib.ExitStack() as stack:
+            progress = stack.enter_context(self._progress(len(images)))
+            scanned = []
+            for name, path in images:
+                try:
+                    scanned.append((name, scan_image(path), None))
+                except ImageProblem as exc:
+                    scanned.append((name, None, exc))
+                progress()
+        for name, contents, problem in scanned:
+            if problem is not None:
+                file_errors.append(EntryError(name, str(problem)))
                 continue
             if not contents:
                 file_errors.append(EntryError(name, "no QR code found in the image"))
@@ -520,15 +534,12 @@ class QrStore(Store):
         return result
 
     def _progress(self, total: int):
-        if not self.ctx.progress or total < 5:
-            return lambda: None
-        state = {"n": 0}
+        """A progress bar on a terminal for folders of several images (decoding a photo takes a while)."""
+        if not self.ctx.progress or total < 3:
+            return contextlib.nullcontext(lambda: None)
+        from otpbridge.plugins.passstore import _progress
 
-        def step() -> None:
-            state["n"] += 1
-            print(f"\rreading image {state['n']} of {total}…", end="" if state["n"] < total else "\n", file=sys.stderr)
-
-        return step
+        return _progress(True, f"reading {total} images", total)
 
     # -- writing ---------------------------------------------------------------------------
     def _codes(self) -> str:

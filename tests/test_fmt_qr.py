@@ -574,6 +574,25 @@ def test_terminal_drawing(tmp_path, monkeypatch):
     assert text.count("\u2580") + text.count("\u2584") + text.count("\u2588") > 200
     assert any("clear the terminal" in w for w in s.warnings)
     assert not any(p.name == "-" for p in Path.cwd().iterdir())
+    # what is drawn scans back: half blocks to pixels, then the decoder
+    drawings = [block for block in text.split("\n\n") if "\u2588" in block]
+    uris = migration_uris([one_account(i) for i in range(12)])
+    assert len(drawings) == 2
+    got = [scan_image(save(_half_blocks_to_image(d), tmp_path / f"t{k}.png", "PNG")) for k, d in enumerate(drawings)]
+    assert [decode_uri(g[0].decode())["otp"] for g in got] == [decode_uri(u)["otp"] for u in uris]
+
+
+def _half_blocks_to_image(drawing: str) -> Image.Image:
+    rows = [line for line in drawing.splitlines() if line and set(line) <= set(" \u2580\u2584\u2588")]
+    width = max(len(r) for r in rows)
+    image = Image.new("L", (width, 2 * len(rows)), 0)
+    upper = {"\u2588": (255, 255), "\u2580": (255, 0), "\u2584": (0, 255), " ": (0, 0)}
+    for y, row in enumerate(rows):
+        for x, ch in enumerate(row):
+            top, bottom = upper[ch]
+            image.putpixel((x, 2 * y), top)
+            image.putpixel((x, 2 * y + 1), bottom)
+    return image.resize((image.width * 6, image.height * 6), Image.NEAREST)
 
 
 def test_terminal_refuses_a_pipe(monkeypatch):
