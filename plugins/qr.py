@@ -68,6 +68,8 @@ MAX_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_PIXELS = 64_000_000
 #: frames read from an animated GIF or WebP (a slide show of export codes)
 MAX_FRAMES = 64
+#: pixels decoded from all frames of one image together
+MAX_TOTAL_PIXELS = 4 * MAX_PIXELS
 #: images in one folder: more is almost certainly the wrong folder (all of ~/Pictures)
 MAX_IMAGES = 1000
 #: what one QR code can hold at most (version 40, byte mode)
@@ -237,6 +239,16 @@ def _find(zxingcpp: Any, image: Any) -> list[Any]:
     return [b for b in zxingcpp.read_barcodes(bigger, formats=fmt) if b.valid]
 
 
+def _upright(photo: Any) -> Any:
+    """A JPEG photo turned as its EXIF orientation says; as it is when that tag is unreadable."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(photo) or photo
+    except Exception:  # noqa: BLE001 - a damaged EXIF block must not hide a readable picture
+        return photo
+
+
 def _position(barcode: Any) -> tuple[int, int]:
     try:
         p = barcode.position.top_left
@@ -274,6 +286,7 @@ def scan_image(path: Path) -> list[bytes]:
                 frames = int(getattr(im, "n_frames", 1) or 1)
                 if frames > MAX_FRAMES:
                     raise ImageProblem(f"the image has {frames} frames; at most {MAX_FRAMES} are read")
+                budget = MAX_TOTAL_PIXELS
                 for number in range(frames):
                     if number:
                         im.seek(number)
@@ -283,12 +296,16 @@ def scan_image(path: Path) -> list[bytes]:
                             f"the image is {width} x {height} pixels; images over "
                             f"{MAX_PIXELS // 1_000_000} megapixels are not read"
                         )
+                    budget -= width * height
+                    if budget < 0:
+                        raise ImageProblem(
+                            f"the {frames} frames of the image add up to over "
+                            f"{MAX_TOTAL_PIXELS // 1_000_000} megapixels; they are not read"
+                        )
                     im.load()
                     frame = im
                     if number == 0 and kind == "JPEG":
-                        from PIL import ImageOps
-
-                        frame = ImageOps.exif_transpose(im) or im
+                        frame = _upright(im)
                     for barcode in sorted(_find(zxingcpp, _grey(frame, Image)), key=_position):
                         data = bytes(barcode.bytes)
                         if data not in contents:

@@ -304,6 +304,37 @@ def test_animated_gif_frames_are_all_read(tmp_path):
     assert store(path).read().accounts == [one_account(i) for i in range(4)]
 
 
+def test_frame_limits(tmp_path, monkeypatch):
+    uris = migration_uris([one_account(i) for i in range(4)], batch_size=2)
+    frames = [segno_image(u).convert("P") for u in uris]
+    path = tmp_path / "slides.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=1000)
+    monkeypatch.setattr(qrmod, "MAX_FRAMES", 1)
+    with pytest.raises(FormatError, match="2 frames; at most 1 are read"):
+        store(path).read()
+    monkeypatch.setattr(qrmod, "MAX_FRAMES", 64)
+    monkeypatch.setattr(qrmod, "MAX_TOTAL_PIXELS", frames[0].width * frames[0].height + 1)
+    with pytest.raises(FormatError, match="frames of the image add up"):
+        store(path).read()
+
+
+@pytest.mark.parametrize("orientation", [6, 8, 3])
+def test_phone_photo_with_exif_orientation(tmp_path, orientation):
+    turned = {6: 90, 8: 270, 3: 180}[orientation]
+    image = photo(screenshot([segno_image(CONTENT, scale=6)], seed=7), seed=7).rotate(turned, expand=True)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = save(image, tmp_path / "IMG_0001.JPG", "JPEG", quality=70, exif=exif.tobytes())
+    assert store(path).read().accounts == [one_account(1)]
+
+
+def test_damaged_exif_does_not_hide_the_picture(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 99  # no such orientation
+    path = save(segno_image(CONTENT), tmp_path / "odd.jpg", "JPEG", exif=exif.tobytes())
+    assert store(path).read().accounts == [one_account(1)]
+
+
 @F.examples(25)
 @given(
     accounts=F.account_lists(max_size=3, folder=None, secret=st.binary(min_size=1, max_size=64)),
