@@ -64,6 +64,8 @@ class AndOtpStore(Store):
     drops = frozenset({"note"})
     loses = "notes; all but the first tag; thumbnails"
     options = ("format",)
+    carries = {"folders": "partly"}
+    source = "andOTP: ☰ → Backups → Backup (plain text or password-encrypted)"
     sniff_priority = 30
     keeps_unreadable = True
 

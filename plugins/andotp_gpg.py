@@ -66,7 +66,7 @@ class AndOtpGpgStore(Store):
     drops = frozenset({"note"})
     carries = {"folders": "partly"}
     options = ("recipient",)
-    source = "andOTP: ☰ menu → Backups → Backup (OpenPGP), after choosing an OpenPGP provider and key in Settings → Backup"
+    source = "andOTP: ☰ → Backups → Backup (OpenPGP), after choosing an OpenPGP provider and key in Settings → Backup"
     sniff_priority = 35
     keeps_unreadable = True
 

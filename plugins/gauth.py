@@ -155,6 +155,8 @@ class GAuthStore(Store):
         "or Steam are skipped (listed)"
     )
     options = ("qr", "batch-size")
+    carries = {"Steam": "lost"}
+    source = "Google Authenticator: ⋮ → Transfer accounts → Export accounts; decode the QR codes into otpauth-migration:// text (or read screenshots with kind qr)"
     sniff_priority = 40
 
     @classmethod

@@ -74,6 +74,8 @@ class PassStore(Store):
         "is stored as counter=0 (pass-otp cannot express 'none used'), so its next code uses counter 1"
     )
     is_database = True
+    carries = {"HOTP": "partly", "Steam": "partly"}
+    source = "the password store itself (~/.password-store or $PASSWORD_STORE_DIR), entries made with 'pass otp insert'"
     sniff_priority = 80
 
     # -- location ----------------------------------------------------------------------

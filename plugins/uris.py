@@ -23,6 +23,10 @@ class UrisStore(Store):
     writes = "canonical otpauth:// URIs, one per line (plain text, mode 0600)"
     drops = frozenset({"folder", "note"})
     loses = "folders and notes"
+    source = (
+        "any app's export as otpauth:// text (Aegis: Export → plain text; Stratum: Back up → URI list; "
+        "Ente: Export codes → plain text), or URIs decoded from QR codes"
+    )
     sniff_priority = 10
     keeps_unreadable = True  # lines it cannot read (motp://, damaged) are written back as they were
 

@@ -56,7 +56,11 @@ def _same_location(a, b) -> bool:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_state
 def formats_cmd(state: State, as_json: bool) -> None:
-    """List store kinds and file formats: what each reads, writes and loses.
+    """List store kinds and file formats: what each reads, writes and loses, and where to get it.
+
+    "features" says for folders, notes, icons, HOTP and Steam whether a trip through the
+    kind keeps them ("kept"), keeps them with limits given under "loses" ("partly"),
+    or not ("lost"); docs/stores/README.md has the same table.
 
     \b
     Example:
@@ -75,16 +79,7 @@ def formats_cmd(state: State, as_json: bool) -> None:
         except ImportError as exc:  # a broken third-party plugin must not hide the others
             rows.append({"kind": kind, "title": "", "reads": "", "writes": "", "loses": "", "available": False, "hint": f"broken: {exc}"})
             continue
-        rows.append(
-            {
-                "kind": kind,
-                "title": cls.title,
-                "reads": cls.reads,
-                "writes": cls.writes,
-                "loses": cls.loses,
-                "available": True,
-            }
-        )
+        rows.append({**cls.capabilities(), "kind": kind, "available": True})
     if as_json:
         state.emit_json({"formats": rows})
         return
@@ -96,7 +91,9 @@ def formats_cmd(state: State, as_json: bool) -> None:
         state.echo(f"{r['kind']}" + (f" — {r['title']}" if r["title"] else ""))
         state.echo(f"  reads:  {r['reads'] or '-'}")
         state.echo(f"  writes: {r['writes'] or '(read only)'}")
-        state.echo(f"  loses:  {r['loses'] or '-'}\n")
+        state.echo(f"  loses:  {r['loses'] or '-'}")
+        state.echo("  features: " + ", ".join(f"{name} {how}" for name, how in r["features"].items()))
+        state.echo(f"  get it: {r['source'] or '-'}\n")
 
 
 @click.command("list")
