@@ -92,3 +92,21 @@ def test_formats_json_and_text_carry_the_same_facts(tmp_path):
         block = re.search(rf"^{re.escape(kind)} — .*?(?=^\S|\Z)", text, re.M | re.S)
         assert block, kind
         assert "features: folders" in block.group(0) and "get it: " in block.group(0)
+
+
+def test_new_plugins_and_detection_import_nothing_heavy():
+    """Detection loads every plugin: the issue #16 ones must not pull in crypto, zip or sqlite."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from otpbridge.store import detect_kind\n"
+        f"print(detect_kind(Path({str(REPO / 'tests' / 'fixtures' / 'lastpass' / 'lastpass.json')!r})))\n"
+        "print(sorted(m for m in ('cryptography', 'zipfile', 'sqlite3', 'csv') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "lastpass"
+    heavy = eval(out[1])  # noqa: S307 - our own printed list
+    assert not {"cryptography", "zipfile", "sqlite3"} & set(heavy), heavy
