@@ -196,3 +196,12 @@ def test_random_json_in_entries_gives_entry_errors(tmp_path, value, index, key):
     path.write_text(json.dumps(doc))
     result = assert_clean_read(store(path), secrets=secrets_in(_PLAIN))
     assert result is not None and len(result.accounts) + len(result.errors) == 7
+
+
+def test_a_second_account_with_the_same_secret_is_listed(tmp_path):
+    totp = Account(kind=Kind.TOTP, secret=b"0123456789", issuer="Same", name="t")
+    hotp = Account(kind=Kind.HOTP, secret=b"0123456789", issuer="Same", name="h", counter=2)
+    report = store(tmp_path / "s.authpro").apply([totp, hotp])
+    assert report.added == [totp] and [e.where for e in report.errors] == [hotp.label]
+    assert "same secret" in report.errors[0].reason
+    assert store(tmp_path / "s.authpro").read().accounts == [totp]
