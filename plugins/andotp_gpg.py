@@ -20,8 +20,6 @@ the keys it was encrypted to.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,29 +30,11 @@ from otpbridge.fileio import atomic_write
 from otpbridge.model import Account
 from otpbridge.plugins import andotp
 from otpbridge.plugins import appcrypto as ac
+from otpbridge.plugins.appkit import PGP_ARMOR as _ARMOR
+from otpbridge.plugins.appkit import PKESK, first_packet_tag
 from otpbridge.store import ReadResult, Store
 
 MAX_OUTPUT = ac.MAX_FILE_BYTES
-_ARMOR = b"-----BEGIN PGP MESSAGE-----"
-PKESK, SKESK = 1, 3
-
-
-def first_packet_tag(head: bytes) -> int | None:
-    """The tag of the first OpenPGP packet of an armoured or binary message, or None."""
-    text = head.lstrip()
-    if text.startswith(_ARMOR):
-        lines = [ln.strip() for ln in text.decode("ascii", "replace").splitlines()[1:40]]
-        body = lines[lines.index("") + 1 :] if "" in lines else [ln for ln in lines if ":" not in ln]
-        chunk = "".join(body[:2])
-        try:
-            raw = base64.b64decode(chunk[: len(chunk) // 4 * 4], validate=True)
-        except (binascii.Error, ValueError):
-            return None
-    else:
-        raw = head
-    if not raw or not raw[0] & 0x80:
-        return None
-    return raw[0] & 0x3F if raw[0] & 0x40 else (raw[0] >> 2) & 0x0F
 
 
 class AndOtpGpgStore(Store):

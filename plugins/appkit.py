@@ -8,6 +8,8 @@ Only the standard library is imported at module level.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable
 from typing import Any
@@ -159,3 +161,27 @@ def b32decode_lenient(text: str, *, warn: Callable[[str], None] | None = None, w
             "its last bits, which do not fill a byte, were ignored, as the apps do"
         )
     return secret
+
+
+# -- OpenPGP messages (andOTP .json.gpg, Proton Pass encrypted exports) ----------------------
+PGP_ARMOR = b"-----BEGIN PGP MESSAGE-----"
+#: packet tags: a session key encrypted to a public key, or with a passphrase
+PKESK, SKESK = 1, 3
+
+
+def first_packet_tag(head: bytes) -> int | None:
+    """The tag of the first OpenPGP packet of an armoured or binary message, or None."""
+    text = head.lstrip()
+    if text.startswith(PGP_ARMOR):
+        lines = [ln.strip() for ln in text.decode("ascii", "replace").splitlines()[1:40]]
+        body = lines[lines.index("") + 1 :] if "" in lines else [ln for ln in lines if ":" not in ln]
+        chunk = "".join(body[:2])
+        try:
+            raw = base64.b64decode(chunk[: len(chunk) // 4 * 4], validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    else:
+        raw = head
+    if not raw or not raw[0] & 0x80:
+        return None
+    return raw[0] & 0x3F if raw[0] & 0x40 else (raw[0] >> 2) & 0x0F

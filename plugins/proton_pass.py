@@ -13,8 +13,10 @@ declared sizes, compression ratio, no absolute or ``..`` names) and only ``data.
 is ever decompressed. Trashed items are listed as skipped. Item notes belong to the
 password entry and are not copied (as for Bitwarden); the vault name becomes the folder.
 
-Encrypted exports (a PGP-encrypted zip, or ``Proton Pass/data.pgp``) are refused with a
-hint to export without encryption: they are not read yet.
+Encrypted exports — an armoured OpenPGP message holding the whole zip (older clients) or
+a zip whose ``Proton Pass/data.pgp`` holds the JSON (newer) — are password-encrypted
+(SKESK, iterated-salted S2K, AES-256). ``gpg`` decrypts them in a throw-away GnuPG home
+with the passphrase on a pipe: a wrong passphrase is exit 3.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from otpbridge.errors import EntryError, FormatError
+from otpbridge.errors import AuthenticationError, EntryError, FormatError
 from otpbridge.model import Account, Kind, b32decode
 from otpbridge.otpauth import parse_uri
 from otpbridge.plugins import appcrypto as ac
-from otpbridge.plugins.appkit import open_zip, read_member
+from otpbridge.plugins.appkit import PGP_ARMOR, SKESK, first_packet_tag, open_zip, read_member
 from otpbridge.store import ReadResult, Store
 
 DATA = "Proton Pass/data.json"
@@ -38,38 +40,85 @@ TRASHED = 2
 class ProtonPassStore(Store):
     kind = "proton-pass"
     title = "Proton Pass export (zip with data.json)"
-    reads = "Proton Pass unencrypted export zips: every login's TOTP and every TOTP extra field (any item type)"
+    reads = (
+        "Proton Pass export zips, plain or encrypted with a passphrase (PGP, decrypted by gpg): "
+        "every login's TOTP and every TOTP extra field (any item type)"
+    )
     writes = ""
     loses = (
         "read-only; item notes are not copied; Proton Pass has no HOTP or Steam; trashed items are "
-        "skipped (listed); encrypted (PGP) exports are not read"
+        "skipped (listed)"
     )
     drops = frozenset({"note"})
     carries = {"HOTP": "lost", "Steam": "lost"}
-    source = "Proton Pass (web or desktop): Settings → Export → format 'Proton Pass' (.zip), without encryption"
+    source = "Proton Pass (web or desktop): Settings → Export → format 'Proton Pass' (.zip, with or without a passphrase)"
     sniff_priority = 60
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
+        if head.lstrip().startswith(PGP_ARMOR):  # a passphrase-encrypted message (andOTP's are for a key)
+            return first_packet_tag(head) == SKESK
         return head.startswith(b"PK\x03\x04") and (b"Proton Pass/data.json" in head or b"Proton Pass/data.pgp" in head)
 
     def read(self) -> ReadResult:
         data = ac.read_file(self.path, self.label)
-        if data.lstrip().startswith(b"-----BEGIN PGP MESSAGE-----"):
-            raise FormatError(
-                f"{self.label}: an encrypted Proton Pass export, which otpbridge cannot read yet",
-                hint="export again from Proton Pass without encryption (Settings → Export)",
-            )
+        if data.lstrip().startswith(PGP_ARMOR):  # older encrypted exports: the whole zip, PGP-encrypted
+            data = self._decrypt_pgp(data)
+            if data.lstrip()[:1] == b"{":
+                return self._convert(ac.parse_json(data, self.label, what="decrypted export"))
         archive = open_zip(data, self.label, what="Proton Pass export")
         names = set(archive.namelist())
-        if DATA not in names:
-            if ENCRYPTED_DATA in names:
-                raise FormatError(
-                    f"{self.label}: an encrypted Proton Pass export, which otpbridge cannot read yet",
-                    hint="export again from Proton Pass without encryption (Settings → Export)",
-                )
+        if DATA in names:
+            doc = ac.parse_json(read_member(archive, DATA, self.label), self.label, what=DATA)
+        elif ENCRYPTED_DATA in names:  # newer encrypted exports: only data.json is PGP-encrypted
+            plain = self._decrypt_pgp(read_member(archive, ENCRYPTED_DATA, self.label))
+            doc = ac.parse_json(plain, self.label, what=ENCRYPTED_DATA)
+        else:
             raise FormatError(f"{self.label}: not a Proton Pass export (no {DATA!r} in the zip)")
-        doc = ac.parse_json(read_member(archive, DATA, self.label), self.label, what=DATA)
+        return self._convert(doc)
+
+    def _decrypt_pgp(self, message: bytes) -> bytes:
+        """Decrypt a password-encrypted (SKESK) OpenPGP message with gpg in a throw-away home.
+
+        The passphrase goes through a pipe (``--passphrase-fd 0``), never argv; the
+        temporary GnuPG home keeps the user's keyring and agent out of it, and
+        ``--no-symkey-cache`` keeps the passphrase out of any agent cache.
+        """
+        if first_packet_tag(message) != SKESK:
+            raise FormatError(f"{self.label}: not a password-encrypted Proton Pass export (an OpenPGP message for a key)")
+        password = self.ctx.password(self.spec, label=f"{self.label} (export passphrase)")
+        if not password:
+            raise AuthenticationError(f"{self.label}: an empty passphrase cannot open an encrypted export")
+        import shutil
+        import subprocess
+        import tempfile
+
+        from otpbridge.plugins.pass_gpg import Gpg
+
+        home = tempfile.mkdtemp(prefix="otpbridge-g")
+        try:
+            msg = Path(home) / "export.pgp"
+            msg.write_bytes(message)
+            environ = {k: v for k, v in self.ctx.environ.items() if k != "PASSWORD_STORE_GPG_OPTS"}
+            gpg = Gpg({**environ, "GNUPGHOME": home}, self.ctx.stats)
+            args = ["--pinentry-mode", "loopback", "--passphrase-fd", "0", "--no-symkey-cache",
+                    "--max-output", str(ac.MAX_FILE_BYTES), "--decrypt", "--", str(msg)]  # fmt: skip
+            res = gpg.run(args, stdin=password.encode(), quiet=False)
+        finally:
+            gpgconf = shutil.which("gpgconf", path=self.ctx.environ.get("PATH"))
+            if gpgconf:
+                subprocess.run([gpgconf, "--homedir", home, "--kill", "all"], capture_output=True, check=False)
+            shutil.rmtree(home, ignore_errors=True)
+        if res.has("DECRYPTION_OKAY") and not res.has("DECRYPTION_FAILED") and res.stdout:
+            return res.stdout
+        if any("BAD_PASSPHRASE" in v for v in res.values("ERROR")) or (
+            res.has("NEED_PASSPHRASE_SYM") and res.has("DECRYPTION_FAILED") and not res.has("PLAINTEXT")
+        ):
+            raise AuthenticationError(f"wrong passphrase for {self.label}")
+        hint = res.hint()
+        raise FormatError(f"{self.label}: the encrypted export does not decrypt (damaged)" + (f": {hint}" if hint else ""))
+
+    def _convert(self, doc: Any) -> ReadResult:
         if not isinstance(doc, dict) or not isinstance(doc.get("vaults"), dict):
             raise FormatError(f"{self.label}: not a Proton Pass export (no 'vaults' object)")
         result = ReadResult()

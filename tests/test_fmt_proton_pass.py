@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
+import tempfile
 import zipfile
 
 import pytest
@@ -19,7 +22,7 @@ from tests.support.morefmt import MORE, assert_clean_read, secrets_in
 
 PP = MORE / "proton_pass"
 FIXTURE = PP / "PassExport.zip"
-store = F.store_opener(ProtonPassStore, "proton-pass")
+store = F.store_opener(ProtonPassStore, "proton-pass", password_env="PP_PW")
 DATA = json.loads(zipfile.ZipFile(FIXTURE).read("Proton Pass/data.json"))
 
 
@@ -157,3 +160,78 @@ def test_random_json_in_items_gives_entry_errors(tmp_path, value, item, where):
         node[where[-1]] = value
     result = assert_clean_read(store(_export(tmp_path, doc)), secrets=secrets_in(json.dumps(DATA).encode()))
     assert result is not None and len(result.accounts) + len(result.errors) <= 8 + 3
+
+
+# -- encrypted exports (gpg, symmetric) ----------------------------------------------------------
+needs_gpg = pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed")
+PGP = PP / "data.pgp"
+S2K = ["--s2k-mode", "3", "--s2k-digest-algo", "SHA256", "--s2k-count", "65011712", "--cipher-algo", "AES256"]
+
+
+def _gpg_symmetric(tmp_path, plaintext: bytes, passphrase: str = "test") -> bytes:
+    """What Proton Pass's OpenPGP.js writes, made by gpg: armoured SKESK + SEIPD, Proton's S2K."""
+    home = tempfile.mkdtemp(prefix="g", dir="/tmp")
+    try:
+        src = tmp_path / "plain.bin"
+        src.write_bytes(plaintext)
+        proc = subprocess.run(
+            ["gpg", "--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
+             "--armor", *S2K, "--symmetric", "--output", "-", str(src)],
+            input=passphrase.encode(), capture_output=True, check=True,
+        )  # fmt: skip
+        return proc.stdout
+    finally:
+        subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@needs_gpg
+def test_reads_the_public_encrypted_data_pgp():
+    result = store(PGP, password="test").read()
+    assert result.accounts == [] and result.errors == []  # one note item, no TOTP
+
+
+@needs_gpg
+@pytest.mark.parametrize("name", ["data.pgp", "zip.pgp", "new.zip"])
+def test_wrong_passphrase_is_exit_3(tmp_path, name):
+    if name == "data.pgp":
+        path = PGP
+    elif name == "zip.pgp":
+        path = tmp_path / name
+        path.write_bytes(_gpg_symmetric(tmp_path, FIXTURE.read_bytes()))
+    else:
+        path = tmp_path / name
+        path.write_bytes(_zip({"Proton Pass/data.pgp": _gpg_symmetric(tmp_path, json.dumps(DATA).encode())}))
+    F.assert_wrong_password(store(path, password="tset").read)
+
+
+@needs_gpg
+def test_reads_both_encrypted_forms(tmp_path):
+    old = tmp_path / "Proton Pass_export.pgp"
+    old.write_bytes(_gpg_symmetric(tmp_path, FIXTURE.read_bytes()))  # the whole zip encrypted
+    new = tmp_path / "Proton Pass_export.zip"
+    new.write_bytes(_zip({"Proton Pass/data.pgp": _gpg_symmetric(tmp_path, json.dumps(DATA).encode())}))
+    for path in (old, new):
+        assert detect_kind(path) == "proton-pass"
+        result = store(path, password="test").read()
+        assert len(result.accounts) == 7 and len(result.errors) == 1
+
+
+@needs_gpg
+def test_a_message_for_a_key_is_not_a_proton_pass_export(tmp_path):
+    path = tmp_path / "x.pgp"
+    path.write_bytes((MORE / "andotp_gpg" / "andotp.gpg").read_bytes())
+    with pytest.raises(FormatError, match="for a key"):
+        store(path, password="test").read()
+
+
+_PGP = PGP.read_bytes()
+
+
+@needs_gpg
+@F.examples(12)
+@given(blob=F.flipped_and_cut(_PGP, max_flips=2))
+def test_mutated_encrypted_exports_fail_cleanly(tmp_path, blob):
+    path = tmp_path / "m.pgp"
+    path.write_bytes(blob)
+    assert_clean_read(store(path, password="test"), codes=(3, 4))
