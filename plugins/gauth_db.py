@@ -78,7 +78,8 @@ class GAuthDbStore(Store):
                     return self._read_db(sqlite3.connect(f"{copy.as_uri()}?mode=rw", uri=True))
             uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
             return self._read_db(sqlite3.connect(uri, uri=True))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            # UnicodeDecodeError: SQLite's message quoting a damaged schema is not UTF-8
             name = type(exc).__name__
             raise FormatError(f"{self.label}: not a readable Google Authenticator database ({name})") from None
         except OSError as exc:
@@ -109,13 +110,14 @@ class GAuthDbStore(Store):
             return 1 if steps[0] * 1000 > MAX_VM_STEPS else 0
 
         try:
+            conn.text_factory = bytes  # decoded per row: bad UTF-8 in one row is that row's error
             conn.set_progress_handler(budget, 1000)
             conn.execute("PRAGMA query_only = 1")
             conn.execute("PRAGMA trusted_schema = 0")
             kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'accounts'").fetchone()
-            if kind is None or kind[0] != "table":
+            if kind is None or kind[0] != b"table":
                 raise FormatError(f"{self.label}: not a Google Authenticator database (no 'accounts' table)")
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(accounts)")}
+            columns = {row[1].decode("utf-8", "replace") for row in conn.execute("PRAGMA table_info(accounts)")}
             if not {"email", "secret", "type"} <= columns:
                 raise FormatError(f"{self.label}: not a Google Authenticator database (unexpected 'accounts' columns)")
             wanted = [c for c in ("email", "secret", "counter", "type", "issuer", "isencrypted") if c in columns]
@@ -129,9 +131,20 @@ class GAuthDbStore(Store):
         result = ReadResult()
         for i, values in enumerate(rows):
             row = dict(zip(wanted, values, strict=True))
-            names = [v for v in (row.get("issuer"), row.get("email")) if isinstance(v, str)]
+            names = [v.decode("utf-8", "replace") for v in (row.get("issuer"), row.get("email")) if isinstance(v, bytes)]
             ac.collect(result, ac.entry_where(i, *names), lambda row=row: _account(row))
         return result
+
+
+def _text(value: Any, what: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, bytes):
+        raise ac.EntryProblem(f"{what} is not text")
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ac.EntryProblem(f"{what} is not UTF-8 text") from None
 
 
 def _account(row: dict[str, Any]) -> Account:
@@ -147,20 +160,17 @@ def _account(row: dict[str, Any]) -> Account:
     if isinstance(otp_type, bool) or otp_type not in _TYPES:
         raise ac.EntryProblem("unknown account type")
     kind = _TYPES[otp_type]
-    email = ac.entry_text(row.get("email"), "email")
-    issuer = ac.entry_text(row.get("issuer"), "issuer")
+    email = _text(row.get("email"), "email")
+    issuer = _text(row.get("issuer"), "issuer")
     name = email
     if issuer and email.startswith(issuer + ":"):
         name = email[len(issuer) + 1 :].strip()  # GA's getStrippedName
     elif not issuer and email.count(":") == 1:
         issuer, name = (part.strip() for part in email.split(":"))  # old rows, as Aegis reads them
-    secret_text = row.get("secret")
-    if isinstance(secret_text, bytes):
-        raise ac.EntryProblem("the secret is not text")
     counter = ac.entry_int(row.get("counter"), "counter", default=0) if kind is Kind.HOTP else 0
     return Account(
         kind=kind,
-        secret=b32decode(ac.entry_text(secret_text, "secret")),
+        secret=b32decode(_text(row.get("secret"), "secret")),
         issuer=issuer,
         name=name,
         counter=counter + 1 if kind is Kind.HOTP else 0,
