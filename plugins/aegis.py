@@ -56,6 +56,8 @@ class AegisStore(Store):
         "icons of new entries (kept for entries read from the same file); all but the first group of an entry"
     )
     options = ("encrypt",)
+    carries = {"folders": "partly", "icons": "partly"}
+    source = "Aegis: Settings → Import & Export → Export (encrypted or plain JSON); or its automatic backups (aegis-backup-*.json)"
     sniff_priority = 60
     keeps_unreadable = True  # entries it cannot read are written back untouched
 

@@ -64,6 +64,8 @@ class AndOtpStore(Store):
     drops = frozenset({"note"})
     loses = "notes; all but the first tag; thumbnails"
     options = ("format",)
+    carries = {"folders": "partly"}
+    source = "andOTP: ☰ → Backups → Backup (plain text or password-encrypted)"
     sniff_priority = 30
     keeps_unreadable = True
 
@@ -98,7 +100,7 @@ class AndOtpStore(Store):
         self._unread = []
         for i, raw in enumerate(entries):
             names = (raw.get("issuer"), raw.get("label")) if isinstance(raw, dict) else ()
-            if ac.collect(result, ac.entry_where(i, *names), lambda raw=raw: _entry(raw)) is None:
+            if ac.collect(result, ac.entry_where(i, *names), lambda raw=raw: entry_account(raw)) is None:
                 self._unread.append(raw)  # mOTP, damaged: written back untouched
         return result
 
@@ -133,11 +135,11 @@ class AndOtpStore(Store):
 
     def write_all(self, accounts: Sequence[Account]) -> Path | None:
         ac.warn_cleartext(self.ctx, self.label)
-        entries = [_to_entry(a) for a in accounts] + list(self._unread)
+        entries = [account_entry(a) for a in accounts] + list(self._unread)
         return atomic_write(self.path, ac.dump_json(entries), mode=0o600)
 
 
-def _entry(raw: Any) -> Account:
+def entry_account(raw: Any) -> Account:
     if not isinstance(raw, dict):
         raise ac.EntryProblem("not an object")
     otp_type = ac.entry_text(raw.get("type"), "type").upper() or "TOTP"
@@ -172,7 +174,7 @@ def _entry(raw: Any) -> Account:
     )
 
 
-def _to_entry(acc: Account) -> dict[str, Any]:
+def account_entry(acc: Account) -> dict[str, Any]:
     import base64
 
     entry: dict[str, Any] = {

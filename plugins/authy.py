@@ -143,6 +143,8 @@ class AuthyStore(Store):
     writes = ""
     drops = frozenset({"folder", "note"})
     loses = "read-only: Authy cannot import anything"
+    carries = {"HOTP": "lost", "Steam": "lost"}
+    source = "rooted Android phone: /data/data/com.authy.authy/shared_prefs/com.authy.storage.tokens.authenticator.xml"
     sniff_priority = 60
 
     @classmethod

@@ -299,6 +299,8 @@ class BitwardenStore(Store):
     )
     writes = ""
     loses = "read-only (import into Bitwarden from an otpauth:// list or an Aegis file instead)"
+    carries = {"notes": "lost", "HOTP": "lost"}
+    source = "Bitwarden: Tools → Export vault (.json, .csv or password-protected .json); Bitwarden Authenticator: Settings → Export"
     sniff_priority = 60
 
     @classmethod

@@ -295,6 +295,8 @@ class EnteStore(Store):
     writes = "Ente Auth plain text export, or the encrypted export with ?encrypt=yes (import both in Ente Auth)"
     loses = "all but the first Ente tag (folder); Yandex codes and codes in Ente's trash are skipped (listed)"
     options = ("encrypt",)
+    carries = {"folders": "partly"}
+    source = "Ente Auth: Settings → Data → Export codes (plain text or encrypted)"
     sniff_priority = 55
     keeps_unreadable = True  # trashed, Yandex and broken lines are written back as they were
 

@@ -135,6 +135,8 @@ class FreeOtpPlusStore(Store):
         "folders and notes; a Steam account's issuer becomes 'Steam'; accounts with more than 8 "
         "digits are skipped (listed); equal issuer:name pairs get a ' (2)' suffix"
     )
+    carries = {"Steam": "partly"}
+    source = "FreeOTP+: ⋮ → Export → Export JSON format"
     sniff_priority = 60
     keeps_unreadable = True
 

@@ -155,6 +155,8 @@ class GAuthStore(Store):
         "or Steam are skipped (listed)"
     )
     options = ("qr", "batch-size")
+    carries = {"Steam": "lost"}
+    source = "Google Authenticator: ⋮ → Transfer accounts → Export accounts; decode the QR codes into otpauth-migration:// text (or read screenshots with kind qr)"
     sniff_priority = 40
 
     @classmethod
@@ -212,7 +214,7 @@ class GAuthStore(Store):
                 where = f"line {number}, " + ac.entry_where(k, params.issuer, params.name).replace(
                     "entry", "account", 1
                 )
-                ac.collect(result, where, lambda params=params: _account(params))
+                ac.collect(result, where, lambda params=params: migration_account(params))
         if uris == 0 and not result.errors and comments:
             # Only comments and blank lines (extract_otp_secrets' only_comments.txt): an
             # export with nothing in it, not a damaged one.
@@ -337,7 +339,7 @@ def unrepresentable(acc: Account) -> str | None:
     return None
 
 
-def _account(params: Any) -> Account:
+def migration_account(params: Any) -> Account:
     if params.algorithm not in _ALGORITHMS:
         what = "MD5" if params.algorithm == 4 else f"code {params.algorithm}"
         raise ac.EntryProblem(f"unsupported algorithm {what}")
@@ -376,3 +378,5 @@ def _params(acc: Account) -> Any:
     if acc.kind is Kind.HOTP:
         params.counter = acc.counter
     return params
+
+

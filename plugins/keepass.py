@@ -69,6 +69,8 @@ class KeePassStore(Store):
     loses = "notes (only new entries get them); issuer/name of TimeOtp/HmacOtp entries (title/user name)"
     is_database = True
     options = ("keyfile",)
+    carries = {"notes": "partly"}
+    source = "the KeePassXC / KeePass 2 database (.kdbx) itself; in KeePassXC an entry's TOTP is set with Entry → TOTP → Set up TOTP"
     sniff_priority = 95
     _loaded: bytes | None = None  # the bytes this open decrypted
     _seen: bytes | None = None  # the bytes of this object's last read() or save

@@ -147,10 +147,10 @@ class Gpg:
         res = self.run(["--decrypt", "--", str(path)], quiet=False)
         if res.returncode == 0 and res.has("DECRYPTION_OKAY") and not res.has("DECRYPTION_FAILED"):
             return res.stdout
-        raise GpgError(self._decrypt_reason(res))
+        raise GpgError(self.decrypt_reason(res))
 
     @staticmethod
-    def _decrypt_reason(res: GpgResult) -> str:
+    def decrypt_reason(res: GpgResult) -> str:
         if res.has("NODATA") and not res.has("ENC_TO"):
             return "not an OpenPGP message"
         enc_to = [v.split()[0] for v in res.values("ENC_TO") if v]

@@ -79,6 +79,8 @@ class PassStore(Store):
         "is stored as counter=0 (pass-otp cannot express 'none used'), so its next code uses counter 1"
     )
     is_database = True
+    carries = {"HOTP": "partly", "Steam": "partly"}
+    source = "the password store itself (~/.password-store or $PASSWORD_STORE_DIR), entries made with 'pass otp insert'"
     sniff_priority = 80
 
     # -- location ----------------------------------------------------------------------
@@ -246,7 +248,7 @@ class PassStore(Store):
         if not files:
             return []
         gpg = self._gpg()
-        with _progress(self.ctx.progress and len(files) > 1, f"decrypting {len(files)} pass entries", len(files)) as tick:
+        with progress_bar(self.ctx.progress and len(files) > 1, f"decrypting {len(files)} pass entries", len(files)) as tick:
             return gpg.decrypt_many(files, on_done=tick)
 
     # -- writing -----------------------------------------------------------------------
@@ -550,7 +552,7 @@ def _commit_message(ops: list[_Op]) -> str:
 
 
 @contextlib.contextmanager
-def _progress(enabled: bool, description: str, total: int) -> Iterator[Callable[[], None]]:
+def progress_bar(enabled: bool, description: str, total: int) -> Iterator[Callable[[], None]]:
     if not enabled:
         yield lambda: None
         return

@@ -65,6 +65,8 @@ class TwoFasStore(Store):
     drops = frozenset({"note"})
     loses = "notes; icons of new entries (kept for entries read from the same file)"
     options = ("encrypt",)
+    carries = {"icons": "partly"}
+    source = "2FAS: Settings → 2FAS Backup → Export to file (with or without a password)"
     sniff_priority = 60
     keeps_unreadable = True
 

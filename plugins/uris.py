@@ -23,6 +23,10 @@ class UrisStore(Store):
     writes = "canonical otpauth:// URIs, one per line (plain text, mode 0600)"
     drops = frozenset({"folder", "note"})
     loses = "folders and notes"
+    source = (
+        "any app's export as otpauth:// text (Aegis: Export → plain text; Stratum: Back up → URI list; "
+        "Ente: Export codes → plain text), or URIs decoded from QR codes"
+    )
     sniff_priority = 10
     keeps_unreadable = True  # lines it cannot read (motp://, damaged) are written back as they were
 
@@ -67,3 +71,5 @@ class UrisStore(Store):
         lines = [*self._comments, *(format_uri(a) for a in accounts), *self._unread]
         body = "".join(line + "\n" for line in lines)
         return atomic_write(self.path, body.encode("utf-8"), mode=0o600)
+
+

@@ -263,30 +263,47 @@ def test_keepassxc_cli_paths_are_unambiguous(tmp_path):
         assert totp in {code_at(acc), code_at(acc, time.time() + 1)}
 
 
-# -- files no kind reads ----------------------------------------------------------------------------------
+# -- files a text kind cannot read ----------------------------------------------------------------------
+# Each of these once gave "not a UTF-8 text file"; the kinds that read them exist now, so a
+# file without KIND: is detected, and the same file given to a text kind says what it is.
 DETECT = [
-    ("extract_otp_secrets/qr_but_without_otp.png", "a PNG image", "qr:FILE"),
-    ("proton-pass-common/PassExport.zip", "a ZIP archive", "Proton Pass"),
-    ("aegis/google_authenticator.sqlite", "an SQLite database", "Google Authenticator"),
-    ("pass-import/andotp.gpg", "an OpenPGP-encrypted file", "gpg -d FILE | otpbridge list andotp:/dev/stdin"),
+    ("qr/qr_but_without_otp.png", "qr", "a PNG image", "otpbridge list qr:FILE"),
+    ("proton_pass/PassExport.zip", "proton-pass", "a ZIP archive", "otpbridge list proton-pass:FILE"),
+    ("google_authenticator_db/google_authenticator.sqlite", "gauth-db", "an SQLite database", "otpbridge list gauth-db:FILE"),
+    ("andotp_gpg/andotp.gpg", "andotp-gpg", "an OpenPGP-encrypted file", "otpbridge list andotp-gpg:FILE"),
 ]
 
 
-@pytest.mark.parametrize("name, what, advice", DETECT, ids=[d[0].split("/")[1] for d in DETECT])
-def test_unrecognised_files_say_what_they_look_like(name, what, advice):
-    path = FIXTURES / "detect" / name
-    code, _, err = run_with_env("list", str(path))
-    assert code == 2, err  # unchanged: an unrecognised file is a usage error
+@pytest.mark.parametrize("name, kind, what, advice", DETECT, ids=[d[1] for d in DETECT])
+def test_binary_exports_are_detected_by_content(name, kind, what, advice):
+    assert detect_kind(SHARED_FIXTURES / name) == kind
+
+
+BINARY = [d for d in DETECT if d[1] != "andotp-gpg"]  # that one is ASCII-armoured: text to a text kind
+
+
+@pytest.mark.parametrize("name, kind, what, advice", BINARY, ids=[d[1] for d in BINARY])
+def test_a_binary_export_named_as_a_text_kind_says_what_it_is(name, kind, what, advice):
+    code, _, err = run_with_env("list", f"uris:{SHARED_FIXTURES / name}")
+    assert code == 4, err  # unchanged exit code for a file that is not of its kind
     assert f"looks like {what}" in err and advice in err
-    assert "UTF-8" not in err
+    assert "UTF-8 text file: this looks like" in err
 
 
 @pytest.mark.parametrize("kind", ["uris", "gauth", "ente"])
 def test_a_binary_file_named_as_a_text_kind_says_what_it_is(kind):
-    path = FIXTURES / "detect/extract_otp_secrets/qr_but_without_otp.png"
+    path = SHARED_FIXTURES / "qr/qr_but_without_otp.png"
     code, _, err = run_with_env("list", f"{kind}:{path}")
-    assert code == 4, err  # unchanged exit code for a file that is not of its kind
+    assert code == 4, err
     assert "looks like a PNG image" in err and "otpbridge list qr:FILE" in err
+
+
+def test_an_unknown_binary_file_says_what_it_looks_like(tmp_path):
+    odd = tmp_path / "archive.zip"
+    odd.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty ZIP archive: no kind reads it
+    code, _, err = run_with_env("list", str(odd))
+    assert code == 2, err
+    assert "looks like a ZIP archive" in err and "UTF-8" not in err
 
 
 def test_a_pass_entry_given_as_a_file_is_recognised_as_openpgp():

@@ -56,7 +56,11 @@ def _same_location(a, b) -> bool:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_state
 def formats_cmd(state: State, as_json: bool) -> None:
-    """List store kinds and file formats: what each reads, writes and loses.
+    """List store kinds and file formats: what each reads, writes and loses, and where to get it.
+
+    "features" says for folders, notes, icons, HOTP and Steam whether a trip through the
+    kind keeps them ("kept"), keeps them with limits given under "loses" ("partly"),
+    or not ("lost"); docs/stores/README.md has the same table.
 
     \b
     Example:
@@ -75,16 +79,7 @@ def formats_cmd(state: State, as_json: bool) -> None:
         except ImportError as exc:  # a broken third-party plugin must not hide the others
             rows.append({"kind": kind, "title": "", "reads": "", "writes": "", "loses": "", "available": False, "hint": f"broken: {exc}"})
             continue
-        rows.append(
-            {
-                "kind": kind,
-                "title": cls.title,
-                "reads": cls.reads,
-                "writes": cls.writes,
-                "loses": cls.loses,
-                "available": True,
-            }
-        )
+        rows.append({**cls.capabilities(), "kind": kind, "available": True})
     if as_json:
         state.emit_json({"formats": rows})
         return
@@ -96,7 +91,9 @@ def formats_cmd(state: State, as_json: bool) -> None:
         state.echo(f"{r['kind']}" + (f" — {r['title']}" if r["title"] else ""))
         state.echo(f"  reads:  {r['reads'] or '-'}")
         state.echo(f"  writes: {r['writes'] or '(read only)'}")
-        state.echo(f"  loses:  {r['loses'] or '-'}\n")
+        state.echo(f"  loses:  {r['loses'] or '-'}")
+        state.echo("  features: " + ", ".join(f"{name} {how}" for name, how in r["features"].items()))
+        state.echo(f"  get it: {r['source'] or '-'}\n")
 
 
 @click.command("list")
@@ -202,25 +199,49 @@ def code_cmd(state: State, source: str, query: str | None, as_json: bool, advanc
 @click.option("--dry-run", is_flag=True, help="Show what would be written; change nothing.")
 @click.option("--merge", is_flag=True, help="Merge into an existing destination file instead of refusing.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@click.option(
+    "--qr",
+    "qr_codes",
+    type=click.Choice(["otpauth", "gauth"]),
+    default=None,
+    help="Write QR codes: DEST qr:FOLDER gets PNG images (a new or empty folder), qr:- draws them "
+    "on the terminal. 'otpauth' (the default for qr:): one code per account, for any authenticator "
+    "app; 'gauth': Google Authenticator 'Transfer accounts' batches. The images hold your "
+    "secrets in clear.",
+)
 @pass_state
-def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool, as_json: bool) -> None:
+def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool, as_json: bool, qr_codes: str | None) -> None:
     """Copy every account from SOURCE into DEST (a migration between any two stores).
 
     An existing destination file is never overwritten: use --merge to add to it.
     Databases (KeePass, pass) are always merged into: matching entries get their OTP
     fields updated, everything else in them is kept.
 
+    SOURCE may be QR code images: a screenshot or photo (PNG, JPEG, WebP, GIF) or a
+    folder of them (qr:FOLDER, or detected), e.g. every screen of a Google
+    Authenticator export.
+
     \b
     Examples:
       otpbridge convert aegis:backup.json keepass:~/otp.kdbx
       otpbridge convert gauth:export.txt pass:
       otpbridge convert 'aegis:enc.json?password-env=A' 'keepass:new.kdbx?password-env=B' --dry-run
+      otpbridge convert ~/Pictures/ga-export/ 'keepass:~/otp.kdbx'
+      otpbridge convert keepass:~/otp.kdbx qr:~/otp-codes --qr otpauth
+      otpbridge convert keepass:~/otp.kdbx qr:- --qr gauth
     """
     src = _open_source(state, source)
     from otpbridge.stores import registry
     from otpbridge.stores.base import StoreSpec
 
     dspec = StoreSpec.parse(dest, registry.plugin_kinds())
+    if qr_codes:  # the visible switch for QR output; the qr: store reads it as ?codes=
+        if dspec.kind not in (None, "qr"):
+            raise UsageError(
+                f"--qr writes QR codes, but {dest!r} is a {dspec.kind}: destination",
+                hint="give DEST as qr:FOLDER (PNG images) or qr:- (the terminal)",
+            )
+        dspec = StoreSpec("qr", dspec.location, {**dspec.options, "codes": qr_codes})
     if dspec.kind is None:
         if not dspec.path.exists():
             raise UsageError(
@@ -235,6 +256,11 @@ def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool
         )
     if not dst.can_write():
         raise UsageError(f"{dst.kind} cannot be written", hint="'otpbridge formats' shows the kinds that can")
+    if dst.kind == "qr" and dst.exists():  # --merge cannot help: images are not updated in place
+        raise DataLossRefused(
+            f"{dst.label} already exists and is not an empty folder; QR code images are written only into a new or empty folder",
+            hint="name a new folder (nothing was written)",
+        )
     if dst.exists() and not dst.is_database and not merge:
         raise DataLossRefused(
             f"{dst.label} already exists; refusing to overwrite it",

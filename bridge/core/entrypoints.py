@@ -26,6 +26,8 @@ _EXTRA_FOR_MODULE = {
     "segno": "gauth",
     "nacl": "ente",
     "keyring": "keyring",
+    "zxingcpp": "qr",
+    "PIL": "qr",
 }
 
 

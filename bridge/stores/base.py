@@ -24,6 +24,10 @@ from otpbridge.core.model import Account, dedupe
 from otpbridge.core.secrets import Secret, store_password
 
 _SNIFF_BYTES = 256 * 1024
+#: What ``otpbridge formats`` and the table in docs/stores/README.md say, per kind, about
+#: each of these: "kept", "partly" (the kind's ``loses`` text says how) or "lost".
+FEATURES = ("folders", "notes", "icons", "HOTP", "Steam")
+CARRIES = ("kept", "partly", "lost")
 #: no authenticator export or URI list comes near this; a bigger file is a mistake
 MAX_FILE_BYTES = 128 * 1024 * 1024
 
@@ -128,6 +132,13 @@ class Store(ABC):
     #: error (other kinds, damaged entries). When False, the default ``apply`` refuses to
     #: rewrite a file holding such entries rather than silently dropping them (SPEC §3).
     keeps_unreadable: ClassVar[bool] = False
+    #: How a trip through this kind treats each of FEATURES: "lost" when the app has no
+    #: such thing, otpbridge does not read it, or a write drops or skips it (listed,
+    #: exit 7); "partly" when ``loses`` explains the limit. Folders and notes default
+    #: from ``drops``, icons to "lost" (the account model has none), HOTP and Steam to "kept".
+    carries: ClassVar[Mapping[str, str]] = {}
+    #: where a user gets such a file or store: which menu of which app
+    source: ClassVar[str] = ""
 
     def __init__(self, spec: StoreSpec, ctx: Context) -> None:
         self.spec = spec
@@ -153,6 +164,32 @@ class Store(ABC):
     @classmethod
     def can_write(cls) -> bool:
         return bool(cls.writes)
+
+    @classmethod
+    def feature_support(cls) -> dict[str, str]:
+        """FEATURES -> "kept" | "partly" | "lost", from ``drops`` and ``carries``."""
+        out = {
+            "folders": "lost" if "folder" in cls.drops else "kept",
+            "notes": "lost" if "note" in cls.drops else "kept",
+            "icons": "lost",
+            "HOTP": "kept",
+            "Steam": "kept",
+        }
+        out.update(cls.carries)
+        return out
+
+    @classmethod
+    def capabilities(cls) -> dict[str, object]:
+        """What ``otpbridge formats`` shows for this kind (also its --json)."""
+        return {
+            "kind": cls.kind,
+            "title": cls.title,
+            "reads": cls.reads,
+            "writes": cls.writes,
+            "loses": cls.loses,
+            "features": cls.feature_support(),
+            "source": cls.source,
+        }
 
     # -- detection ---------------------------------------------------------------
     @classmethod
@@ -314,17 +351,13 @@ _IMAGE_MAGIC = (
 _OPENPGP_FIRST = {0x84, 0x85, 0x86, 0x87, 0x8C, 0x8D, 0xC1, 0xC3}
 
 
-def looks_like(head: bytes, reader_hint: Callable[[tuple[str, ...], tuple[str, ...], str], str] | None = None) -> tuple[str, str] | None:
+def looks_like(head: bytes) -> tuple[str, str] | None:
     """``(what the file looks like, how to read it)`` for files no text kind reads, or None.
 
     By magic bytes only (no parsing): images (QR screenshots), ZIP archives (1Password
     .1pux, Proton Pass), SQLite (Google Authenticator's own database), OpenPGP (andOTP's
-    .json.gpg backups). ``reader_hint`` (the registry's) names an installed kind that
-    reads it; without it the advice is the fixed text.
+    .json.gpg backups); the advice names the built-in kind that reads each.
     """
-    def _reader_hint(kinds: tuple[str, ...], title_words: tuple[str, ...], fallback: str) -> str:
-        return reader_hint(kinds, title_words, fallback) if reader_hint else fallback
-
     what = advice = None
     if any(head.startswith(magic) for magic, _ in _IMAGE_MAGIC) or (
         head[:4] == b"RIFF" and head[8:12] == b"WEBP"
@@ -332,29 +365,18 @@ def looks_like(head: bytes, reader_hint: Callable[[tuple[str, ...], tuple[str, .
         what = next((name for magic, name in _IMAGE_MAGIC if head.startswith(magic)), "an image")
         if what == "an image" and head[:4] == b"RIFF":
             what = "a WebP image"
-        advice = _reader_hint(("qr",), ("QR",), "QR code images are read with: otpbridge list qr:FILE")
+        advice = "QR code images are read with: otpbridge list qr:FILE"
     elif head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         what = "a ZIP archive"
-        advice = _reader_hint(
-            ("1password", "1pux", "proton", "protonpass"), ("1Password", "Proton"),
-            "1Password (.1pux) and Proton Pass exports are ZIP archives: name the kind that reads "
-            "them, e.g. otpbridge list KIND:FILE ('otpbridge formats' lists the kinds)",
-        )
+        advice = ("a 1Password .1pux is read with: otpbridge list 1password:FILE; "
+                  "a Proton Pass export with: otpbridge list proton-pass:FILE")
     elif head.startswith(b"SQLite format 3\x00"):
         what = "an SQLite database (Google Authenticator keeps its accounts in one)"
-        advice = _reader_hint(
-            ("gauthdb", "gauth-db", "googleauth"), ("Google Authenticator database",),
-            "Google Authenticator's database is read by naming its kind, otpbridge list KIND:FILE "
-            "('otpbridge formats' lists the kinds); or export from the app (Transfer accounts) "
-            "and read the decoded QR text with gauth:FILE",
-        )
+        advice = "Google Authenticator's database is read with: otpbridge list gauth-db:FILE"
     elif (head[:1] and head[0] in _OPENPGP_FIRST) or head.lstrip().startswith(b"-----BEGIN PGP MESSAGE"):
         what = "an OpenPGP-encrypted file (andOTP's .json.gpg backups are)"
-        advice = _reader_hint(
-            ("andotp-gpg",), ("andOTP OpenPGP",),
-            "an andOTP OpenPGP backup is read through gpg, with no clear text on disk: "
-            "gpg -d FILE | otpbridge list andotp:/dev/stdin",
-        )
+        advice = ("an andOTP OpenPGP backup is read with: otpbridge list andotp-gpg:FILE "
+                  "(a pass entry is read through its store: pass:DIR)")
     if what is None:
         return None
     return what, advice or ""

@@ -24,25 +24,6 @@ def load_plugin(kind: str) -> Any:
 
 
 
-def _reader_hint(kinds: tuple[str, ...], title_words: tuple[str, ...], fallback: str) -> str:
-    """``otpbridge list KIND:FILE`` for an installed kind that reads this, else ``fallback``."""
-    try:
-        known = list(plugin_kinds())
-    except Exception:  # noqa: BLE001 - advice must never break the error it decorates
-        return fallback
-    for kind in known:
-        if kind in kinds:
-            return f"read it with: otpbridge list {kind}:FILE"
-    for kind in known:
-        try:
-            title = load_plugin(kind).title
-        except Exception:  # noqa: BLE001,S112 - a broken plugin gives no advice
-            continue
-        if any(word.casefold() in title.casefold() for word in title_words):
-            return f"read it with: otpbridge list {kind}:FILE"
-    return fallback
-
-
 def detect_kind(path: Path) -> str:
     """The kind whose ``sniff`` recognises ``path``; a usage error when none does."""
 
@@ -61,7 +42,7 @@ def detect_kind(path: Path) -> str:
                 return cls.kind
         except Exception:  # noqa: BLE001,S112 - a sniffer must never break detection
             continue
-    seen = looks_like(head, _reader_hint)
+    seen = looks_like(head)
     if seen is not None:
         raise UsageError(
             f"cannot tell what kind of file {str(path)!r} is: it looks like {seen[0]}",
