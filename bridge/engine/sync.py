@@ -24,6 +24,7 @@ from otpbridge.core.errors import (
 from otpbridge.engine.layout import (
     Listing,
     ViewRef,
+    check_seq,
 )
 from otpbridge.engine.local import LocalRead, load_store_cache, read_stores
 from otpbridge.engine.merge import (
@@ -117,7 +118,8 @@ def sync_changes(
         changes.deleted = []
     if tombstone_remote_only:
         _tombstone_remote_only(changes, local.union, remote.records, s.device_id, state.clock)
-    _guard_deletions(changes, state, remote.records, allow_deletions or tombstone_remote_only)
+    # --discard-remote-only deletes on purpose, but no more freely than any other run.
+    _guard_deletions(changes, state, remote.records, allow_deletions)
     merged = merge_views([remote.records, changes.records])
     report.added, report.edited = _labels(changes.added, merged, remote), _labels(changes.edited, merged, remote)
     report.deleted = _labels(changes.deleted, merged, remote)
@@ -143,6 +145,7 @@ def sync_changes(
     last_seq = state.last_seq
     if need_upload:
         seq = max(state.last_seq, listing.max_seq(s.device_id)) + 1
+        check_seq(seq)  # a name the listing could not read would hide this view from all
         names = dict(remote.names)
         if s.device_name:
             names[s.device_id] = s.device_name
@@ -207,6 +210,7 @@ def sync_changes(
     state.base = new_base
     state.clock = max(state.clock, max_clock(merged))
     state.epoch = remote.epoch
+    state.header = remote.header.name
     state.last_seq = last_seq
     state.seen = {dev: max(state.seen.get(dev, 0), seq) for dev, seq in seen.items() if dev != s.device_id}
     state.removed = {d: i for d, i in removed.items()}
