@@ -104,6 +104,10 @@ def test_header_at_the_old_ceiling_is_refused_before_any_derivation(tmp_path):
     res = ok(a.sync())
     assert time.monotonic() - t0 < 20 and res.json()["stats"]["kdf"] == 1
     assert a.run("verify").code == 4
+    # A wrong passphrase is still exit 3, not the planted header's exit 4.
+    a.add(make_account("4"))
+    res = a.sync(env={"OTPBRIDGE_PASSPHRASE": "not the passphrase at all"})
+    assert res.code == 3, res.err
 
 
 def test_planted_headers_never_cost_more_than_two_derivations(tmp_path):
@@ -199,6 +203,12 @@ def test_huge_sequence_number_is_exit_4_and_never_written(tmp_path):
     ok(b.sync())
     assert make_account("3").identity in b.accounts()
     ok(a.run("verify"))
+    # The same number planted under another epoch's name: refused before any write, named.
+    other = remote / "devices" / device_id(a) / "0000000000-999999999999-1.view"
+    other.write_text("junk\n")
+    a.add(make_account("4"))
+    res = a.sync()
+    assert res.code == 4 and other.name in res.err, res.err
 
 
 def test_view_names_are_bounded_at_write():

@@ -152,6 +152,7 @@ def open_key(
         raise UsageError(f"{s.backend.describe()} holds no otpbridge vault", hint="run 'otpbridge init REMOTE' first")
     newest = epochs[-1]
     first_error: WrongPassphrase | None = None
+    refused: IntegrityError | None = None
     spent_before = s.stats["kdf"]
     for epoch in reversed(epochs):
         refs = header_order(s, listing.headers_of(epoch), state)
@@ -166,7 +167,13 @@ def open_key(
                     hint="delete the epoch headers this vault's devices did not write (see 'otpbridge verify' "
                     "and docs/SYNC.md 'Epoch headers'), then run again",
                 )
-            raw = read_header(s, ref, state.vault_id)
+            try:
+                raw = read_header(s, ref, state.vault_id)
+            except IntegrityError as exc:
+                if len(refs) < 2:
+                    raise
+                refused = refused or exc  # one of several (a planted one): the others may open
+                continue
             try:
                 key = open_epoch(raw, passphrase, stats=s.stats, cache=s.key_cache())
             except WrongPassphrase as exc:
@@ -183,7 +190,9 @@ def open_key(
             f"the passphrase was changed on device {describe_device(state, {}, ref.device)} at {format_time(ref.time)}",
             hint="use the new passphrase (e.g. OTPBRIDGE_PASSPHRASE or --passphrase-file)",
         )
-    assert first_error is not None
+    if first_error is None:
+        assert refused is not None
+        raise refused
     raise first_error
 
 

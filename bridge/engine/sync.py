@@ -22,6 +22,7 @@ from otpbridge.core.errors import (
     UsageError,
 )
 from otpbridge.engine.layout import (
+    MAX_VIEW_SEQ,
     Listing,
     ViewRef,
     check_seq,
@@ -46,6 +47,7 @@ from otpbridge.engine.remote import (
     format_time,
     load_remote,
     open_view,
+    quarantine_hint,
     upload_view,
 )
 from otpbridge.engine.session import Session, SyncReport, exclusive, fingerprints, start_run
@@ -145,7 +147,13 @@ def sync_changes(
     last_seq = state.last_seq
     if need_upload:
         seq = max(state.last_seq, listing.max_seq(s.device_id)) + 1
-        check_seq(seq)  # a name the listing could not read would hide this view from all
+        if seq > MAX_VIEW_SEQ:  # a name the listing could not read would hide this view from all
+            top = max((v for v in listing.views if v.device == s.device_id), key=lambda v: v.seq)
+            raise IntegrityError(
+                f"{top.name} leaves this device no sequence number that fits in a view name",
+                hint=quarantine_hint(top.name),
+            )
+        check_seq(seq)
         names = dict(remote.names)
         if s.device_name:
             names[s.device_id] = s.device_name
