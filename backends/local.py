@@ -128,6 +128,10 @@ class LocalBackend(Backend):
         path = self._path(name)
         data = bytes(data)
         self.stats["uploads"] += 1
+        if path.is_symlink():
+            # atomic_write writes where a link points: a link planted under the name of a
+            # future upload would have it overwrite any file of this user.
+            raise UnsafeObject(f"{name} in {self.describe()} is a symbolic link, not an object")
         try:
             self._make_folders(path.parent)
             atomic_write(path, data, mode=0o600, backup=False)

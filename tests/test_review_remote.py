@@ -179,6 +179,13 @@ def test_local_reads_are_bounded_by_the_largest_object(tmp_path, monkeypatch):
         backend.read("link")
     listed = {i.name: i.size for i in backend.list()}
     assert listed["link"] == os.lstat(tmp_path / "link").st_size  # the link, not its target
+    # An upload never writes through a link planted under its name.
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    (tmp_path / "planted").symlink_to(victim)
+    with pytest.raises(UnsafeObject):
+        backend.write("planted", b"ciphertext")
+    assert victim.read_text() == "keep me"
 
 
 # --- 3. a planted huge sequence number -----------------------------------------------------

@@ -125,6 +125,7 @@ def change_passphrase(
                 for ref in [v for v in listing.views if v.epoch < newest]:
                     s.backend.delete(ref.name)
                     rep.deleted += 1
+                reseal_store_cache(s, resume_key, resume_key)  # kept if it opens, else dropped
             return rep
         if dry_run:
             rep.dry_run = True
