@@ -281,6 +281,11 @@ def test_undecryptable_view_of_another_device_is_exit_4_once_old(tmp_path):
     assert name in res.err and "quarantine" in res.err
     res = a.run("verify")
     assert res.code == 4 and name in res.out + res.err
+    # A planted time in the future does not keep it "in flight" for ever.
+    days_ahead = time.time() + 3 * 86400
+    os.utime(remote / name, (days_ahead, days_ahead))
+    a.add(make_account("5"))
+    assert a.sync().code == 4
     # The documented quarantine: move it aside.
     (remote / "quarantine").mkdir()
     (remote / name).rename(remote / "quarantine" / Path(name).name)

@@ -311,9 +311,10 @@ def load_remote(
 
 def in_flight(s: Session, ref: ViewRef) -> bool:
     """Whether an unreadable view may still be being uploaded (younger than UPLOAD_GRACE
-    by the remote's clock, or by the name's when the remote gives no time)."""
+    by the remote's clock, or by the name's when the remote gives no time). A time further
+    in the future than that is no upload either (a planted mtime must not buy forever)."""
     written = ref.mtime if ref.mtime is not None else ref.time
-    return s.now() - written < UPLOAD_GRACE
+    return abs(s.now() - written) < UPLOAD_GRACE
 
 
 def quarantine_hint(name: str) -> str:
