@@ -262,6 +262,11 @@ def test_verify_catches_the_rollback_sync_catches(tmp_path):
     res = b.run("verify")
     assert res.code == 4
     assert "rollback" in res.out + res.err
+    # Accepted on purpose: from then on sync and verify agree it is the truth.
+    ok(b.sync("--accept-rollback"))
+    b.add(make_account("4"))
+    ok(b.sync())
+    ok(b.run("verify"))
 
 
 # --- 8. exit codes that agree with SPEC and docs -------------------------------------------

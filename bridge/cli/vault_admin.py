@@ -227,7 +227,8 @@ def verify_cmd(state: State, as_json: bool) -> None:
         for f in rep.failures:
             click.echo(f"FAILED {f}", err=True)
     if rep.failures:
-        raise IntegrityError(f"{len(rep.failures)} object(s) failed verification", hint="see above")
+        raise IntegrityError(f"verification failed: {len(rep.failures)} problem(s)", hint="see above; docs/SYNC.md "
+                             "'Quarantine' says how to move aside an object no device wrote")
 
 
 # --- devices / snapshots -----------------------------------------------------------------------------

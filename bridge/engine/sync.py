@@ -220,7 +220,10 @@ def sync_changes(
     state.epoch = remote.epoch
     state.header = remote.header.name
     state.last_seq = last_seq
-    state.seen = {dev: max(state.seen.get(dev, 0), seq) for dev, seq in seen.items() if dev != s.device_id}
+    # An accepted rollback is the new truth: remembering the newer numbers would refuse
+    # (and make verify fail) again on every later run.
+    state.seen = {dev: seq if accept_rollback else max(state.seen.get(dev, 0), seq)
+                  for dev, seq in seen.items() if dev != s.device_id}
     state.removed = {d: i for d, i in removed.items()}
     state.device_names.update(remote.names)
     if s.device_name:
