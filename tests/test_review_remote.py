@@ -218,6 +218,20 @@ def test_huge_sequence_number_is_exit_4_and_never_written(tmp_path):
     assert res.code == 4 and other.name in res.err, res.err
 
 
+def test_junk_beside_an_own_view_is_exit_4_not_a_copied_home(tmp_path):
+    """Junk under this device's id with a sequence number it used (read after the real view
+    opened) was taken for another copy of this home: exit 6, and --adopt-device the hint."""
+    a, _b, remote = pair(tmp_path)
+    folder = remote / "devices" / device_id(a)
+    junk = folder / "0000000001-000000000001-5.view"
+    junk.write_bytes(b"\0" * 20000)
+    a.add(make_account("3"))
+    res = a.sync()
+    assert res.code == 4, res.err
+    assert junk.name in res.err and "Quarantine" in res.err
+    assert a.sync("--adopt-device").code == 4
+
+
 def test_view_names_are_bounded_at_write():
     from otpbridge.engine.layout import MAX_VIEW_SEQ, Listing, view_name
 

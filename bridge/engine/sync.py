@@ -19,6 +19,7 @@ from typing import Any
 from otpbridge.core.errors import (
     DataLossRefused,
     IntegrityError,
+    UnsafeObject,
     UsageError,
 )
 from otpbridge.engine.layout import (
@@ -87,6 +88,7 @@ def sync_changes(
     _check_removals(remote, remove_devices)
     # Before anything is written anywhere: views under this id that this home did not write.
     foreign = _foreign_own_views(s, state, remote)
+    _refuse_junk(s, remote, foreign)
     if foreign and not adopt_device:
         raise _clone_error(s, state, remote, foreign)
     if foreign:
@@ -284,6 +286,24 @@ def _foreign_own_views(s: Session, state: SyncState, remote: Remote) -> list[Vie
             state.writes[str(ref.seq)] = expected
             state.last_seq = ref.seq
     return sorted(foreign, key=lambda v: (v.seq, v.name))
+
+
+def _refuse_junk(s: Session, remote: Remote, foreign: list[ViewRef]) -> None:
+    """A copy of this home writes views that open; one under this id that does not is junk
+    or tampering (exit 4 with the quarantine way out), not a copied home (exit 6)."""
+    own = remote.views.get(s.device_id, (None,))[0]
+    for ref in foreign:
+        if ref == own:
+            continue
+        try:
+            open_view(s, remote.key, ref)
+        except UnsafeObject:
+            raise
+        except (IntegrityError, ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(
+                f"{ref.name} is under this device's id, was not written by this home and does not open: {exc}",
+                hint=quarantine_hint(ref.name),
+            ) from None
 
 
 def _clone_error(s: Session, state: SyncState, remote: Remote, foreign: list[ViewRef]) -> DataLossRefused:
