@@ -164,6 +164,16 @@ def test_fifo_in_the_remote_does_not_hang(tmp_path):
     assert name in err and "FIFO" in err
 
 
+def test_fifo_among_the_headers_is_exit_4_naming_it(tmp_path):
+    a, _b, remote = pair(tmp_path)
+    fifo = remote / "epochs" / "0000000001-000000000000-1.hdr"
+    os.mkfifo(fifo)
+    a.add(make_account("3"))
+    res = a.sync()
+    assert res.code == 4, res.err
+    assert fifo.name in res.err and "FIFO" in res.err
+
+
 def test_local_reads_are_bounded_by_the_largest_object(tmp_path, monkeypatch):
     from otpbridge.backends import local
 

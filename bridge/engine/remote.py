@@ -113,6 +113,8 @@ def header_order(s: Session, refs: list[HeaderRef], state: SyncState) -> list[He
             check_size(ref.name, ref.size, max_header_size())
             p = peek_epoch(s.backend.read(ref.name)).params
             return (1, p.memory_kib * p.iterations * p.lanes, ref.name)
+        except UnsafeObject:
+            raise  # a symlink or FIFO among the headers: exit 4 naming it
         except IntegrityError:
             return (2, 0, ref.name)  # read_header names the failure when it is tried
 
@@ -169,6 +171,8 @@ def open_key(
                 )
             try:
                 raw = read_header(s, ref, state.vault_id)
+            except UnsafeObject:
+                raise
             except IntegrityError as exc:
                 if len(refs) < 2:
                     raise
