@@ -45,6 +45,11 @@ class ObjectInfo:
     hash: str | None = None
 
 
+# The largest object an otpbridge remote legitimately holds: a view padded to 256 MiB
+# (FORMAT.md §6) plus its 114 bytes of overhead. A backend that can bound a read does.
+MAX_OBJECT_BYTES = 2**28 + 114
+
+
 class ObjectNotFound(IntegrityError):
     """An object the caller expected is not on the remote (exit 4: something removed it)."""
 

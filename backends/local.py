@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
 from otpbridge.backends.base import (
+    MAX_OBJECT_BYTES,
     Backend,
     ObjectInfo,
     ObjectNotFound,
@@ -25,7 +27,7 @@ from otpbridge.backends.base import (
     validate_name,
     validate_prefix,
 )
-from otpbridge.core.errors import IntegrityError, UnreachableError
+from otpbridge.core.errors import IntegrityError, UnreachableError, UnsafeObject
 from otpbridge.core.fileio import atomic_write
 
 
@@ -74,7 +76,9 @@ class LocalBackend(Backend):
                 if not is_listable(name):
                     continue
                 try:
-                    st = os.stat(os.path.join(folder, fname))
+                    # lstat: a symlink is listed as itself (its read is refused), never
+                    # as what it points at (/dev/zero, a file outside the remote).
+                    st = os.lstat(os.path.join(folder, fname))
                 except FileNotFoundError:
                     continue  # deleted while we walked
                 except OSError as exc:
@@ -89,18 +93,45 @@ class LocalBackend(Backend):
         return self._read(name, path)
 
     def _read(self, name: str, path: Path) -> bytes:
+        """A regular file's bytes, at most MAX_OBJECT_BYTES: no symlink is followed and no
+        FIFO or device is waited on or read without end (UnsafeObject, exit 4)."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         try:
-            with open(path, "rb") as fh:
-                return fh.read()
+            fd = os.open(path, flags)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(f"{name} is not in {self.describe()}") from None
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeObject(f"{name} in {self.describe()} is a symbolic link, not an object") from None
             raise self._unreachable(f"read {name}", exc) from None
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise ObjectNotFound(f"{name} is not in {self.describe()}")
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafeObject(f"{name} in {self.describe()} is not a regular file ({_file_type(st.st_mode)})")
+            os.set_blocking(fd, True)
+            chunks, total = [], 0
+            while chunk := os.read(fd, min(1 << 20, MAX_OBJECT_BYTES + 1 - total)):
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > MAX_OBJECT_BYTES:
+                    raise UnsafeObject(f"{name} in {self.describe()} is larger than any valid object "
+                                       f"({MAX_OBJECT_BYTES} bytes)")
+            return b"".join(chunks)
+        except OSError as exc:
+            raise self._unreachable(f"read {name}", exc) from None
+        finally:
+            os.close(fd)
 
     def write(self, name: str, data: bytes) -> None:
         path = self._path(name)
         data = bytes(data)
         self.stats["uploads"] += 1
+        if path.is_symlink():
+            # atomic_write writes where a link points: a link planted under the name of a
+            # future upload would have it overwrite any file of this user.
+            raise UnsafeObject(f"{name} in {self.describe()} is a symbolic link, not an object")
         try:
             self._make_folders(path.parent)
             atomic_write(path, data, mode=0o600, backup=False)
@@ -141,3 +172,11 @@ class LocalBackend(Backend):
             if exc.errno in (errno.EISDIR, errno.ENOTDIR):
                 return
             raise self._unreachable(f"delete {name}", exc) from None
+
+
+def _file_type(mode: int) -> str:
+    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "a special file"

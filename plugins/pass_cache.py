@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 
-from otpbridge.core.fileio import atomic_write
+from otpbridge.core.fileio import atomic_write, private_dir
 
 Stamp = tuple[int, int, int, int]
 #: what :meth:`EntryCache.get` returns when it knows nothing about the entry
@@ -116,7 +116,7 @@ class EntryCache:
         if self.file is not None and self._plain_dirty:
             body = json.dumps({"version": self.VERSION, "no_otp": self._plain}, sort_keys=True).encode("utf-8")
             with contextlib.suppress(OSError):  # a cache that cannot be saved costs time, not data
-                self.file.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(self.file.parent)
                 atomic_write(self.file, body, mode=0o600, backup=False)
             self._plain_dirty = False
 

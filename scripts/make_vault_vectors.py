@@ -275,11 +275,11 @@ def build_vectors() -> dict[str, dict]:
     )
     # --- KDF bounds (refused before deriving)
     for name, fmt, off, value, why in [
-        ("kdf-memory-too-large", ">I", 10, 4 * 1024 * 1024, "memory 4 GiB > 2 GiB cap"),
+        ("kdf-memory-too-large", ">I", 10, 4 * 1024 * 1024, "memory 4 GiB > 1 GiB cap"),
         ("kdf-memory-too-small", ">I", 10, 1024, "memory 1 MiB < 8 MiB floor"),
-        ("kdf-iterations-too-large", ">I", 14, 1000, "t=1000 > 10"),
+        ("kdf-iterations-too-large", ">I", 14, 1000, "t=1000 > 4"),
         ("kdf-iterations-zero", ">I", 14, 0, "t=0"),
-        ("kdf-lanes-too-large", ">I", 18, 255, "p=255 > 8"),
+        ("kdf-lanes-too-large", ">I", 18, 255, "p=255 > 4"),
         ("kdf-unknown-id", ">B", 9, 2, "KDF id 2 is not defined in v1"),
     ]:
         add(

@@ -47,7 +47,7 @@ def read_header(header: bytes, passphrase: str, derivations: list | None = None)
         raise Damaged("checksum")
     kdf_id = header[9]
     m, t, p = struct.unpack(">III", header[10:22])
-    if kdf_id != 1 or not 8192 <= m <= 2097152 or not 1 <= t <= 10 or not 1 <= p <= 8:
+    if kdf_id != 1 or not 8192 <= m <= 1048576 or not 1 <= t <= 4 or not 1 <= p <= 4:
         raise Damaged("kdf parameters")
     salt = header[23 : 23 + s]
     vault_id = header[23 + s : 39 + s]

@@ -81,7 +81,10 @@ def test_discard_remote_only_lists_then_drops(trio):
     assert remote_ids(remote, PASS) == {make_account(t).identity for t in ("l1", "s1", "p1")} | {
         make_account("hot", kind="hotp").identity
     }
-    ok(laptop.run("passphrase", "change", "--discard-remote-only", env=NEW))
+    # 2 of 4 accounts: the mass-deletion guard applies to this path too (issue 17)
+    res = laptop.run("passphrase", "change", "--discard-remote-only", env=NEW)
+    assert res.code == 6, res.err
+    ok(laptop.run("passphrase", "change", "--discard-remote-only", "--allow-deletions", env=NEW))
     assert remote_ids(remote, NEW_PASS) == {make_account("l1").identity, make_account("hot", kind="hotp").identity}
 
 

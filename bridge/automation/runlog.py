@@ -142,7 +142,9 @@ class RunLog:
     """
 
     def __init__(self, state_dir: Path, environ: Mapping[str, str]) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from otpbridge.core.fileio import private_dir
+
+        private_dir(state_dir)
         self.path = log_path(state_dir)
         handler = _SizeRotatingFile(self.path)
         handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(message)s",
@@ -281,9 +283,9 @@ def _message_and_hint(lines: Sequence[str]) -> tuple[str | None, str | None]:
 def write_failure(state_dir: Path, record: Mapping[str, Any]) -> None:
     import json
 
-    from otpbridge.core.fileio import atomic_write
+    from otpbridge.core.fileio import atomic_write, private_dir
 
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(state_dir)
     atomic_write(failure_path(state_dir), json.dumps(dict(record), indent=2).encode("utf-8"), mode=0o600, backup=False)
 
 

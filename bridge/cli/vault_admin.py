@@ -37,14 +37,16 @@ def passphrase_grp() -> None:
 @passphrase_grp.command("change")
 @click.option("--discard-remote-only", is_flag=True,
               help="Drop accounts that only other devices hold (lists them first), as OneAuth does.")
+@click.option("--allow-deletions", is_flag=True,
+              help="Let the first step delete more accounts than the mass-deletion guard allows.")
 @click.option("--kdf", metavar="default|strong", default=None,
               help="Key-derivation cost of the new epoch (default: as configured).")
 @click.option("--dry-run", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--accept-rollback", is_flag=True)
 @click.pass_obj
-def passphrase_change_cmd(state: State, discard_remote_only: bool, kdf: str | None, dry_run: bool,
-                          as_json: bool, accept_rollback: bool) -> None:
+def passphrase_change_cmd(state: State, discard_remote_only: bool, allow_deletions: bool, kdf: str | None,
+                          dry_run: bool, as_json: bool, accept_rollback: bool) -> None:
     """Re-key the vault: afterwards the old passphrase opens nothing on the remote.
 
     The current passphrase comes from the usual sources, the new one from
@@ -65,7 +67,7 @@ def passphrase_change_cmd(state: State, discard_remote_only: bool, kdf: str | No
         with s.backend:
             rep = change_passphrase(s, lambda: ask_new_passphrase(state, state.new_passphrase_source()),
                                     discard_remote_only=discard_remote_only, dry_run=dry_run,
-                                    accept_rollback=accept_rollback)
+                                    accept_rollback=accept_rollback, allow_deletions=allow_deletions)
     except OtpBridgeError as err:
         if not dry_run:
             record_failure(state, err)
@@ -225,7 +227,8 @@ def verify_cmd(state: State, as_json: bool) -> None:
         for f in rep.failures:
             click.echo(f"FAILED {f}", err=True)
     if rep.failures:
-        raise IntegrityError(f"{len(rep.failures)} object(s) failed verification", hint="see above")
+        raise IntegrityError(f"verification failed: {len(rep.failures)} problem(s)", hint="see above; docs/SYNC.md "
+                             "'Quarantine' says how to move aside an object no device wrote")
 
 
 # --- devices / snapshots -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from otpbridge.core.errors import UsageError
-from otpbridge.core.fileio import atomic_write
+from otpbridge.core.fileio import atomic_write, private_dir
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Config:
             raise UsageError(f"{self.config_file} is not valid TOML: {exc}") from None
 
     def write(self, data: Mapping[str, Any]) -> None:
-        self.config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.config_dir)
         atomic_write(self.config_file, dump_toml(data).encode("utf-8"), mode=0o600, backup=True)
 
 

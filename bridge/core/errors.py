@@ -47,6 +47,11 @@ class FormatError(IntegrityError):
     """A file that is not what it claims to be, or is damaged (exit 4)."""
 
 
+class UnsafeObject(IntegrityError):
+    """A remote name that is no plain object: a symlink, a FIFO, a device, or more bytes
+    than any valid object (exit 4; never skipped as "still being written")."""
+
+
 class UnreachableError(OtpBridgeError):
     """A remote or store could not be reached in time (exit 5)."""
 

@@ -23,6 +23,26 @@ def fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def private_dir(folder: str | os.PathLike[str]) -> Path:
+    """Make ``folder`` and every missing parent 0700 (a home, its state, its caches); a
+    folder that exists already is left as it is."""
+    folder = Path(folder)
+    missing: list[Path] = []
+    probe = folder
+    while not probe.exists():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    for item in reversed(missing):
+        try:
+            item.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(item, 0o700)  # mkdir's mode is filtered by the umask
+    return folder
+
+
 def backup_path(path: Path) -> Path:
     return path.with_name(path.name + ".bak")
 

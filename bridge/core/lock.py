@@ -27,7 +27,9 @@ class BusyError(OtpBridgeError):
 def home_lock(state_dir: Path, *, wait: float = 120.0, poll: float = 0.1) -> Iterator[None]:
     import fcntl
 
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from otpbridge.core.fileio import private_dir
+
+    private_dir(state_dir)
     fd = os.open(state_dir / "run.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + wait

@@ -48,7 +48,8 @@ def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret
     listing = Listing.parse(s.backend.list())
     if listing.is_vault:
         passphrase = s.get_passphrase()
-        key, _ref = open_key(s, listing, SyncState(), passphrase)
+        key, ref = open_key(s, listing, SyncState(), passphrase)
+        state.header = ref.name
         result = InitResult(False, key.vault_id.hex(), key.epoch)
         if not state.vault_id and any(v.device == s.device_id for v in listing.views):
             # A fresh state (lost, or a config.toml copied without it) would share the id
@@ -73,6 +74,7 @@ def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret
         header, key = create_epoch(passphrase, params=s.params, epoch=1, stats=s.stats, cache=s.key_cache())
         name = header_name(1, s.device_id, s.now())
         s.backend.write(name, header)
+        state.header = name
         back = s.backend.read(name)
         if back != header or open_epoch(back, passphrase, cache=s.key_cache()) != key:
             raise IntegrityError(f"{name} did not read back as written")

@@ -28,17 +28,54 @@ _HEADER_RE = re.compile(rf"{EPOCH_DIR}/(\d{{10}})-({_DEVICE})-(\d{{1,12}})\.hdr"
 _VIEW_RE = re.compile(rf"{DEVICE_DIR}/({_DEVICE})/(\d{{10}})-(\d{{12}})-(\d{{1,12}})\.view")
 DEVICE_ID_RE = re.compile(_DEVICE)
 
+# Every name the engine writes is one the listing reads back: the sequence number has
+# exactly 12 digits (a 13th would make the view invisible to every device), and so a
+# device whose next number would not fit stops instead (docs/REMOTE-LAYOUT.md).
+MAX_VIEW_SEQ = 10**12 - 1
+# The time in a name is the writer's claim, not authenticated: it is read as at most the
+# time the remote says the object was written (a renamed view once showed year 33658),
+# and as unknown (0) past this bound when the remote gives no time.
+MAX_NAME_TIME = 2**32 - 1
+
 
 def new_device_id() -> str:
     return secrets.token_hex(6)
 
 
 def header_name(epoch: int, device: str, when: float) -> str:
-    return f"{EPOCH_DIR}/{epoch:010d}-{device}-{int(when)}.hdr"
+    return _checked(f"{EPOCH_DIR}/{epoch:010d}-{device}-{_name_time(when)}.hdr", _HEADER_RE)
 
 
 def view_name(device: str, epoch: int, seq: int, when: float) -> str:
-    return f"{DEVICE_DIR}/{device}/{epoch:010d}-{seq:012d}-{int(when)}.view"
+    check_seq(seq)
+    return _checked(f"{DEVICE_DIR}/{device}/{epoch:010d}-{seq:012d}-{_name_time(when)}.view", _VIEW_RE)
+
+
+def check_seq(seq: int) -> None:
+    """Refuse, before anything is written, a sequence number the listing could not read."""
+    if not 1 <= seq <= MAX_VIEW_SEQ:
+        raise IntegrityError(
+            f"the next sequence number of this device ({seq}) does not fit in a view name (at most {MAX_VIEW_SEQ})",
+            hint="a view with a planted huge sequence number is on the remote; 'otpbridge verify' names it "
+            "(docs/SYNC.md 'Quarantine')",
+        )
+
+
+def _name_time(when: float) -> int:
+    return min(max(int(when), 0), MAX_NAME_TIME)
+
+
+def _checked(name: str, pattern: re.Pattern[str]) -> str:
+    if not pattern.fullmatch(name):  # a name the listing would not read is never written
+        raise IntegrityError(f"refusing to write {name!r}: the listing would not read it back")
+    return name
+
+
+def _listed_time(claimed: int, mtime: float | None) -> int:
+    """A name's time, bounded by what the remote says (the name is not authenticated)."""
+    if mtime is not None and mtime >= 0:
+        return min(claimed, int(mtime))
+    return claimed if claimed <= MAX_NAME_TIME else 0
 
 
 @dataclass(frozen=True)
@@ -80,11 +117,11 @@ class Listing:
         out = cls()
         for info in infos:
             name, size = info.name, int(info.size)
+            mtime = getattr(info, "mtime", None)
             if m := _HEADER_RE.fullmatch(name):
-                out.headers.append(HeaderRef(name, size, int(m[1]), m[2], int(m[3])))
+                out.headers.append(HeaderRef(name, size, int(m[1]), m[2], _listed_time(int(m[3]), mtime)))
             elif m := _VIEW_RE.fullmatch(name):
-                mtime = getattr(info, "mtime", None)
-                out.views.append(ViewRef(name, size, m[1], int(m[2]), int(m[3]), int(m[4]), mtime))
+                out.views.append(ViewRef(name, size, m[1], int(m[2]), int(m[3]), _listed_time(int(m[4]), mtime), mtime))
             else:
                 out.other.append((name, size))
         out.headers.sort(key=lambda h: (h.epoch, h.time, h.device))

@@ -12,7 +12,7 @@ from otpbridge.core.errors import (
     OtpBridgeError,
     UnreachableError,
 )
-from otpbridge.core.fileio import atomic_write
+from otpbridge.core.fileio import atomic_write, private_dir
 from otpbridge.engine.merge import (
     union,
 )
@@ -51,8 +51,19 @@ def load_store_cache(s: Session, key: Any) -> dict[str, bytes]:
 
 def save_store_cache(s: Session, key: Any, cache: dict[str, bytes]) -> None:
     raw = json.dumps({k: base64.b64encode(v).decode() for k, v in sorted(cache.items())}).encode()
-    s.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(s.state_dir)
     atomic_write(s.state_dir / STORE_CACHE_FILE, key.seal(STORE_CACHE_KIND, s.device_id, 0, raw), backup=False)
+
+
+def reseal_store_cache(s: Session, old_key: Any, new_key: Any) -> None:
+    """A passphrase change: re-seal the cache under the new epoch's key, or drop it, so
+    nothing local stays sealed under a key the old passphrase still opens."""
+    cache = load_store_cache(s, old_key)
+    path = s.state_dir / STORE_CACHE_FILE
+    if cache:
+        save_store_cache(s, new_key, cache)
+    elif path.exists():
+        path.unlink()
 
 
 def read_stores(s: Session, state: SyncState, cache: dict[str, bytes] | None = None, key: Any = None) -> LocalRead:

@@ -14,6 +14,7 @@ from typing import Any
 from otpbridge.core.errors import (
     AuthenticationError,
     IntegrityError,
+    UnsafeObject,
     UsageError,
 )
 from otpbridge.core.secrets import Secret
@@ -37,6 +38,7 @@ from otpbridge.engine.state import SyncState
 # accounts (when at least two), needs --allow-deletions. An unreadable store looks empty.
 
 ORPHAN_GRACE = 3600  # a header-less newer epoch younger than this may be a rotation in flight
+UPLOAD_GRACE = 900  # another device's view that does not open yet may be an upload in flight
 
 
 @dataclass
@@ -67,6 +69,8 @@ def describe_device(state: SyncState, remote_names: dict[str, str], device: str)
 
 
 def format_time(ts: float) -> str:
+    if ts <= 0:
+        return "an unknown time"
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 
@@ -92,11 +96,49 @@ def read_header(s: Session, ref: HeaderRef, vault_id: str) -> bytes:
     return raw
 
 
+KDF_BUDGET = 2  # vault key derivations one opening may spend, whatever the remote holds
+
+
+def header_order(s: Session, refs: list[HeaderRef], state: SyncState) -> list[HeaderRef]:
+    """The order to try an epoch's headers in: the one this device opened last first, then
+    the cheapest to derive (a header planted with the costliest parameters comes last)."""
+    if len(refs) < 2:
+        return list(refs)
+    from otpbridge.vault.format import max_header_size, peek_epoch
+
+    def cost(ref: HeaderRef) -> tuple:
+        if ref.name == state.header:
+            return (0, 0, ref.name)
+        try:
+            check_size(ref.name, ref.size, max_header_size())
+            p = peek_epoch(s.backend.read(ref.name)).params
+            return (1, p.memory_kib * p.iterations * p.lanes, ref.name)
+        except UnsafeObject:
+            raise  # a symlink or FIFO among the headers: exit 4 naming it
+        except IntegrityError:
+            return (2, 0, ref.name)  # read_header names the failure when it is tried
+
+    return sorted(refs, key=cost)
+
+
+def extra_headers(listing: Listing, epoch: int) -> str:
+    """A warning (empty if none) about an epoch with more than the one header otpbridge writes."""
+    refs = listing.headers_of(epoch)
+    if len(refs) < 2:
+        return ""
+    return (
+        f"epoch {epoch} has {len(refs)} headers ({', '.join(r.name for r in refs)}); otpbridge writes one per "
+        "epoch, so all but one were put there by someone else (run 'otpbridge verify'; docs/SYNC.md 'Epoch headers')"
+    )
+
+
 def open_key(
     s: Session, listing: Listing, state: SyncState, passphrase: Secret, *, fallback: bool = False
 ) -> tuple[Any, HeaderRef]:
     """Unwrap the newest epoch; say who changed the passphrase when it no longer opens.
 
+    At most :data:`KDF_BUDGET` key derivations, whatever the remote holds: the header
+    this device opened last is tried first (docs/SYNC.md "Epoch headers").
     ``fallback`` (restore): a newer epoch that does not open may be a rotation that
     crashed before its end; an older one that does is then used, with a warning.
     """
@@ -112,9 +154,30 @@ def open_key(
         raise UsageError(f"{s.backend.describe()} holds no otpbridge vault", hint="run 'otpbridge init REMOTE' first")
     newest = epochs[-1]
     first_error: WrongPassphrase | None = None
+    refused: IntegrityError | None = None
+    spent_before = s.stats["kdf"]
     for epoch in reversed(epochs):
-        for ref in sorted(listing.headers_of(epoch), key=lambda h: h.device):
-            raw = read_header(s, ref, state.vault_id)
+        refs = header_order(s, listing.headers_of(epoch), state)
+        for i, ref in enumerate(refs):
+            if s.stats["kdf"] - spent_before >= KDF_BUDGET:
+                if len(refs) < 2:
+                    break
+                # More headers than a run may derive for: only a planted one makes that.
+                raise IntegrityError(
+                    f"{extra_headers(listing, epoch) or f'epoch {epoch} has more headers than one run may try'}; "
+                    f"{i} tried did not open with this passphrase, {len(refs) - i} left untried",
+                    hint="delete the epoch headers this vault's devices did not write (see 'otpbridge verify' "
+                    "and docs/SYNC.md 'Epoch headers'), then run again",
+                )
+            try:
+                raw = read_header(s, ref, state.vault_id)
+            except UnsafeObject:
+                raise
+            except IntegrityError as exc:
+                if len(refs) < 2:
+                    raise
+                refused = refused or exc  # one of several (a planted one): the others may open
+                continue
             try:
                 key = open_epoch(raw, passphrase, stats=s.stats, cache=s.key_cache())
             except WrongPassphrase as exc:
@@ -123,7 +186,7 @@ def open_key(
             if epoch != newest:
                 s.warn(f"using epoch {epoch}: the newer epoch {newest} does not open with this passphrase")
             return key, ref
-        if not fallback:
+        if not fallback or s.stats["kdf"] - spent_before >= KDF_BUDGET:
             break
     ref = listing.headers_of(newest)[-1]
     if 0 < state.epoch < newest:
@@ -131,7 +194,9 @@ def open_key(
             f"the passphrase was changed on device {describe_device(state, {}, ref.device)} at {format_time(ref.time)}",
             hint="use the new passphrase (e.g. OTPBRIDGE_PASSPHRASE or --passphrase-file)",
         )
-    assert first_error is not None
+    if first_error is None:
+        assert refused is not None
+        raise refused
     raise first_error
 
 
@@ -167,21 +232,42 @@ def load_remote(
         rollback(f"the remote's epoch {key.epoch} is older than epoch {state.epoch} seen before", accept_rollback)
     epoch_moved = 0 < state.epoch < key.epoch
     remote = Remote(listing=listing, key=key, header=header)
+    if extra := extra_headers(listing, key.epoch):
+        remote.warnings.append(extra)
     newest = {dev: ref for dev, ref in listing.newest_views(key.epoch).items()}
     for dev in sorted(newest):
         candidates = sorted(listing.views_of(key.epoch, dev), key=lambda v: v.seq, reverse=True)
         for ref in candidates:
             try:
                 data = open_view(s, key, ref)
+            except UnsafeObject:
+                raise  # a symlink, FIFO or oversized file is never "still being written"
             except (IntegrityError, ValueError, KeyError, TypeError) as exc:
                 known = state.seen.get(dev, 0) if dev != s.device_id else state.last_seq
                 if ref.seq <= known and not epoch_moved:
-                    raise IntegrityError(f"{ref.name} was verified before and now fails: {exc}") from None
+                    raise IntegrityError(f"{ref.name} was verified before and now fails: {exc}",
+                                         hint=quarantine_hint(ref.name)) from None
                 if dev == s.device_id:
+                    pending = (state.pending or {}).get("seq")
+                    if state.token and ref.seq != pending:
+                        # This home wrote every view under its id up to last_seq, and the
+                        # pending one after it: anything else that does not open is junk.
+                        raise IntegrityError(
+                            f"{ref.name} is under this device's id, was not written by this home and does not "
+                            f"open: {exc}",
+                            hint=quarantine_hint(ref.name),
+                        ) from None
                     remote.garbage.append(ref)  # our own interrupted upload
-                else:
+                elif ref is candidates[0] and in_flight(s, ref):
                     remote.skipped.append(ref)
                     remote.warnings.append(f"skipped {ref.name} (unreadable, maybe still being written): {exc}")
+                else:
+                    # Older than any upload takes, or a newer view of the device exists.
+                    raise IntegrityError(
+                        f"{ref.name} of device {describe_device(state, remote.names, dev)} does not open "
+                        f"(written {format_time(ref.time)}, not an upload in progress): {exc}",
+                        hint=quarantine_hint(ref.name),
+                    ) from None
                 continue
             remote.views[dev] = (ref, data)
             break
@@ -225,6 +311,23 @@ def load_remote(
             )
             remote.own_regressed = True
     return remote
+
+
+def in_flight(s: Session, ref: ViewRef) -> bool:
+    """Whether an unreadable view may still be being uploaded (younger than UPLOAD_GRACE
+    by the remote's clock, or by the name's when the remote gives no time). A time further
+    in the future than that is no upload either (a planted mtime must not buy forever)."""
+    written = ref.mtime if ref.mtime is not None else ref.time
+    return abs(s.now() - written) < UPLOAD_GRACE
+
+
+def quarantine_hint(name: str) -> str:
+    base = name.rpartition("/")[2]
+    return (
+        "if no device of yours wrote it, the remote was tampered with: move the object aside, e.g. "
+        f"'rclone moveto REMOTE:{name} REMOTE:quarantine/{base}' (or 'mv' in a local folder), "
+        "then run again (docs/SYNC.md 'Quarantine')"
+    )
 
 
 def rollback(message: str, accept: bool) -> None:

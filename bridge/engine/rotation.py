@@ -23,8 +23,11 @@ from otpbridge.engine.layout import (
 
 # Mass-deletion guard (SPEC §6): more than this many, or more than this share of the
 # accounts (when at least two), needs --allow-deletions. An unreadable store looks empty.
+from otpbridge.engine.local import reseal_store_cache
 from otpbridge.engine.remote import (
+    KDF_BUDGET,
     check_size,
+    header_order,
     open_key,
     read_header,
     upload_view,
@@ -60,6 +63,7 @@ def change_passphrase(
     discard_remote_only: bool = False,
     dry_run: bool = False,
     accept_rollback: bool = False,
+    allow_deletions: bool = False,
 ) -> RotationReport:
     """Re-key the vault under a new passphrase (SPEC §6); resumable at every step.
 
@@ -86,8 +90,9 @@ def change_passphrase(
     if new == old:
         raise UsageError("the new passphrase is the same as the current one")
     # Resume? The newest epoch opens with the NEW passphrase and an older one with the old.
+    # Each lookup tries at most KDF_BUDGET headers: planted ones must not cost minutes.
     resume_key = None
-    for ref in listing.headers_of(newest):
+    for ref in header_order(s, listing.headers_of(newest), state)[:KDF_BUDGET]:
         try:
             resume_key = open_epoch(read_header(s, ref, state.vault_id), new, stats=s.stats, cache=s.key_cache())
             break
@@ -96,8 +101,8 @@ def change_passphrase(
     if resume_key is not None:
         older = [e for e in epochs if e < newest]
         old_key = None
-        for epoch in reversed(older):
-            for ref in listing.headers_of(epoch):
+        for epoch in list(reversed(older))[:KDF_BUDGET]:
+            for ref in header_order(s, listing.headers_of(epoch), state)[:KDF_BUDGET]:
                 try:
                     old_key = open_epoch(read_header(s, ref, state.vault_id), old, stats=s.stats, cache=s.key_cache())
                     break
@@ -120,6 +125,7 @@ def change_passphrase(
                 for ref in [v for v in listing.views if v.epoch < newest]:
                     s.backend.delete(ref.name)
                     rep.deleted += 1
+                reseal_store_cache(s, resume_key, resume_key)  # kept if it opens, else dropped
             return rep
         if dry_run:
             rep.dry_run = True
@@ -129,12 +135,15 @@ def change_passphrase(
     # A fresh change: first bring everything together under the old key.
     mode = "sync" if not s.stores or getattr(s.stores[0], "can_write", lambda: True)() else "backup"
     if dry_run:
+        # A dry run lists every account it would drop (the real run applies the guard).
         pre = sync_changes(s, mode=mode, dry_run=True, accept_rollback=accept_rollback,
-                           tombstone_remote_only=discard_remote_only)
+                           tombstone_remote_only=discard_remote_only, allow_deletions=True)
         rep = RotationReport(old_epoch=state.epoch, new_epoch=newest + 1, dry_run=True)
         rep.lost = pre.deleted if discard_remote_only else []
         return rep
-    pre = sync_changes(s, mode=mode, accept_rollback=accept_rollback, tombstone_remote_only=discard_remote_only)
+    # The mass-deletion guard applies here too: an emptied store must not drop every account.
+    pre = sync_changes(s, mode=mode, accept_rollback=accept_rollback, tombstone_remote_only=discard_remote_only,
+                       allow_deletions=allow_deletions)
     state = s.load_state()
     listing = Listing.parse(s.backend.list())
     old_key, _ref = open_key(s, listing, state, old)  # cached: no second derivation
@@ -190,9 +199,13 @@ def _finish_rotation(
     for ref in [v for v in fresh.views if v.epoch < new_key.epoch]:
         s.backend.delete(ref.name)
         rep.deleted += 1
+    reseal_store_cache(s, old_key, new_key)
     final = Listing.parse(s.backend.list())
     state = s.load_state()
     state.epoch = new_key.epoch
+    state.header = next((h.name for h in final.headers_of(new_key.epoch) if h.name == state.header), "")
+    if not state.header and len(final.headers_of(new_key.epoch)) == 1:
+        state.header = final.headers_of(new_key.epoch)[0].name
     own = final.newest_views(new_key.epoch)
     state.seen = {dev: max(state.seen.get(dev, 0), ref.seq) for dev, ref in own.items() if dev != s.device_id}
     if s.device_id in own:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from otpbridge.core.errors import UsageError
-from otpbridge.core.fileio import atomic_write
+from otpbridge.core.fileio import atomic_write, private_dir
 from otpbridge.engine.merge import BaseEntry
 
 STATE_FILE = "sync-state.json"
@@ -48,6 +48,9 @@ class SyncState:
     token: str = ""
     writes: dict[str, str] = field(default_factory=dict)
     pending: dict[str, Any] | None = None
+    # The epoch header this device opened last (its name): tried first, so a planted
+    # header costs no key derivation (docs/SYNC.md "Epoch headers").
+    header: str = ""
 
     # -- persistence ---------------------------------------------------------------------
     @classmethod
@@ -62,9 +65,27 @@ class SyncState:
                 f"the sync state {path} cannot be read ({exc})",
                 hint="move it away; the next sync rebuilds it (local deletions since the last sync are then not propagated)",
             ) from None
-        if data.get("version") != VERSION:
+        if not isinstance(data, dict) or data.get("version") != VERSION:
             raise UsageError(f"the sync state {path} has an unknown version")
+        try:
+            return cls._from_json(data)
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            # No text of the exception: it may quote a value of the file.
+            raise UsageError(
+                f"the sync state {path} holds a malformed value ({type(exc).__name__})",
+                hint="move it away; the next sync rebuilds it (local deletions since the last sync are then not propagated)",
+            ) from None
+
+    @classmethod
+    def _from_json(cls, data: dict[str, Any]) -> SyncState:
         base = data.get("base")
+        for key, kind in _SHAPES.items():
+            if data.get(key) is not None and not isinstance(data[key], kind):
+                raise TypeError(key)
+        if not all(isinstance(v, dict) for v in (data.get("removed") or {}).values()):
+            raise TypeError("removed")
+        if not all(isinstance(e, list) and len(e) == 2 for e in (data.get("listing") or [])):
+            raise TypeError("listing")
         return cls(
             vault_id=data.get("vault_id", ""),
             device=data.get("device", ""),
@@ -84,6 +105,7 @@ class SyncState:
             token=str(data.get("token", "")),
             writes={str(k): str(v) for k, v in (data.get("writes") or {}).items()},
             pending=_pending(data.get("pending")),
+            header=str(data.get("header") or ""),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -107,12 +129,22 @@ class SyncState:
             "token": self.token,
             "writes": self.writes,
             "pending": self.pending,
+            "header": self.header,
         }
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(folder)
         with _umask():
             atomic_write(folder / STATE_FILE, json.dumps(self.to_json(), indent=1).encode(), mode=0o600, backup=False)
+
+
+# The type every field must have when present (null: the default).
+_SHAPES: dict[str, type | tuple[type, ...]] = {
+    "vault_id": str, "device": str, "epoch": int, "last_seq": int, "seen": dict, "clock": int, "base": dict,
+    "fingerprints": dict, "listing": list, "device_names": dict, "removed": dict,
+    "last_verified_backup": (int, float), "last_sync": (int, float), "last_error": dict, "accounts": int,
+    "token": str, "writes": dict, "header": str,
+}
 
 
 def _pending(raw: Any) -> dict[str, Any] | None:

@@ -19,11 +19,14 @@ from typing import Any
 from otpbridge.core.errors import (
     DataLossRefused,
     IntegrityError,
+    UnsafeObject,
     UsageError,
 )
 from otpbridge.engine.layout import (
+    MAX_VIEW_SEQ,
     Listing,
     ViewRef,
+    check_seq,
 )
 from otpbridge.engine.local import LocalRead, load_store_cache, read_stores
 from otpbridge.engine.merge import (
@@ -45,6 +48,7 @@ from otpbridge.engine.remote import (
     format_time,
     load_remote,
     open_view,
+    quarantine_hint,
     upload_view,
 )
 from otpbridge.engine.session import Session, SyncReport, exclusive, fingerprints, start_run
@@ -84,6 +88,7 @@ def sync_changes(
     _check_removals(remote, remove_devices)
     # Before anything is written anywhere: views under this id that this home did not write.
     foreign = _foreign_own_views(s, state, remote)
+    _refuse_junk(s, remote, foreign)
     if foreign and not adopt_device:
         raise _clone_error(s, state, remote, foreign)
     if foreign:
@@ -117,7 +122,8 @@ def sync_changes(
         changes.deleted = []
     if tombstone_remote_only:
         _tombstone_remote_only(changes, local.union, remote.records, s.device_id, state.clock)
-    _guard_deletions(changes, state, remote.records, allow_deletions or tombstone_remote_only)
+    # --discard-remote-only deletes on purpose, but no more freely than any other run.
+    _guard_deletions(changes, state, remote.records, allow_deletions)
     merged = merge_views([remote.records, changes.records])
     report.added, report.edited = _labels(changes.added, merged, remote), _labels(changes.edited, merged, remote)
     report.deleted = _labels(changes.deleted, merged, remote)
@@ -143,6 +149,13 @@ def sync_changes(
     last_seq = state.last_seq
     if need_upload:
         seq = max(state.last_seq, listing.max_seq(s.device_id)) + 1
+        if seq > MAX_VIEW_SEQ:  # a name the listing could not read would hide this view from all
+            top = max((v for v in listing.views if v.device == s.device_id), key=lambda v: v.seq)
+            raise IntegrityError(
+                f"{top.name} leaves this device no sequence number that fits in a view name",
+                hint=quarantine_hint(top.name),
+            )
+        check_seq(seq)
         names = dict(remote.names)
         if s.device_name:
             names[s.device_id] = s.device_name
@@ -207,8 +220,12 @@ def sync_changes(
     state.base = new_base
     state.clock = max(state.clock, max_clock(merged))
     state.epoch = remote.epoch
+    state.header = remote.header.name
     state.last_seq = last_seq
-    state.seen = {dev: max(state.seen.get(dev, 0), seq) for dev, seq in seen.items() if dev != s.device_id}
+    # An accepted rollback is the new truth: remembering the newer numbers would refuse
+    # (and make verify fail) again on every later run.
+    state.seen = {dev: seq if accept_rollback else max(state.seen.get(dev, 0), seq)
+                  for dev, seq in seen.items() if dev != s.device_id}
     state.removed = {d: i for d, i in removed.items()}
     state.device_names.update(remote.names)
     if s.device_name:
@@ -269,6 +286,24 @@ def _foreign_own_views(s: Session, state: SyncState, remote: Remote) -> list[Vie
             state.writes[str(ref.seq)] = expected
             state.last_seq = ref.seq
     return sorted(foreign, key=lambda v: (v.seq, v.name))
+
+
+def _refuse_junk(s: Session, remote: Remote, foreign: list[ViewRef]) -> None:
+    """A copy of this home writes views that open; one under this id that does not is junk
+    or tampering (exit 4 with the quarantine way out), not a copied home (exit 6)."""
+    own = remote.views.get(s.device_id, (None,))[0]
+    for ref in foreign:
+        if ref == own:
+            continue
+        try:
+            open_view(s, remote.key, ref)
+        except UnsafeObject:
+            raise
+        except (IntegrityError, ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(
+                f"{ref.name} is under this device's id, was not written by this home and does not open: {exc}",
+                hint=quarantine_hint(ref.name),
+            ) from None
 
 
 def _clone_error(s: Session, state: SyncState, remote: Remote, foreign: list[ViewRef]) -> DataLossRefused:

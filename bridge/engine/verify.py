@@ -23,6 +23,7 @@ from otpbridge.engine.merge import (
 # accounts (when at least two), needs --allow-deletions. An unreadable store looks empty.
 from otpbridge.engine.remote import (
     check_size,
+    extra_headers,
     open_key,
     open_view,
 )
@@ -67,8 +68,13 @@ def verify(s: Session, state: SyncState) -> VerifyReport:
             rep.failures.append(f"{h.name}: {exc}")
         if h.epoch != key.epoch:
             rep.other_epochs.append(h.name)
+    for epoch in listing.epochs():
+        if extra := extra_headers(listing, epoch):
+            rep.failures.append(extra)
     views = listing.views_of(key.epoch)
     merged: list[dict[str, Record]] = []
+    opened: dict[str, int] = {}  # device -> newest seq that opened
+    removed: dict[str, Any] = dict(state.removed)
     for i, ref in enumerate(views):
         s.tick("verifying", i, len(views))
         try:
@@ -77,10 +83,33 @@ def verify(s: Session, state: SyncState) -> VerifyReport:
             rep.failures.append(f"{ref.name}: {exc}")
             continue
         rep.views += 1
+        opened[ref.device] = max(opened.get(ref.device, 0), ref.seq)
+        for dev, info in (data.get("removed") or {}).items():
+            removed.setdefault(dev, info)
         if ref.seq == listing.newest_views(key.epoch)[ref.device].seq:
             merged.append(data["_records"])
     s.tick("verifying", len(views), len(views))
+    rep.failures += _rollbacks(s, state, key.epoch, opened, removed)
     rep.accounts = len(alive(merge_views(merged)))
     rep.other_epochs += [v.name for v in listing.views if v.epoch != key.epoch]
     rep.unknown = [n for n, _s in listing.other]
     return rep
+
+
+def _rollbacks(s: Session, state: SyncState, epoch: int, opened: dict[str, int], removed: dict[str, Any]) -> list[str]:
+    """What ``sync`` would refuse as a rollback, from this device's remembered state
+    (remote.load_remote): an older epoch, or a device served older than seen before."""
+    if state.epoch > epoch:
+        return [f"rollback: the remote's epoch {epoch} is older than epoch {state.epoch} seen before"]
+    if state.epoch < epoch:
+        return []  # a passphrase change since: sync only warns about lost views
+    out = []
+    expected = dict(state.seen)
+    if state.last_seq:
+        expected[s.device_id] = state.last_seq
+    for dev, seen in sorted(expected.items()):
+        got = opened.get(dev, 0)
+        if dev not in removed and got < seen:
+            who = "this device" if dev == s.device_id else f"device {dev}"
+            out.append(f"rollback: the remote serves {who} at #{got}, older than #{seen} seen before")
+    return out

@@ -68,11 +68,14 @@ LEN_PREFIX = 4
 # Bounds checked on every header BEFORE deriving (FORMAT.md §4). The floor is what the
 # insecure-test preset needs: a derived key never leaves this process, so a downgraded
 # header can only fail to unwrap, never leak a cheap hash. The ceiling stops a hostile
-# remote from making us allocate gigabytes or spin for minutes (age caps scrypt at 22).
+# remote from making us allocate gigabytes or spin for minutes (age caps scrypt at 22):
+# it is exactly the ``strong`` preset, the most any otpbridge writes, so a planted header
+# costs at most what the strongest real one does (and the engine derives at most twice a
+# run, docs/SYNC.md "Epoch headers").
 MIN_MEMORY_KIB = 8 * 1024
-MAX_MEMORY_KIB = 2 * 1024 * 1024
-MIN_ITERATIONS, MAX_ITERATIONS = 1, 10
-MIN_LANES, MAX_LANES = 1, 8
+MAX_MEMORY_KIB = 1024 * 1024
+MIN_ITERATIONS, MAX_ITERATIONS = 1, 4
+MIN_LANES, MAX_LANES = 1, 4
 MIN_SALT_LEN, MAX_SALT_LEN = 16, 64
 MAX_EPOCH = 2**63 - 1
 MAX_SEQ = 2**64 - 1
