@@ -384,3 +384,34 @@ def test_view_vectors_of_both_payload_versions_read(version):
         assert token_rid == live[token_rid].replace(issuer="Token", counter=4).identity  # id kept across the rename
         assert live[token_rid].counter == 6
         assert sum(r.deleted for r in records.values()) == 1
+
+
+# --- app files: a rename keeps what the app keeps per entry ----------------------------------
+@pytest.mark.parametrize(("kind", "rel"), [("aegis", "aegis/aegis.unencrypted.json"), ("2fas", "twofas/twofas.unencrypted.2fas")])
+def test_app_file_rename_keeps_the_entry_and_touches_no_other(tmp_path, kind, rel):
+    from otpbridge.stores.base import Context
+    from otpbridge.stores.registry import open_store
+    from tests.support.paths import FIXTURES
+
+    path = tmp_path / Path(rel).name
+    shutil.copyfile(FIXTURES / rel, path)
+    ctx = Context(environ={}, warn=lambda m: None, info=lambda m: None)
+    accounts = open_store(f"{kind}:{path}", ctx).read().accounts
+    doc_before = json.loads(path.read_text())
+    old = accounts[0]
+    new = old.replace(issuer="Renamed", digits=8 if old.digits != 8 else 7)
+    report = open_store(f"{kind}:{path}", ctx).apply([new], [old])
+    assert report.renamed == [(old, new)] and not report.added and not report.removed
+    after = open_store(f"{kind}:{path}", ctx).read().accounts
+    assert len(after) == len(accounts) and after[0] == new and after[1:] == accounts[1:]
+    doc_after = json.loads(path.read_text())
+    if kind == "aegis":
+        before_e, after_e = doc_before["db"]["entries"], doc_after["db"]["entries"]
+        keep = ("uuid", "icon", "favorite")
+    else:
+        before_e, after_e = doc_before["services"], doc_after["services"]
+        keep = ("icon", "badge")
+    def kept(entries):  # per entry, what the app keeps (order aside: unreadable kinds go last)
+        return sorted(json.dumps([e.get(k) for k in keep]) for e in entries)
+
+    assert kept(after_e) == kept(before_e)

@@ -267,6 +267,31 @@ def report_result(existing: Sequence[Account], report: WriteReport) -> list[Acco
     return out + list(report.added)
 
 
+def carried_keys(read: Sequence[Account], accounts: Sequence[Account]) -> list[str | None]:
+    """Per account to write, the identity it had when the file was read (to find what a
+    format keeps per entry: uuid, icon…), or None for a new one.
+
+    By identity; an account renamed or edited since (SPEC §3: a removal plus an upsert
+    with the same kind + secret) takes the one read entry of its kind + secret that is
+    no longer written, so its uuid and icon survive the rename.
+    """
+    written = {a.identity for a in accounts}
+    spare: dict[str, list[str]] = {}
+    for acc in read:
+        if acc.identity not in written:
+            spare.setdefault(acc.secret_id, []).append(acc.identity)
+    read_ids = {a.identity for a in read}
+    out: list[str | None] = []
+    for acc in accounts:
+        if acc.identity in read_ids:
+            out.append(acc.identity)
+        elif spare.get(acc.secret_id):
+            out.append(spare[acc.secret_id].pop(0))
+        else:
+            out.append(None)
+    return out
+
+
 def read_file(path: Path, label: str, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """The whole file, or a FormatError that names it (missing, a folder, unreadable, huge)."""
     from otpbridge.core.errors import FormatError
