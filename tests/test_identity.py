@@ -415,3 +415,40 @@ def test_app_file_rename_keeps_the_entry_and_touches_no_other(tmp_path, kind, re
         return sorted(json.dumps([e.get(k) for k in keep]) for e in entries)
 
     assert kept(after_e) == kept(before_e)
+
+
+# --- sync into a pass primary: a rename from another device updates the entry in place ---------
+@needs_pass_otp
+def test_rename_from_another_device_updates_the_pass_entry_in_place(tmp_path, pass_dir):
+    import os
+
+    accs = [make_account(f"q{i}") for i in range(5)]
+    for i, acc in enumerate(accs):
+        pass_dir.write(f"{acc.issuer}/{acc.name}", f"pw{i}\nurl: https://example.org/{i}\n{format_uri(acc)}\n".encode())
+    remote = str(tmp_path / "remote")
+    laptop = Device(tmp_path / "laptop", remote, "laptop")
+    laptop.env.update(pass_dir.env())
+    laptop.env["GNUPGHOME"] = os.environ["GNUPGHOME"]
+    ok(laptop.run("init", remote, "--store", f"pass:{pass_dir.path}", "--device", "laptop", "--kdf", "insecure-test"))
+    ok(laptop.sync())
+    phone = Device(tmp_path / "phone", remote, "phone")
+    ok(phone.init())
+    ok(phone.sync())
+    # the phone renames four accounts and changes the digits of one
+    edited = [a.replace(issuer=f"New{i}") for i, a in enumerate(accs[:4])] + [accs[4].replace(digits=8)]
+    phone.write_accounts(edited)
+    res = ok(phone.sync()).json()
+    assert len(res["sent"]["renamed"]) == 5 and not res["sent"]["deleted"]
+    res = ok(laptop.sync()).json()
+    assert len(res["received"]["renamed"]) == 5, res
+    assert not res["received"]["added"] and not res["received"]["removed"]
+    names = sorted(p.relative_to(pass_dir.path).as_posix() for p in pass_dir.path.rglob("*.gpg"))
+    assert names == sorted(f"{a.issuer}/{a.name}.gpg" for a in accs)  # same entries, none added or removed
+    for i, acc in enumerate(accs):
+        body = pass_dir.read(f"{acc.issuer}/{acc.name}").decode()
+        assert body.startswith(f"pw{i}\nurl: https://example.org/{i}\n"), body.splitlines()[0:2]
+        assert body.splitlines()[2] != format_uri(acc)
+    got = sorted(a.identity for a in pass_dir.store().read().accounts)
+    assert got == sorted(a.identity for a in edited)
+    res = ok(laptop.sync()).json()
+    assert res["fast_path"] or not (res["sent"]["renamed"] or res["sent"]["added"] or res["sent"]["deleted"])
