@@ -452,3 +452,21 @@ def test_rename_from_another_device_updates_the_pass_entry_in_place(tmp_path, pa
     assert got == sorted(a.identity for a in edited)
     res = ok(laptop.sync()).json()
     assert res["fast_path"] or not (res["sent"]["renamed"] or res["sent"]["added"] or res["sent"]["deleted"])
+
+
+def test_rename_here_onto_an_account_added_there_converges_on_one(tmp_path):
+    a, b, _remote = pair(tmp_path)
+    acc = make_account("1")
+    a.write_accounts([acc])
+    ok(a.sync())
+    ok(b.sync())
+    target = acc.replace(name="the same new name")
+    a.write_accounts([target])  # renamed on a…
+    b.write_accounts([acc, target])  # …while b added exactly that account beside the old one
+    ok(a.sync())
+    ok(b.sync())
+    res = ok(a.sync()).json()
+    assert res["accounts"] == len({x.identity for x in _lines(a)})
+    assert {x.identity for x in _lines(a)} == {x.identity for x in _lines(b)}
+    assert target.identity in {x.identity for x in _lines(a)}
+    assert len(_lines(a)) == len({x.identity for x in _lines(a)})  # no entry written twice

@@ -132,7 +132,8 @@ def sync_changes(
     report.counters = _labels(changes.counters, merged, remote)
     report.conflicts = changes.conflicts
     final = alive(merged)
-    report.accounts = len(final)
+    # two records may come to hold one account (renamed here, added the same elsewhere): count it once
+    report.accounts = len({a.identity for a in final.values()})
     own_view = remote.views.get(s.device_id)
     need_upload = bool(changes) or bool(remove_devices) or bool(foreign)  # adopting: our view must be newest
     if own_view is None and final and mode == "backup":
@@ -228,7 +229,7 @@ def sync_changes(
     state.last_verified_backup = report.verified_at
     state.last_sync = s.now()
     state.last_error = None
-    state.accounts = len(final)
+    state.accounts = report.accounts
     state.token = state.token or new_token()
     state.pending = None
     keep = sorted((int(k) for k in state.writes), reverse=True)[:WRITES_KEPT]
