@@ -27,7 +27,7 @@ from otpbridge.core.fileio import atomic_write
 from otpbridge.core.model import Account, Algorithm, Kind, b32decode, b32encode
 from otpbridge.core.secrets import Secret
 from otpbridge.plugins import appcrypto as ac
-from otpbridge.stores.base import ReadResult, Store
+from otpbridge.stores.base import ReadResult, Store, carried_keys
 
 # Aegis's own parameters (vault.md): scrypt N=2^15, r=8, p=1; 32-byte salt and key.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
@@ -66,6 +66,7 @@ class AegisStore(Store):
         self._password: Secret | None = None
         self._was_encrypted = False
         self._extras: dict[str, dict[str, Any]] = {}  # identity -> raw entry (uuid, icon…)
+        self._read_accounts: list[Account] = []
         self._foreign: list[tuple[dict[str, Any], list[str]]] = []  # raw entry, group names
         self._group_uuids: dict[str, str] = {}
 
@@ -80,6 +81,7 @@ class AegisStore(Store):
     # -- reading ---------------------------------------------------------------------------
     def read(self) -> ReadResult:
         self._extras, self._foreign, self._group_uuids = {}, [], {}
+        self._read_accounts: list[Account] = []  # what _extras was read for (renames keep them)
         vault = ac.parse_json(ac.read_file(self.path, self.label), self.label)
         if not isinstance(vault, dict) or not isinstance(vault.get("header"), dict) or "db" not in vault:
             raise FormatError(f"{self.label}: not an Aegis vault (no header and db)")
@@ -231,6 +233,7 @@ class AegisStore(Store):
             note=ac.entry_text(raw.get("note"), "note"),
         )
         self._extras[account.identity] = {k: copy.deepcopy(v) for k, v in raw.items() if k not in _OWNED}
+        self._read_accounts.append(account)
         return account
 
     # -- writing ---------------------------------------------------------------------------
@@ -256,8 +259,9 @@ class AegisStore(Store):
                 ids.append(used_groups[name])
             return ids
 
-        for acc in accounts:
-            entry = copy.deepcopy(self._extras.get(acc.identity, {}))
+        keys = carried_keys(self._read_accounts, accounts)
+        for acc, key in zip(accounts, keys, strict=True):
+            entry = copy.deepcopy(self._extras.get(key, {}) if key else {})
             if not isinstance(entry.get("uuid"), str) or entry["uuid"] in seen_uuids:
                 entry["uuid"] = str(uuidlib.uuid4())
             seen_uuids.add(entry["uuid"])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from otpbridge.core.errors import DataLossRefused, EntryError, FormatError, UsageError
 from otpbridge.core.fileio import atomic_write
-from otpbridge.core.model import Account, Kind, dedupe
+from otpbridge.core.model import Account, Kind, dedupe, pair_renames
 from otpbridge.core.secrets import Secret
 from otpbridge.plugins import keepass_fields as kf
 from otpbridge.plugins import keepass_kdbx as kdbx
@@ -347,6 +347,30 @@ class _Writer:
 
     # -- the run ------------------------------------------------------------------------------
     def run(self, upserts: list[Account], removals: list[Account]) -> WriteReport:
+        # A removal plus an upsert with the same kind + secret is one rename/edit (SPEC §3):
+        # the entry is updated in place (its password and other fields stay), never
+        # emptied and re-created; every other entry is left alone.
+        keep = {a.identity for a in upserts}
+        doomed = [a for a in removals if a.identity in self.by_identity and a.identity not in keep]
+        fresh = [a for a in upserts if a.identity not in self.by_identity]
+        renames = pair_renames(doomed, fresh)
+        for old, new in renames:
+            hits = self.by_identity.pop(old.identity, [])
+            done: set[int] = set()
+            ok = True
+            for entry, _slot in hits:
+                if id(entry) in done:
+                    continue
+                done.add(id(entry))
+                same = [s for s in entry.slots if s.account is not None and s.account.secret_id == old.secret_id]
+                ok = self._store_in(entry, new, same) and ok
+            if ok:
+                self.report.updated.append(new)
+                self.report.renamed.append((old, new))
+        paired_old = {o.identity for o, _n in renames}
+        paired_new = {n.identity for _o, n in renames}
+        removals = [a for a in removals if a.identity not in paired_old and a.identity not in keep]
+        upserts = [a for a in upserts if a.identity not in paired_new]
         for acc in upserts:
             if acc.identity not in self.by_identity:
                 key = (acc.folder, _natural_title(acc).casefold())
@@ -375,7 +399,8 @@ class _Writer:
             if id(entry) in done:
                 continue
             done.add(id(entry))
-            same = [s for s in entry.slots if s.account is not None and s.account.identity == acc.identity]
+            # the entry's other conventions of this seed are copies of one OTP: replaced too
+            same = [s for s in entry.slots if s.account is not None and s.account.secret_id == acc.secret_id]
             if not self._store_in(entry, acc, same):
                 return
         self.report.updated.append(acc)

@@ -337,14 +337,16 @@ def read_slots(
 
 
 def entry_accounts(slots: list[Slot]) -> list[Account]:
-    """The accounts an entry holds: one per identity, the first slot in KeePassXC's read
-    order winning (that is the one KeePassXC shows); a slot holding a *different*
-    account is listed too, so nothing stays hidden."""
+    """The accounts an entry holds: one per kind + secret, the first slot in KeePassXC's
+    read order winning (that is the one KeePassXC shows: the other conventions of one
+    entry holding the same seed are copies of that one OTP, not accounts of their own);
+    a slot holding a *different* secret is listed too, so nothing stays hidden.
+    Accounts in *different* entries are never merged (SPEC §3)."""
     out: list[Account] = []
     seen: set[str] = set()
     for slot in slots:
-        if slot.account is not None and slot.account.identity not in seen:
-            seen.add(slot.account.identity)
+        if slot.account is not None and slot.account.secret_id not in seen:
+            seen.add(slot.account.secret_id)
             out.append(slot.account)
     return out
 

@@ -25,7 +25,7 @@ from otpbridge.core.errors import (
     UsageError,
 )
 from otpbridge.core.fileio import atomic_write, fsync_dir
-from otpbridge.core.model import Account, dedupe
+from otpbridge.core.model import Account, dedupe, pair_renames
 from otpbridge.core.otpauth import UriError
 from otpbridge.plugins import pass_entry as pe
 from otpbridge.plugins.pass_cache import MISSING, EntryCache, Stamp, stamp_of
@@ -288,7 +288,22 @@ class PassStore(Store):
         ops: list[_Op] = []
         taken: set[str] = set()
         wanted = {a.identity for a in upserts}
+        gone = {a.identity for a in removals} - wanted
+        # A removal plus an upsert with the same kind + secret is one rename/edit of that
+        # entry (SPEC §3): updated in place, the rest of the entry (password…) kept.
+        doomed = [by_id[i].account for i in sorted(gone) if i in by_id]
+        fresh = [a for a in dedupe(list(upserts)) if a.identity not in by_id]
+        renamed = set()
+        for old, new in pair_renames(doomed, fresh):  # type: ignore[arg-type]
+            entry = by_id[old.identity]
+            ops.append(_Op("update", entry.rel, new))
+            taken.add(entry.rel)
+            report.updated.append(new)
+            report.renamed.append((old, new))
+            renamed.add(new.identity)
         for acc in dedupe(list(upserts)):
+            if acc.identity in renamed:
+                continue
             entry = by_id.get(acc.identity)
             if entry is not None:
                 if _same_in_store(entry.account, acc) and not entry.repaired:
@@ -308,16 +323,15 @@ class PassStore(Store):
                     ops.append(_Op("add" if target is None else "append", rel, acc))
                     report.added.append(acc)
                     break
-                if rel not in taken and target is not None and target.account is not None and target.account.identity not in wanted:
-                    # same path, different secret: the account was re-keyed, so match by path;
-                    # but never over an account that is itself being kept
+                if rel not in taken and target is not None and target.account is not None and target.account.identity in gone:
+                    # same path, another account that is being removed: the account was
+                    # re-keyed, so match by path; never over an account nobody named
                     ops.append(_Op("update", rel, acc))
                     report.updated.append(acc)
                     break
                 n += 1
                 rel = f"{pe.entry_name(acc)}-{n}"
             taken.add(rel)
-        gone = {a.identity for a in removals}
         for e in entries:
             if e.account is not None and e.account.identity in gone and e.rel not in taken:
                 ops.append(_Op("remove", e.rel, e.account))

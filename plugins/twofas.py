@@ -34,7 +34,7 @@ from otpbridge.core.model import Account, Algorithm, Kind, b32decode, b32encode
 from otpbridge.core.otpauth import label_of
 from otpbridge.core.secrets import Secret
 from otpbridge.plugins import appcrypto as ac
-from otpbridge.stores.base import ReadResult, Store
+from otpbridge.stores.base import ReadResult, Store, carried_keys
 
 PBKDF2_ITERATIONS = 10_000
 SALT_BYTES = 256
@@ -76,6 +76,7 @@ class TwoFasStore(Store):
         self._password: Secret | None = None
         self._was_encrypted = False
         self._extras: dict[str, dict[str, Any]] = {}
+        self._read_accounts: list[Account] = []
         self._group_ids: dict[str, str] = {}
         self._groups_raw: dict[str, dict[str, Any]] = {}
         self._base32_rule = "2fas-android"
@@ -92,6 +93,7 @@ class TwoFasStore(Store):
     # -- reading ---------------------------------------------------------------------------
     def read(self) -> ReadResult:
         self._extras, self._group_ids, self._groups_raw, self._unread = {}, {}, {}, []
+        self._read_accounts: list[Account] = []  # what _extras was read for (renames keep them)
         backup = ac.parse_json(ac.read_file(self.path, self.label), self.label)
         if not isinstance(backup, dict) or "schemaVersion" not in backup:
             raise FormatError(f"{self.label}: not a 2FAS backup (no schemaVersion)")
@@ -211,6 +213,7 @@ class TwoFasStore(Store):
             folder=groups.get(group_id, "") if isinstance(group_id, str) else "",
         )
         self._extras[account.identity] = {k: copy.deepcopy(v) for k, v in raw.items() if k not in _OWNED}
+        self._read_accounts.append(account)
         return account
 
     # -- writing ---------------------------------------------------------------------------
@@ -223,8 +226,9 @@ class TwoFasStore(Store):
         # Groups read from this backup stay, even when no service uses them any more.
         used: dict[str, dict[str, Any]] = {n: copy.deepcopy(g) for n, g in self._groups_raw.items()}
         services = []
-        for position, acc in enumerate(accounts):
-            entry = copy.deepcopy(self._extras.get(acc.identity, {}))
+        keys = carried_keys(self._read_accounts, accounts)
+        for position, (acc, key) in enumerate(zip(accounts, keys, strict=True)):
+            entry = copy.deepcopy(self._extras.get(key, {}) if key else {})
             otp: dict[str, Any] = {
                 "label": acc.name,
                 "account": acc.name,

@@ -317,7 +317,69 @@ def build_vectors() -> dict[str, dict]:
     ]
     for name, why, blob, as_ in bad_objects:
         add(name, why, "integrity", header=header, passphrase=PASSPHRASE, object=blob, open_as=as_)
+    # --- sync views of both payload versions (docs/FORMAT.md "View payload"); own rng, so
+    # the vectors above do not change
+    rng_v = DetRng("otpbridge view payload vectors")
+    for version, why in ((1, "a view as otpbridge 0.1.0 wrote it: record id = kind + secret"),
+                         (2, "a view of payload v2: stable record ids, two accounts sharing a secret, "
+                             "one record renamed since it was made")):
+        plain = view_payload(version)
+        as_ = {"kind": "view", "device": "0123456789ab", "seq": 3}
+        blob = key.seal(as_["kind"], as_["device"], as_["seq"], plain, rng=rng_v)
+        add(f"success-view-v{version}", why, "success", header=header, passphrase=PASSPHRASE, object=blob,
+            open_as=as_, plaintext=plain, **info)
     return v
+
+
+# Test secrets of the view vectors (the issue's example seed and an HOTP one).
+_SEED = "JBSWY3DPEHPK3PXP"
+_HOTP_SEED = "GEZDGNBVGY3TQOJQ"
+
+
+def _account(issuer: str, name: str, *, kind: str = "totp", secret: str = _SEED, algorithm: str = "SHA1",
+             digits: int = 6, period: int = 30, counter: int = 0) -> dict:
+    return {"kind": kind, "secret": secret, "issuer": issuer, "name": name, "algorithm": algorithm,
+            "digits": digits, "period": period, "counter": counter, "folder": "", "note": ""}
+
+
+def _secret_id(kind: str, secret_b32: str) -> str:
+    """0.1.0's account id: sha256("otpbridge/account-id/v1\\0" kind "\\0" secret)[:32]."""
+    raw = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
+    return hashlib.sha256(b"otpbridge/account-id/v1\0" + kind.encode() + b"\0" + raw).hexdigest()[:32]
+
+
+def _identity(acc: dict) -> str:
+    """The v2 identity: seven length-prefixed fields (docs/FORMAT.md "Account identity")."""
+    raw = base64.b32decode(acc["secret"] + "=" * (-len(acc["secret"]) % 8))
+    h = hashlib.sha256(b"otpbridge/account-id/v2\0")
+    for part in (acc["kind"].encode(), raw, acc["algorithm"].encode(), str(acc["digits"]).encode(),
+                 str(acc["period"]).encode(), acc["issuer"].encode(), acc["name"].encode()):
+        h.update(len(part).to_bytes(4, "big") + part)
+    return h.hexdigest()[:32]
+
+
+def view_payload(version: int) -> bytes:
+    """A whole sync view of payload ``version``, byte for byte as the engine writes it."""
+    dev = "0123456789ab"
+    if version == 1:
+        accs = [_account("Bank", "alice"), _account("Token", "hw", kind="hotp", secret=_HOTP_SEED, counter=4)]
+        records = [{"id": _secret_id(a["kind"], a["secret"]), "c": 2, "d": dev, "n": a["counter"], "a": a}
+                   for a in accs]
+    else:
+        bank = _account("Bank", "alice", algorithm="SHA256", digits=8, period=15)
+        mail = _account("Mail", "bob")
+        born = _account("Token", "hw", kind="hotp", secret=_HOTP_SEED, counter=4)
+        renamed = {**born, "issuer": "Token Co", "counter": 6}
+        records = [
+            {"id": _identity(bank), "c": 2, "d": dev, "n": 0, "a": bank},
+            {"id": _identity(mail), "c": 2, "d": dev, "n": 0, "a": mail},
+            {"id": _identity(born), "c": 3, "d": dev, "n": 6, "a": renamed},  # id kept across the rename
+            {"id": _secret_id("totp", "MFRGGZDFMZTWQ2LK"), "c": 3, "d": dev, "n": 0, "a": None},  # a tombstone
+        ]
+    payload = {"w": "00" * 8, "home": "11" * 8, "prev": 2, "v": version, "device": dev, "name": "laptop",
+               "seq": 3, "epoch": 1, "time": int(CLOCK), "clock": 3, "removed": {}, "devices": {dev: "laptop"},
+               "records": sorted(records, key=lambda r: r["id"])}
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
 def render(doc: dict) -> str:

@@ -135,7 +135,7 @@ def test_devices_list_and_remove(tmp_path):
     ok(a.run("devices", "remove", bid))
     assert all(r["id"] != bid for r in ok(a.run("devices", "--json")).json())
     # b's account survives (a merged it); b itself is told it was removed
-    assert make_account("b1").identity in a.accounts()
+    assert make_account("b1").secret_id in a.accounts()
     b.add(make_account("b2"))
     res = b.sync()
     assert res.code == 2 and "removed" in res.err

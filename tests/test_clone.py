@@ -24,7 +24,7 @@ from tests.support.engine import Device, engine_session, make_account, ok, remot
 
 
 def ids(*tags: str) -> set[str]:
-    return {make_account(t).identity for t in tags}
+    return {make_account(t).secret_id for t in tags}
 
 
 def setup(tmp_path: Path) -> tuple[Device, Device, Path]:
@@ -85,9 +85,9 @@ def test_copied_home_second_to_sync_is_refused_and_nothing_is_lost(tmp_path, fir
     c = copy_home(a, tmp_path / "c")
     assert device_id(c) == device_id(a)
     a.add(make_account("a-new"))
-    a.edit(make_account("1").identity, issuer="EditedOnA")
+    a.edit(make_account("1").secret_id, issuer="EditedOnA")
     c.add(make_account("c-new"))
-    c.remove(make_account("2").identity)
+    c.remove(make_account("2").secret_id)
     early, late = (a, c) if first == "original" else (c, a)
     ok(early.sync())
     assert_refused(late, remote)
@@ -128,7 +128,7 @@ def test_copy_without_changes_takes_the_fast_path_until_the_other_syncs(tmp_path
     ok(a.sync())
     assert_refused(c, remote)  # even a copy with nothing to send: it would mistake a's view for its own
     ok(c.sync("--adopt-device"))
-    assert make_account("3").identity in c.accounts()
+    assert make_account("3").secret_id in c.accounts()
 
 
 # --- two copies uploading at the same moment -----------------------------------------------

@@ -57,8 +57,8 @@ def test_crash_at_every_operation_of_sync(tmp_path, mode_name):
                 a, b, remote = setup_pair(root)
                 old = set(a.accounts())
                 a.add(make_account("new"))
-                a.remove(make_account("0").identity)
-                a.edit(make_account("1").identity, name="edited")
+                a.remove(make_account("0").secret_id)
+                a.edit(make_account("1").secret_id, name="edited")
                 new = set(a.accounts())
                 faulty = FaultyBackend(LocalBackend(str(remote)), **{mode: {op: [k]}})
                 s = engine_session(a, faulty)
@@ -72,7 +72,7 @@ def test_crash_at_every_operation_of_sync(tmp_path, mode_name):
                 assert remote_ids(remote) == new
                 ok(b.sync())
                 assert set(b.accounts()) == new
-                assert b.accounts()[make_account("1").identity].name == "edited"
+                assert b.accounts()[make_account("1").secret_id].name == "edited"
     assert cases >= 6
 
 

@@ -45,7 +45,7 @@ def test_small_deletion_passes_and_travels_as_tombstone(pair):
     a.add(*[make_account(str(i)) for i in range(5)])
     ok(a.sync())
     ok(b.sync())
-    gone = make_account("3").identity
+    gone = make_account("3").secret_id
     b.remove(gone)
     assert ok(b.sync()).json()["sent"]["deleted"] == ["Svc3 (user-3)"]
     res = ok(a.sync()).json()
@@ -79,7 +79,7 @@ def test_remote_down_exit_5_local_store_untouched(pair, tmp_path):
             sync(s)
         assert a.store_path.read_bytes() == before
     ok(a.sync())
-    assert make_account("from-b").identity in a.accounts()
+    assert make_account("from-b").secret_id in a.accounts()
 
 
 def test_replayed_older_view_is_a_rollback(pair, tmp_path):
@@ -131,13 +131,13 @@ def test_conflicting_edits_are_reported(pair):
     a.add(acc)
     ok(a.sync())
     ok(b.sync())
-    a.edit(acc.identity, name="from-a")
-    b.edit(acc.identity, name="from-b")
+    a.edit(acc.secret_id, name="from-a")
+    b.edit(acc.secret_id, name="from-b")
     ok(a.sync())
     res = ok(b.sync()).json()
-    assert len(res["conflicts"]) == 1 and res["conflicts"][0]["id"] == acc.identity
+    assert len(res["conflicts"]) == 1 and res["conflicts"][0]["id"] == acc.identity  # the record id: the identity when first seen
     ok(a.sync())
-    assert a.accounts()[acc.identity].name == b.accounts()[acc.identity].name
+    assert a.accounts()[acc.secret_id].name == b.accounts()[acc.secret_id].name
 
 
 def test_hotp_counter_takes_the_maximum(pair):
@@ -146,13 +146,13 @@ def test_hotp_counter_takes_the_maximum(pair):
     a.add(h)
     ok(a.sync())
     ok(b.sync())
-    a.edit(h.identity, counter=10)
-    b.edit(h.identity, counter=7, name="renamed")
+    a.edit(h.secret_id, counter=10)
+    b.edit(h.secret_id, counter=7, name="renamed")
     ok(a.sync())
     ok(b.sync())
     ok(a.sync())
-    assert a.accounts()[h.identity].counter == 10 == b.accounts()[h.identity].counter
-    assert a.accounts()[h.identity].name == b.accounts()[h.identity].name
+    assert a.accounts()[h.secret_id].counter == 10 == b.accounts()[h.secret_id].counter
+    assert a.accounts()[h.secret_id].name == b.accounts()[h.secret_id].name
 
 
 def test_interrupted_upload_leftover_is_cleaned(pair, tmp_path):
@@ -215,5 +215,5 @@ def test_deletion_detection_across_secondary_store(tmp_path):
     ok(b.init())
     ok(a.sync())
     ok(b.sync())
-    assert set(b.accounts()) == {make_account("p").identity, make_account("s").identity}
-    assert make_account("s").identity in a.accounts()  # the primary receives everything
+    assert set(b.accounts()) == {make_account("p").secret_id, make_account("s").secret_id}
+    assert make_account("s").secret_id in a.accounts()  # the primary receives everything

@@ -386,7 +386,8 @@ def test_secrets_are_stored_protected(tmp_path):
     path = tmp_path / "p.kdbx"
     kstore(path).apply([acc(1), acc(3, Kind.HOTP), acc(5, Kind.HOTP, algorithm=Algorithm.SHA512)])
     make_kdbx4(tmp_path / "n.kdbx", [E("N", "u", "", "", {"TimeOtp-Secret-Base32": (S[9], False)})])
-    kstore(tmp_path / "n.kdbx").apply([Account(Kind.TOTP, secret(9), "N", "u", digits=8)])
+    (native,) = kstore(tmp_path / "n.kdbx").read().accounts
+    kstore(tmp_path / "n.kdbx").apply([native.replace(digits=8)], [native])
     for db, title, name in ((path, "Issuer1", "otp"), (path, "Issuer3", "HmacOtp-Secret-Base32"),
                             (path, "Issuer5", kf.OB_HOTP_FIELD), (tmp_path / "n.kdbx", "N", "TimeOtp-Secret-Base32")):
         entry = PyKeePass(str(db), "pw").find_entries(title=title, first=True)
@@ -473,7 +474,7 @@ def read_map(path: Path) -> dict[bytes, Account]:
 def test_update_changes_only_otp_fields_and_converts_legacy(user_db):
     old = read_map(user_db)[secret(6)]
     before = entry_fields(user_db, "Legacy")
-    report = kstore(user_db).apply([old.replace(digits=8)])
+    report = kstore(user_db).apply([old.replace(digits=8)], [old])  # an edit: new + old (SPEC §3)
     assert [a.secret for a in report.updated] == [secret(6)] and not report.added
     after = entry_fields(user_db, "Legacy")
     assert "TOTP Seed" not in after and "TOTP Settings" not in after
@@ -487,14 +488,14 @@ def test_update_keeps_history(user_db):
     from pykeepass import PyKeePass
 
     old = read_map(user_db)[secret(1)]
-    kstore(user_db).apply([old.replace(period=60)])
+    kstore(user_db).apply([old.replace(period=60)], [old])
     entry = PyKeePass(str(user_db), "pw").find_entries(title="Uri", first=True)
     assert len(entry.history) == 1 and entry.history[0].otp.endswith("issuer=GitHub")
 
 
 def test_keepass2_native_fields_are_updated_in_place(user_db):
     old = read_map(user_db)[secret(9)]
-    kstore(user_db).apply([old.replace(digits=8)])
+    kstore(user_db).apply([old.replace(digits=8)], [old])
     after = entry_fields(user_db, "Native")
     assert after["TimeOtp-Length"] == "8" and "otp" not in after and after["URL2"] == "x"
     assert after["Password"] == "pw-native"
@@ -551,7 +552,7 @@ def test_hotp_keepass_cannot_compute_is_kept_whole(user_db):
     assert key(read_map(user_db)[secret(29)]) == key(odd)
     assert kstore(user_db).apply([odd]).unchanged == 1  # read back as it was written: no churn
     renamed = odd.replace(issuer="Renamed Co", name="new name")  # the URI holds them: kept exactly
-    assert kstore(user_db).apply([renamed]).updated
+    assert kstore(user_db).apply([renamed], [odd]).updated  # an edit: new + old (SPEC §3)
     assert key(read_map(user_db)[secret(29)]) == key(renamed)
 
 
@@ -571,7 +572,7 @@ def test_unchanged_apply_does_not_write(user_db):
 def test_dry_run_changes_nothing(user_db):
     data = user_db.read_bytes()
     accounts = list(read_map(user_db).values())
-    report = kstore(user_db).apply([acc(31), accounts[0].replace(digits=7)], accounts[1:2], dry_run=True)
+    report = kstore(user_db).apply([acc(31), accounts[0].replace(digits=7)], [accounts[0], *accounts[1:2]], dry_run=True)
     assert report.dry_run and len(report.added) == 1 and len(report.updated) == 1 and len(report.removed) == 1
     assert user_db.read_bytes() == data
     assert sorted(p.name for p in user_db.parent.iterdir()) == ["user.kdbx"]
@@ -628,11 +629,12 @@ def test_legacy_is_updated_in_place_when_otp_holds_another_account(tmp_path):
     path = make_kdbx4(tmp_path / "l.kdbx", [E("Two", "u", "pw2", "", {
         "TOTP Seed": S[6], "TOTP Settings": "30;6", "otp": f"otpauth://totp/B:u?secret={S[7]}&issuer=B"})])
     old = read_map(path)[secret(6)]
-    report = kstore(path).apply([old.replace(digits=8)])
+    report = kstore(path).apply([old.replace(digits=8)], [old])
     assert len(report.updated) == 1 and not report.errors
     fields = entry_fields(path, "Two")
     assert fields["TOTP Settings"] == "30;8" and parse_uri(fields["otp"]).secret == secret(7)
-    refused = kstore(path).apply([old.replace(algorithm=Algorithm.SHA256)])  # legacy cannot hold SHA-256
+    old = read_map(path)[secret(6)]
+    refused = kstore(path).apply([old.replace(algorithm=Algorithm.SHA256)], [old])  # legacy cannot hold SHA-256
     assert refused.errors and not refused.updated and entry_fields(path, "Two") == fields
 
 
@@ -714,7 +716,8 @@ def hotp_shapes_db(tmp_path):
 
 def test_hotp_goes_to_exactly_one_shape_and_never_to_otp(hotp_shapes_db):
     path, cases = hotp_shapes_db
-    report = kstore(path).apply([a.replace(folder="F") for *_, a in cases])
+    # an edit of identity fields names the old account too (SPEC §3)
+    report = kstore(path).apply([a.replace(folder="F") for *_, a in cases], list(read_map(path).values()))
     assert not report.errors and len(report.updated) == 12 and len(report.added) == 4
     back = read_map(path)
     for shape, target, title, a in cases:
@@ -738,20 +741,20 @@ def test_switching_hotp_shapes_back_and_forth_removes_the_old_fields(user_db):
 
     old = read_map(user_db)[secret(13)]
     odd = old.replace(algorithm=Algorithm.SHA256, digits=7, counter=43)
-    assert kstore(user_db).apply([odd]).updated
+    assert kstore(user_db).apply([odd], [old]).updated
     fields = entry_fields(user_db, "Hotp")
     assert not any(k.startswith("HmacOtp-") for k in fields) and "otp" not in fields
     assert fields[kf.OB_HOTP_FIELD] == format_uri(odd) and fields["Password"] == "pw-hotp"
     assert read_map(user_db)[secret(13)] == odd
     back = odd.replace(algorithm=Algorithm.SHA1, digits=6, counter=44)
-    assert kstore(user_db).apply([back]).updated
+    assert kstore(user_db).apply([back], [odd]).updated
     fields = entry_fields(user_db, "Hotp")
     assert kf.OB_HOTP_FIELD not in fields and fields["HmacOtp-Counter"] == "44" and fields["Password"] == "pw-hotp"
     assert read_map(user_db)[secret(13)] == back
     entry = PyKeePass(str(user_db), "pw").find_entries(title="Hotp", first=True)
     assert len(entry.history) == 2  # each change kept the previous state, as KeePass does
     # Removing the account removes our field too, and nothing else.
-    kstore(user_db).apply([], [odd])
+    kstore(user_db).apply([], [back])
     assert secret(13) not in read_map(user_db)
     fields = entry_fields(user_db, "Hotp")
     assert not any(k.startswith("HmacOtp-") or k == kf.OB_HOTP_FIELD for k in fields) and fields["Password"] == "pw-hotp"

@@ -87,7 +87,8 @@ def test_keepassxc_reads_the_database_otpbridge_updated(imported, tmp_path):
     accounts = {a.secret: a for a in kstore(db).read().accounts}
     legacy = accounts[secret(6)].replace(digits=8, period=60)
     new = Account(Kind.TOTP, secret(35), "NewCo", "zoe", algorithm=Algorithm.SHA256, folder="Fresh")
-    report = kstore(db).apply([legacy, new], [accounts[secret(1)]])
+    # an edit of identity fields names the old account too (SPEC §3)
+    report = kstore(db).apply([legacy, new], [accounts[secret(1)], accounts[secret(6)]])
     assert len(report.updated) == 1 and len(report.added) == 1 and len(report.removed) == 1
     header = kdbx.read_header(db.read_bytes())
     assert (header.major, header.kdf.kind, header.kdf.rounds) == (3, "aes", rounds)

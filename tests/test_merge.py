@@ -147,7 +147,90 @@ def test_record_json_round_trip_and_mismatched_id_rejected():
     r = Record(ACCS[3].identity, 2, "aaaaaaaaaaaa", ACCS[3], 4)
     back = Record.from_json(r.to_json())
     assert back == r
+    # v2: an id is kept across renames, so it need not match; it must still be an id
+    renamed = Record(ACCS[3].identity, 3, "aaaaaaaaaaaa", ACCS[3].replace(name="new"), 4)
+    assert Record.from_json(renamed.to_json()) == renamed
     bad = r.to_json()
-    bad["id"] = ACCS[0].identity
+    bad["id"] = "not an id"
     with pytest.raises(ValueError):
         Record.from_json(bad)
+    # v1 (0.1.0): the id is the account's kind + secret hash
+    old = Record(ACCS[3].secret_id, 2, "aaaaaaaaaaaa", ACCS[3], 4)
+    assert Record.from_json(old.to_json(), version=1) == old
+    bad = old.to_json()
+    bad["id"] = ACCS[0].secret_id
+    with pytest.raises(ValueError):
+        Record.from_json(bad, version=1)
+
+
+# --- identity (SPEC §3 revised): stable record ids, renames are edits ---------------------
+def _base_v2(pairs):
+    from otpbridge.engine.merge import base_entry
+
+    return {rid: base_entry(acc) for rid, acc in pairs}
+
+
+def test_assign_ids_keeps_accounts_sharing_a_secret_apart():
+    from otpbridge.engine.merge import assign_ids
+
+    a = ACCS[0]
+    twins = [a.replace(name=f"Account {i}") for i in range(20)]
+    ids = assign_ids(twins, None, {})
+    assert len(set(ids.values())) == 20
+
+
+def test_rename_is_one_edit_of_the_record_not_delete_plus_add():
+    from otpbridge.engine.merge import assign_ids
+
+    a, b = ACCS[0], ACCS[1]
+    rid_a, rid_b = a.identity, b.identity
+    remote = view(Record(rid_a, 1, "bbbbbbbbbbbb", a), Record(rid_b, 1, "bbbbbbbbbbbb", b))
+    base = _base_v2([(rid_a, a), (rid_b, b)])
+    renamed = a.replace(issuer="Renamed", digits=8)
+    ids = assign_ids([renamed, b], base, remote)
+    assert ids[renamed.identity] == rid_a
+    local = {ids[x.identity]: x for x in (renamed, b)}
+    ch = local_changes(local, base, remote, device="aaaaaaaaaaaa", base_clock=1)
+    assert ch.edited == [rid_a] and ch.renamed == [rid_a] and not ch.deleted and not ch.added
+    merged = merge_views([remote, ch.records])
+    assert alive(merged)[rid_a] == renamed and len(alive(merged)) == 2
+
+
+def test_rename_here_racing_an_edit_there_is_a_conflict():
+    from otpbridge.engine.merge import assign_ids
+
+    a = ACCS[0]
+    rid = a.identity
+    base = _base_v2([(rid, a)])
+    remote = view(Record(rid, 3, "bbbbbbbbbbbb", a.replace(period=60)))  # edited on b since our base
+    mine = a.replace(name="renamed here")
+    ids = assign_ids([mine], base, remote)
+    assert ids[mine.identity] == rid
+    ch = local_changes({rid: mine}, base, remote, device="aaaaaaaaaaaa", base_clock=1)
+    assert [c.id for c in ch.conflicts] == [rid] and not ch.deleted
+
+
+def test_rename_pairs_with_a_0_1_0_base():
+    """A state written by 0.1.0: base keyed by kind + secret, no identity stored."""
+    from otpbridge.engine.merge import assign_ids
+
+    a = ACCS[0]
+    rid = a.secret_id
+    remote = view(Record(rid, 1, "bbbbbbbbbbbb", a))
+    base = {rid: BaseEntry(digest(a), 0)}
+    assert assign_ids([a], base, remote) == {a.identity: rid}
+    mine = a.replace(issuer="New")
+    assert assign_ids([mine], base, remote) == {mine.identity: rid}
+    ch = local_changes({rid: mine}, base, remote, device="aaaaaaaaaaaa", base_clock=1)
+    assert ch.edited == [rid] and ch.renamed == [rid] and not ch.deleted
+
+
+def test_new_account_never_takes_an_id_in_use():
+    from otpbridge.engine.merge import assign_ids
+
+    a = ACCS[0]
+    moved = a.replace(name="moved")
+    remote = view(Record(a.identity, 2, "bbbbbbbbbbbb", moved))  # a's record now holds "moved"
+    ids = assign_ids([moved, a], _base_v2([(a.identity, moved)]), remote)
+    assert ids[moved.identity] == a.identity
+    assert ids[a.identity] != a.identity  # the re-added original gets a fresh id

@@ -21,13 +21,35 @@ def test_repr_and_str_hide_the_secret():
     assert "Example" in text
 
 
-def test_identity_is_kind_and_secret():
+def test_identity_is_generator_and_label():
+    """SPEC §3 (revised): kind, secret, algorithm, digits, period, issuer and name."""
     a = Account(Kind.TOTP, SECRET, issuer="A", name="x")
-    renamed = a.replace(issuer="B", name="y", digits=8)
-    assert a.identity == renamed.identity
-    assert Account(Kind.HOTP, SECRET).identity != a.identity
+    for change in ({"issuer": "B"}, {"name": "y"}, {"digits": 8}, {"period": 15},
+                   {"algorithm": Algorithm.SHA256}, {"issuer": "a"}):  # case is a visible rename
+        other = a.replace(**change)
+        assert other.identity != a.identity, change
+        assert other.secret_id == a.secret_id
+        assert dedupe([a, other]) == [a, other]
+    # attributes, not identity
+    assert a.replace(folder="f", note="n", mtime=5.0).identity == a.identity
+    assert Account(Kind.HOTP, SECRET, counter=7).identity == Account(Kind.HOTP, SECRET, counter=1).identity
+    # leading/trailing whitespace is not part of a label (one store trims it)
+    assert Account(Kind.TOTP, SECRET, issuer=" A ", name="x ").identity == a.identity
+    assert Account(Kind.HOTP, SECRET).identity != Account(Kind.TOTP, SECRET).identity
     assert Account(Kind.TOTP, SECRET + b"!").identity != a.identity
-    assert dedupe([a, renamed]) == [a]
+    assert dedupe([a, a.replace(note="dup")]) == [a]  # an exact duplicate is kept once
+    # length-prefixed: moving text between issuer and name is a different account
+    assert Account(Kind.TOTP, SECRET, issuer="ab", name="c").identity != Account(
+        Kind.TOTP, SECRET, issuer="a", name="bc").identity
+
+
+def test_shared_secrets_are_reported_not_collapsed():
+    from otpbridge.core.model import shared_secrets
+
+    accs = [Account(Kind.TOTP, SECRET, issuer="Ente", name=f"Account {i}") for i in range(1, 21)]
+    assert len(dedupe(accs)) == 20
+    shared = shared_secrets(accs)
+    assert len(shared) == 20 and all(len(v) == 19 for v in shared.values())
 
 
 @pytest.mark.parametrize(

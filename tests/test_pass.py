@@ -260,7 +260,7 @@ def test_update_replaces_only_the_otp_line_byte_for_byte(pass_dir):
     store = pass_dir.store()
     (old,) = store.read().accounts
     new = old.replace(name="alice2", digits=8)
-    report = store.apply([new])
+    report = store.apply([new], [old])  # an edit: new + old (SPEC §3)
     assert report.updated == [new]
     after = pass_dir.read("sites/acme")
     line = pe.uri_for(new).encode()
@@ -268,7 +268,7 @@ def test_update_replaces_only_the_otp_line_byte_for_byte(pass_dir):
     # no trailing newline is kept as such
     pass_dir.write("sites/bare", f"pw\notpauth://totp/B:x?secret={SECRET2}".encode())
     (acc,) = [a for a in pass_dir.store().read().accounts if a.issuer == "B"]
-    pass_dir.store().apply([acc.replace(period=60)])
+    pass_dir.store().apply([acc.replace(period=60)], [acc])
     assert pass_dir.read("sites/bare") == b"pw\n" + pe.uri_for(acc.replace(period=60)).encode()
 
 
@@ -300,10 +300,15 @@ def test_new_account_at_a_password_entry_is_appended(pass_dir):
     assert pass_dir.read("Acme/alice") == b"the password\nuser: alice\n" + pe.uri_for(totp()).encode() + b"\n"
 
 
-def test_same_path_different_secret_is_an_update(pass_dir):
+def test_same_path_different_secret_is_an_update_only_when_the_old_account_goes(pass_dir):
     pass_dir.write("Acme/alice", f"pw\notpauth://totp/Acme:alice?secret={SECRET}&issuer=Acme\n".encode())
+    (old,) = pass_dir.store().read().accounts
     rekeyed = totp(secret=SECRET2)
-    report = pass_dir.store().apply([rekeyed])
+    # SPEC §3: a write touches only the entries it names — an upsert alone never
+    # overwrites another account that happens to live at the same path
+    report = pass_dir.store().apply([rekeyed], dry_run=True)
+    assert report.added == [rekeyed] and not report.updated
+    report = pass_dir.store().apply([rekeyed], [old])  # re-keyed: the old account goes
     assert report.updated == [rekeyed]
     assert pass_dir.read("Acme/alice") == b"pw\n" + pe.uri_for(rekeyed).encode() + b"\n"
 
@@ -358,7 +363,7 @@ def test_missing_recipient_key_fails_clearly_and_writes_nothing(pass_dir, gpg_ke
     store = pass_dir.store()
     (acc,) = store.read().accounts
     with pytest.raises(OtpBridgeError) as info:
-        store.apply([acc.replace(digits=8), totp(issuer="New", secret=SECRET2)])
+        store.apply([acc.replace(digits=8), totp(issuer="New", secret=SECRET2)], [acc])
     assert "nobody@nowhere.invalid" in str(info.value) and "no public key" in str(info.value)
     assert SECRET not in str(info.value) and SECRET2 not in str(info.value)
     assert {p: p.read_bytes() for p in pass_dir.path.rglob("*.gpg")} == before
@@ -380,11 +385,11 @@ def test_git_store_gets_one_commit_per_apply(pass_dir):
     pass_dir.git_init()
     store = pass_dir.store()
     (acc,) = store.read().accounts
-    store.apply([acc.replace(digits=8), hotp(3)])
+    store.apply([acc.replace(digits=8), hotp(3)], [acc])
     log = pass_dir.git_log()
     assert log[0] == "otpbridge: update 1, add 1 OTP entries" and log[1] == "init"
     assert pass_dir.git_clean()
-    pass_dir.store().apply([], [acc])
+    pass_dir.store().apply([], [acc.replace(digits=8)])
     assert pass_dir.git_log()[0] == "otpbridge: remove OTP from sites/acme"
     pass_dir.store().apply([], [hotp(4)])
     assert pass_dir.git_log()[0] == "otpbridge: remove OTP from Bank/bob"

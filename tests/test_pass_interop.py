@@ -97,10 +97,10 @@ def test_pass_otp_append_and_our_update_and_removal_keep_the_password(pass_dir):
     pass_dir.pass_("otp", "append", "mail/provider", input=f"otpauth://totp/Mail:erin?secret={SECRET}&issuer=Mail\n")
     store = pass_dir.store()
     (acc,) = store.read().accounts
-    store.apply([acc.replace(digits=8)])
+    store.apply([acc.replace(digits=8)], [acc])  # an edit names the old account too (SPEC §3)
     shown = pass_dir.pass_("show", "mail/provider").stdout
     assert shown == f"p@ssw0rd\nuser: erin\n{pe.uri_for(acc.replace(digits=8))}\n"
-    pass_dir.store().apply([], [acc])
+    pass_dir.store().apply([], [acc.replace(digits=8)])
     assert pass_dir.pass_("show", "mail/provider").stdout == "p@ssw0rd\nuser: erin\n"
     log = pass_dir.git_log()
     assert log[0] == "otpbridge: remove OTP from mail/provider"

@@ -117,7 +117,7 @@ def test_finishing_a_change_with_a_wrong_old_passphrase_deletes_nothing(tmp_path
     assert res.code == 3, res.err
     assert "Traceback" not in res.err
     ok(a.run("passphrase", "change", env=NEW))  # the right old passphrase finishes the job
-    assert late.identity in remote_ids(remote, NEW_PASS)
+    assert late.secret_id in remote_ids(remote, NEW_PASS)
 
 
 # --- restore into an existing store ---------------------------------------------------------
@@ -131,9 +131,12 @@ def test_restore_never_moves_a_hotp_counter_backwards(tmp_path):
     other = Device(tmp_path / "other", str(remote), "other")
     other.write_accounts([h.replace(counter=40, name="renamed here")])
     res = ok(other.run("restore", str(remote), "--into", other.store, "--json"))
-    got = other.accounts()[h.identity]
-    assert got.counter == 40, res.out
-    assert got.name == h.name  # the vault's fields are restored; only the counter is kept
+    from tests.support.engine import parse_uri
+
+    lines = [parse_uri(x) for x in other.store_path.read_text().splitlines() if x.strip()]
+    # SPEC §3: the renamed copy is another account; it stays, and the vault's is added
+    assert sorted(a.name for a in lines) == sorted([h.name, "renamed here"]), res.out
+    assert all(a.counter == 40 for a in lines), res.out  # codes below 40 were used with this secret
 
 
 def test_restore_accept_rollback_is_honoured(tmp_path):
@@ -377,14 +380,14 @@ def test_delete_here_edit_there_keeps_the_later_change(tmp_path):
     a.add(acc, make_account("y"), make_account("z"))
     ok(a.sync())
     ok(b.sync())
-    a.remove(acc.identity)
-    b.edit(acc.identity, name="edited on b")
+    a.remove(acc.secret_id)
+    b.edit(acc.secret_id, name="edited on b")
     ok(a.sync())
     res = ok(b.sync()).json()  # b's edit is newer than a's deletion: the account lives
-    assert [c["id"] for c in res["conflicts"]] == [acc.identity]
+    assert [c["id"] for c in res["conflicts"]] == [acc.identity]  # the record id: the identity when first seen
     ok(a.sync())
-    assert a.accounts()[acc.identity].name == "edited on b"
-    assert acc.identity in remote_ids(remote)
+    assert a.accounts()[acc.secret_id].name == "edited on b"
+    assert acc.secret_id in remote_ids(remote)
 
 
 def test_concurrent_edits_with_equal_clocks_converge(tmp_path):
@@ -395,8 +398,8 @@ def test_concurrent_edits_with_equal_clocks_converge(tmp_path):
     a.add(acc)
     ok(a.sync())
     ok(b.sync())
-    a.edit(acc.identity, name="from a")
-    b.edit(acc.identity, name="from b")
+    a.edit(acc.secret_id, name="from a")
+    b.edit(acc.secret_id, name="from b")
 
     def b_syncs_first(k, name):
         ok(b.sync())  # b lists before a uploads, a listed before b uploads
@@ -406,8 +409,8 @@ def test_concurrent_edits_with_equal_clocks_converge(tmp_path):
     for _ in range(2):
         ok(a.sync())
         ok(b.sync())
-    assert a.accounts()[acc.identity].name == b.accounts()[acc.identity].name
-    assert a.accounts()[acc.identity].name in ("from a", "from b")
+    assert a.accounts()[acc.secret_id].name == b.accounts()[acc.secret_id].name
+    assert a.accounts()[acc.secret_id].name in ("from a", "from b")
 
 
 def test_old_copy_of_the_store_does_not_move_hotp_backwards(tmp_path):
@@ -416,13 +419,13 @@ def test_old_copy_of_the_store_does_not_move_hotp_backwards(tmp_path):
     a.add(h)
     ok(a.sync())
     old_store = a.store_path.read_bytes()
-    a.edit(h.identity, counter=20)
+    a.edit(h.secret_id, counter=20)
     ok(a.sync())
     a.store_path.write_bytes(old_store)  # the user restored yesterday's file
     ok(a.sync())
     ok(b.sync())
-    assert a.accounts()[h.identity].counter == 20
-    assert b.accounts()[h.identity].counter == 20
+    assert a.accounts()[h.secret_id].counter == 20
+    assert b.accounts()[h.secret_id].counter == 20
 
 
 def test_state_file_deleted_then_rejoin_loses_nothing(tmp_path):
@@ -440,7 +443,7 @@ def test_state_file_deleted_then_rejoin_loses_nothing(tmp_path):
     ok(a.init())
     ok(a.sync())
     ok(b.sync())
-    want = {make_account(t).identity for t in "1234"}
+    want = {make_account(t).secret_id for t in "1234"}
     assert set(a.accounts()) == want == set(b.accounts()) == remote_ids(remote)
 
 
@@ -457,7 +460,7 @@ def test_home_restored_from_an_old_backup_is_no_rollback_and_loses_nothing(tmp_p
     shutil.copytree(a.root, backup)
     a.add(make_account("2"))
     ok(a.sync())
-    a.remove(make_account("1").identity)
+    a.remove(make_account("1").secret_id)
     ok(a.sync())
     b.add(make_account("3"))
     ok(b.sync())
@@ -467,10 +470,10 @@ def test_home_restored_from_an_old_backup_is_no_rollback_and_loses_nothing(tmp_p
     res = a.sync()
     assert res.code == 6 and "rollback" not in res.err and "--adopt-device" in res.err, res.err
     assert sorted(p.name for p in remote.rglob("*")) == before
-    assert set(a.accounts()) == {make_account("1").identity}  # the store was not touched
+    assert set(a.accounts()) == {make_account("1").secret_id}  # the store was not touched
     ok(a.sync("--adopt-device"))
     ok(b.sync())
-    want = {make_account("2").identity, make_account("3").identity}
+    want = {make_account("2").secret_id, make_account("3").secret_id}
     assert set(a.accounts()) == want == set(b.accounts()) == remote_ids(remote)
 
 
@@ -486,10 +489,10 @@ def test_account_in_two_stores_with_different_settings_is_not_lost(tmp_path):
     ok(a.run("init", str(remote), "--store", a.store, "--store", f"uris:{extra}", "--device", "a",
              "--kdf", "insecure-test"))
     ok(a.sync())
-    assert a.accounts()[acc.identity].counter == 9  # the highest counter wins everywhere
+    assert a.accounts()[acc.secret_id].counter == 9  # the highest counter wins everywhere
     a.write_accounts([])  # deleted from the primary, still in the secondary
     ok(a.sync())
-    assert acc.identity in remote_ids(remote)
+    assert acc.secret_id in remote_ids(remote)
 
 
 def test_read_only_primary_can_still_change_the_passphrase(tmp_path):
@@ -606,7 +609,7 @@ def test_listed_object_that_cannot_be_read(tmp_path):
     # for "nothing changed" - b's view was never read, its account never received.
     res = ok(a.sync()).json()
     assert not res["fast_path"]
-    assert make_account("5").identity in a.accounts()  # now a has verified b's newest view
+    assert make_account("5").secret_id in a.accounts()  # now a has verified b's newest view
     a.add(make_account("6"))
     with pytest.raises(OtpBridgeError) as info:
         sync(engine_session(a, FaultyBackend(LocalBackend(str(remote)), fail_on={"read": vanish})))
@@ -642,8 +645,8 @@ def test_no_secret_in_outputs_state_or_temp_files(tmp_path):
     acc = make_account("leaky", kind="hotp", counter=3)
     a.add(acc)
     outs = [ok(a.sync()), ok(b.sync())]
-    a.edit(acc.identity, name="edited-a")
-    b.edit(acc.identity, name="edited-b")
+    a.edit(acc.secret_id, name="edited-a")
+    b.edit(acc.secret_id, name="edited-b")
     outs += [ok(a.sync()), ok(b.sync()), ok(a.run("restore", "--into", f"uris:{tmp_path / 'r.txt'}", "--json"))]
     outs += [ok(a.run("verify", "--json")), ok(a.run("snapshots", "--json")), ok(a.run("status", "--json"))]
     outs += [ok(a.run("passphrase", "change", "--json", env=NEW)),

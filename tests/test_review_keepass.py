@@ -296,7 +296,7 @@ def test_apply_on_a_keepassxc_database_keeps_everything_else(tmp_path, creds, ve
     assert set(accounts) == {secret(1), secret(2)}  # not the history item, not the recycle bin
     report = kstore(db, ctx, **opts).apply(
         [accounts[secret(1)].replace(period=60), Account(Kind.TOTP, secret(5), "Plain", "ann")],
-        [accounts[secret(2)]],
+        [accounts[secret(2)], accounts[secret(1)]],  # an edit names the old account too (SPEC §3)
     )
     assert (len(report.updated), len(report.added), len(report.removed)) == (1, 1, 1) and not report.errors
     after = _export(db, **kw)  # keepassxc-cli opens what we wrote

@@ -52,15 +52,15 @@ def test_change_rekeys_everything_and_others_get_exit_3(trio):
     assert "versioning" in res.err or "trash" in res.err
     every_object_refuses(remote, PASS)
     assert len(list((remote / "devices").rglob("*.view"))) >= snaps_before - 1  # snapshots re-encrypted
-    assert remote_ids(remote, NEW_PASS) == everything | {make_account("s2").identity}
+    assert remote_ids(remote, NEW_PASS) == everything | {make_account("s2").secret_id}
     phone.add(make_account("p2"))
     res = phone.sync()
     assert res.code == 3
     assert "the passphrase was changed on device 'laptop'" in res.err
     ok(phone.sync(env={"OTPBRIDGE_PASSPHRASE": NEW_PASS}))
     ok(laptop.sync(env={"OTPBRIDGE_PASSPHRASE": NEW_PASS}))
-    assert make_account("p2").identity in laptop.accounts()
-    assert make_account("s2").identity in laptop.accounts()
+    assert make_account("p2").secret_id in laptop.accounts()
+    assert make_account("s2").secret_id in laptop.accounts()
     # snapshots still restore after the change
     snaps = ok(laptop.run("snapshots", "--json")).json()
     old = [s for s in snaps if not s["latest"]]
@@ -73,19 +73,19 @@ def test_change_rekeys_everything_and_others_get_exit_3(trio):
 def test_discard_remote_only_lists_then_drops(trio):
     (laptop, server, phone), remote = trio
     # laptop forgets the accounts other devices added (as if it were a fresh phone)
-    laptop.remove(make_account("s1").identity, make_account("p1").identity)
+    laptop.remove(make_account("s1").secret_id, make_account("p1").secret_id)
     res = ok(laptop.run("passphrase", "change", "--discard-remote-only", "--dry-run", "--json", env=NEW))
     assert res.json()["dry_run"] is True
     # remove() above is a local deletion too; dry run lists the two accounts lost
     assert sorted(res.json()["lost"]) == ["Svcp1 (user-p1)", "Svcs1 (user-s1)"]
-    assert remote_ids(remote, PASS) == {make_account(t).identity for t in ("l1", "s1", "p1")} | {
-        make_account("hot", kind="hotp").identity
+    assert remote_ids(remote, PASS) == {make_account(t).secret_id for t in ("l1", "s1", "p1")} | {
+        make_account("hot", kind="hotp").secret_id
     }
     # 2 of 4 accounts: the mass-deletion guard applies to this path too (issue 17)
     res = laptop.run("passphrase", "change", "--discard-remote-only", env=NEW)
     assert res.code == 6, res.err
     ok(laptop.run("passphrase", "change", "--discard-remote-only", "--allow-deletions", env=NEW))
-    assert remote_ids(remote, NEW_PASS) == {make_account("l1").identity, make_account("hot", kind="hotp").identity}
+    assert remote_ids(remote, NEW_PASS) == {make_account("l1").secret_id, make_account("hot", kind="hotp").secret_id}
 
 
 def test_default_change_keeps_remote_only_accounts(trio):
@@ -108,7 +108,7 @@ def test_view_written_during_the_change_is_folded_in(trio):
 
     faulty = FaultyBackend(LocalBackend(str(remote)), fail_on={"write": straggle})
     change_passphrase(engine_session(laptop, faulty), lambda: Secret(NEW_PASS))
-    assert late.identity in remote_ids(remote, NEW_PASS)
+    assert late.secret_id in remote_ids(remote, NEW_PASS)
     every_object_refuses(remote, PASS)
 
 

@@ -49,20 +49,20 @@ def test_three_devices_converge_in_every_order(tmp_path, order):
         ok(d.sync())
     # each device: an addition, an edit or a deletion, and a HOTP use
     devs[0].add(make_account("a0"))
-    devs[0].edit(shared.identity, name="renamed-on-0")
+    devs[0].edit(shared.secret_id, name="renamed-on-0")
     devs[1].add(make_account("a1"))
-    devs[1].remove(make_account("gone").identity)
+    devs[1].remove(make_account("gone").secret_id)
     devs[2].add(make_account("a2"))
     for i, d in enumerate(devs):
-        d.edit(hotp.identity, counter=5 + i)
+        d.edit(hotp.secret_id, counter=5 + i)
     for i in order:
         ok(devs[i].sync())
     settle(devs)
     final = assert_converged(devs)
-    ids = {make_account(t).identity for t in ("shared", "a0", "a1", "a2")} | {hotp.identity}
+    ids = {make_account(t).secret_id for t in ("shared", "a0", "a1", "a2")} | {hotp.secret_id}
     assert set(final) == ids
-    assert final[shared.identity].name == "renamed-on-0"
-    assert final[hotp.identity].counter == 7
+    assert final[shared.secret_id].name == "renamed-on-0"
+    assert final[hotp.secret_id].counter == 7
     assert remote_ids(tmp_path / "remote") == ids
 
 
@@ -72,14 +72,14 @@ def test_two_devices_delete_and_readd(tmp_path):
     a.add(acc)
     ok(a.sync())
     ok(b.sync())
-    b.remove(acc.identity)
+    b.remove(acc.secret_id)
     ok(b.sync())
     ok(a.sync())
-    assert acc.identity not in a.accounts()
+    assert acc.secret_id not in a.accounts()
     a.add(acc.replace(name="back"))  # re-added on purpose: newer than the tombstone
     ok(a.sync())
     ok(b.sync())
-    assert b.accounts()[acc.identity].name == "back"
+    assert b.accounts()[acc.secret_id].name == "back"
 
 
 def _random_round(rng, devs, model, deleted, r):
@@ -99,10 +99,10 @@ def _random_round(rng, devs, model, deleted, r):
         else:
             acc = make_account(f"r{r}-d{i}")
             d.add(acc)
-            model[acc.identity] = (i, acc.name)
+            model[acc.secret_id] = (i, acc.name)
         hot = make_account("counter", kind="hotp")
-        if hot.identity in cur:
-            d.edit(hot.identity, counter=cur[hot.identity].counter + rng.randint(1, 3))
+        if hot.secret_id in cur:
+            d.edit(hot.secret_id, counter=cur[hot.secret_id].counter + rng.randint(1, 3))
 
 
 @pytest.mark.slow
@@ -124,11 +124,11 @@ def test_parallel_syncs_against_a_model(tmp_path):
             assert p.returncode == 0, err
     settle(devs)
     final = assert_converged(devs)
-    assert set(final) == set(model) | {hot.identity}
+    assert set(final) == set(model) | {hot.secret_id}
     for rid, (_owner, name) in model.items():
         assert final[rid].name == name
     assert not deleted & set(final)
-    counters = final[hot.identity].counter
+    counters = final[hot.secret_id].counter
     assert counters >= 1
 
 
@@ -143,7 +143,7 @@ def test_webdav_two_devices_and_fast_path(tmp_path, webdav_server):  # noqa: F81
     b.add(make_account("w2"))
     ok(b.sync())
     ok(a.sync())
-    assert_converged([a, b], {make_account("w1").identity, make_account("w2").identity})
+    assert_converged([a, b], {make_account("w1").secret_id, make_account("w2").secret_id})
     res = ok(a.sync(drop=("OTPBRIDGE_PASSPHRASE",))).json()
     assert res["fast_path"] and res["stats"]["kdf"] == 0 and res["stats"]["listings"] == 1
 
@@ -169,7 +169,7 @@ def test_keepass_primary_receives_changes_and_keeps_passwords(tmp_path):
     entry = [e for e in db.entries if e.title == doomed.issuer][0]
     entry.password = "the website password"
     db.save()
-    a.remove(doomed.identity)
+    a.remove(doomed.secret_id)
     ok(a.sync())
     res = ok(k.sync()).json()
     assert res["received"]["removed"] == [doomed.label]

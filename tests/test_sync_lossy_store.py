@@ -24,13 +24,13 @@ def test_editing_on_a_uri_list_keeps_folder_and_note_from_another_device(tmp_pat
     a = Device(tmp_path / "a", remote, "a")
     assert a.init().code == 0
     assert a.sync().code == 0
-    assert a.accounts()[acc.identity].folder == ""
-    a.edit(acc.identity, name="renamed-on-a")
+    assert a.accounts()[acc.secret_id].folder == ""
+    a.edit(acc.secret_id, name="renamed-on-a")
     res = a.sync()
     assert res.code == 0, res.err
     res = b.run("sync")
     assert res.code == 0, res.err
-    got = {x.identity: x for x in _aegis(aegis_file).read().accounts}[acc.identity]
+    got = {x.secret_id: x for x in _aegis(aegis_file).read().accounts}[acc.secret_id]
     assert got.name == "renamed-on-a"  # the edit arrived
     assert got.folder == "Work/Cloud" and got.note == "recovery codes are in the safe"  # nothing erased
 
@@ -49,5 +49,5 @@ def test_a_store_that_holds_the_field_can_still_clear_it(tmp_path):
     c_file = tmp_path / "c" / "vault.json"
     assert c.run("init", remote, "--store", f"aegis:{c_file}", "--device", "c", "--kdf", "insecure-test").code == 0
     assert c.run("sync").code == 0
-    got = {x.identity: x for x in _aegis(c_file).read().accounts}[acc.identity]
+    got = {x.secret_id: x for x in _aegis(c_file).read().accounts}[acc.secret_id]
     assert got.folder == ""

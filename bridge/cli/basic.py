@@ -6,7 +6,7 @@ import click
 
 from otpbridge.cli.common import State, account_json, errors_json, finish_partial, pass_state
 from otpbridge.core.errors import DataLossRefused, UsageError
-from otpbridge.core.model import Account, Kind
+from otpbridge.core.model import Account, Kind, shared_secrets
 
 
 def _matches(account: Account, query: str | None) -> bool:
@@ -113,11 +113,18 @@ def list_cmd(state: State, source: str, query: str | None, as_json: bool, show_s
     store = _open_source(state, source)
     result = _read(store)
     accounts = [a for a in result.accounts if _matches(a, query)]
+    # SPEC §3: accounts sharing a secret are distinct accounts; say so, never collapse them
+    shared = shared_secrets(result.accounts)
     if as_json:
         state.emit_json(
             {
                 "source": str(store.spec),
-                "accounts": [account_json(a, secrets=show_secrets) for a in accounts],
+                "accounts": [
+                    {**account_json(a, secrets=show_secrets),
+                     "shares_secret_with": [{"id": o.identity, "label": o.label} for o in shared.get(a.identity, [])]}
+                    for a in accounts
+                ],
+                "duplicates": [account_json(a) for a in result.duplicates],
                 "errors": errors_json(result.errors),
             }
         )
@@ -133,8 +140,20 @@ def list_cmd(state: State, source: str, query: str | None, as_json: bool, show_s
             cols.append("uri")
             rows = [(*r, format_uri(a)) for r, a in zip(rows, accounts, strict=True)]
         state.table(cols, rows)
+        for a in accounts:
+            if a.identity in shared:
+                state.note(f"note: {a.label} shares a secret with {', '.join(o.label for o in shared[a.identity])}")
+        _note_duplicates(state, result.duplicates)
         state.note(f"{len(accounts)} account(s) in {store.label}")
     finish_partial(result.errors, "entries")
+
+
+def _note_duplicates(state: State, duplicates: list[Account]) -> None:
+    """An exact duplicate (equal in all seven identity fields) is one account: kept once, said once."""
+    if duplicates:
+        names = ", ".join(sorted({a.label for a in duplicates}))
+        state.note(f"note: {len(duplicates)} exact duplicate entr{'y' if len(duplicates) == 1 else 'ies'} "
+                   f"kept once: {names}")
 
 
 @click.command("code")
@@ -277,6 +296,7 @@ def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool
                 "added": [account_json(a) for a in report.added],
                 "updated": [account_json(a) for a in report.updated],
                 "unchanged": report.unchanged,
+                "duplicates": [account_json(a) for a in result.duplicates],
                 "backup": str(report.backup) if report.backup else None,
                 "errors": errors_json(result.errors + report.errors),
             }
@@ -287,6 +307,7 @@ def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool
             state.echo(f"{'+ ' if dry_run else ''}{verb}: {acc.label}")
         for acc in report.updated:
             state.echo(f"{'~ ' if dry_run else ''}{'would update' if dry_run else 'updated'}: {acc.label}")
+        _note_duplicates(state, result.duplicates)
         summary = f"{len(report.added)} added, {len(report.updated)} updated, {report.unchanged} unchanged"
         state.note(("dry run, nothing written: " if dry_run else "") + summary + f" in {dst.label}")
         if report.backup:

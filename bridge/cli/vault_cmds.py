@@ -133,9 +133,11 @@ def _print_sync(state: State, r) -> None:
     if r.fast_path:
         state.echo("nothing changed")
         return
-    for what, items in (("send new", r.added), ("send edited", r.edited), ("send deleted", r.deleted),
+    for what, items in (("send new", r.added), ("send edited", r.edited), ("send renamed", r.renamed),
+                        ("send deleted", r.deleted),
                         ("send HOTP counter of", r.counters), ("add here", r.received_added),
-                        ("update here", r.received_updated), ("remove here", r.received_removed)):
+                        ("update here", r.received_updated), ("rename here", r.received_renamed),
+                        ("remove here", r.received_removed)):
         for label in items:
             state.echo(f"{pre}{what}: {label}")
     for c in r.conflicts:

@@ -1,7 +1,12 @@
 """The account model (SPEC §3): one value type every store converts to and from.
 
-Identity is kind + secret, so the same account read from two stores (or renamed in
-one) is recognised as one account. Secrets are excluded from ``repr``/``str`` so an
+Identity (SPEC §3, revised in 0.2) is the code generator *and* the label: kind, secret,
+algorithm, digits, period, issuer and name. Two entries that agree on all seven are one
+account (an exact duplicate); entries that differ in any of them are two accounts, even
+when they share a secret. Counter, folder, note and mtime are attributes. Issuer and name
+are compared exactly as stored after the model's own normalisation (leading/trailing
+whitespace stripped, nothing else): a change of case is a rename the user can see.
+Secrets are excluded from ``repr``/``str`` so an
 account can be logged or shown in a traceback without leaking anything.
 """
 
@@ -200,7 +205,31 @@ class Account:
     # -- identity ---------------------------------------------------------------
     @property
     def identity(self) -> str:
-        """A stable id from kind + secret; a hash so it can be logged and stored safely."""
+        """A stable id from the seven identity fields; a hash so it can be logged and stored safely.
+
+        Fields are length-prefixed so no two different accounts hash alike.
+        """
+        parts = [
+            self.kind.value.encode(),
+            self.secret,
+            self.algorithm.value.encode(),
+            str(int(self.digits)).encode(),
+            str(int(self.period)).encode(),
+            self.issuer.encode("utf-8"),
+            self.name.encode("utf-8"),
+        ]
+        h = hashlib.sha256(b"otpbridge/account-id/v2\0")
+        for part in parts:
+            h.update(len(part).to_bytes(4, "big") + part)
+        return h.hexdigest()[:32]
+
+    @property
+    def secret_id(self) -> str:
+        """Kind + secret only (the identity of 0.1.0): accounts sharing a code seed share it.
+
+        Used to recognise a rename or parameter edit (old entry gone, one with the same
+        secret present) and to report accounts that share a secret.
+        """
         digest = hashlib.sha256(b"otpbridge/account-id/v1\0" + self.kind.value.encode() + b"\0" + self.secret)
         return digest.hexdigest()[:32]
 
@@ -224,12 +253,54 @@ class Account:
 
 
 def dedupe(accounts: list[Account]) -> list[Account]:
-    """Keep the first of each identity (SPEC §3: same kind + secret is one account)."""
-    seen: set[tuple[Kind, bytes]] = set()
+    """Keep the first of each identity (SPEC §3: equal in all seven identity fields is one account)."""
+    seen: set[str] = set()
     out = []
     for acc in accounts:
-        key = (acc.kind, acc.secret)
+        key = acc.identity
         if key not in seen:
             seen.add(key)
             out.append(acc)
     return out
+
+
+def shared_secrets(accounts: list[Account]) -> dict[str, list[Account]]:
+    """identity -> the other accounts (distinct identities) that share its kind + secret."""
+    groups: dict[str, list[Account]] = {}
+    for acc in dedupe(list(accounts)):
+        groups.setdefault(acc.secret_id, []).append(acc)
+    out: dict[str, list[Account]] = {}
+    for members in groups.values():
+        if len(members) > 1:
+            for acc in members:
+                out[acc.identity] = [o for o in members if o.identity != acc.identity]
+    return out
+
+
+def pair_renames(gone: list[Account], new: list[Account]) -> list[tuple[Account, Account]]:
+    """Pair entries that disappeared with entries that appeared with the same kind + secret.
+
+    Each such pair is one rename/edit of one account (SPEC §3). With several candidates
+    the pair that agrees in most other fields is taken first; order breaks ties, so the
+    pairing is deterministic.
+    """
+    pairs: list[tuple[int, int, int]] = []
+    for i, old in enumerate(gone):
+        for j, acc in enumerate(new):
+            if old.secret_id == acc.secret_id:
+                pairs.append((-_likeness(old, acc), i, j))
+    pairs.sort()
+    used_old: set[int] = set()
+    used_new: set[int] = set()
+    out = []
+    for _score, i, j in pairs:
+        if i in used_old or j in used_new:
+            continue
+        used_old.add(i)
+        used_new.add(j)
+        out.append((gone[i], new[j]))
+    return out
+
+
+def _likeness(a: Account, b: Account) -> int:
+    return sum(getattr(a, f) == getattr(b, f) for f in ("issuer", "name", "algorithm", "digits", "period", "folder"))

@@ -188,7 +188,7 @@ def decode_view(raw: bytes, ref: ViewRef) -> dict:
     """Parse an opened view; authenticated already, so a bad shape is a writer bug (exit 4)."""
     try:
         data = json.loads(raw.decode("utf-8"))
-        if not isinstance(data, dict) or data.get("v") != 1:
+        if not isinstance(data, dict) or data.get("v") not in (1, 2):  # 1: 0.1.0 (merge.VIEW_VERSION)
             raise ValueError("unknown view version")
         if data.get("device") != ref.device or data.get("seq") != ref.seq:
             raise ValueError("view names another device or sequence")

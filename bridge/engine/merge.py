@@ -4,8 +4,10 @@ Every device publishes its whole view of the vault as a set of :class:`Record`; 
 views is a join (commutative, associative, idempotent), so devices converge whatever
 order they sync in and nobody needs a lock:
 
-* per account (identity = kind + secret) the record with the highest
-  ``(clock, device)`` wins — a Lamport clock with the device id as tie-break;
+* per record the one with the highest ``(clock, device)`` wins — a Lamport clock with
+  the device id as tie-break. A record id is stable: it is given when the account is
+  first seen (its identity then) and kept across renames and parameter edits, so a
+  rename is an edit of one record (SPEC §3), and a rename racing an edit is a conflict;
 * a deletion is a record without an account (a tombstone), so it travels like an edit;
 * the HOTP counter is the maximum over every record of the account, so a code once
   used is never offered again, whoever wins the other fields.
@@ -13,16 +15,20 @@ order they sync in and nobody needs a lock:
 Local changes are found by comparing the stores with the *base* — digests of what the
 stores held after the last sync — so a missing account means "deleted here" only when it
 was there before. The base holds hashes, never secrets (see :func:`digest`).
+:func:`assign_ids` maps the accounts the stores hold to record ids: exact identity
+first, then the base, then — for an account the base does not know — a base record that
+disappeared and shares its kind + secret (a rename or parameter edit made here).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from otpbridge.core.model import Account, Kind, b32decode, b32encode
+from otpbridge.core.model import Account, Kind, b32decode, b32encode, pair_renames
 
 
 # --- accounts <-> JSON ----------------------------------------------------------------
@@ -70,6 +76,12 @@ def digest(acc: Account) -> str:
 
 
 # --- records -------------------------------------------------------------------------
+#: the view payload version this otpbridge writes (1: 0.1.0, record id = kind + secret;
+#: 2: record ids stable across renames, several records may share a secret)
+VIEW_VERSION = 2
+_RID = re.compile(r"[0-9a-f]{32}")
+
+
 @dataclass(frozen=True)
 class Record:
     """The state of one account as one device last decided it."""
@@ -106,10 +118,14 @@ class Record:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping) -> Record:
+    def from_json(cls, data: Mapping, *, version: int = VIEW_VERSION) -> Record:
         acc = None if data.get("a") is None else account_from_json(data["a"])
         rec = cls(str(data["id"]), int(data["c"]), str(data["d"]), acc, int(data.get("n", 0)))
-        if acc is not None and acc.identity != rec.id:
+        if not _RID.fullmatch(rec.id):
+            raise ValueError("record id is not 32 hex digits")
+        # Views of 0.1.0 (v1) named each record by its account's kind + secret; from v2 an
+        # id is kept across renames, so it need not match the account's current identity.
+        if version == 1 and acc is not None and acc.secret_id != rec.id:
             raise ValueError("record id does not match its account")
         return rec
 
@@ -153,6 +169,12 @@ class BaseEntry:
     digest: str
     counter: int
     applied: str = ""  # "clock:device" of the record last written into the primary store
+    ident: str = ""  # Account.identity then ("" in a state of 0.1.0)
+    group: str = ""  # Account.secret_id (kind + secret); "" in 0.1.0, where the record id is it
+
+
+def base_entry(acc: Account, applied: str = "") -> BaseEntry:
+    return BaseEntry(digest(acc), acc.counter, applied, acc.identity, acc.secret_id)
 
 
 @dataclass
@@ -177,6 +199,7 @@ class Changes:
     edited: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     counters: list[str] = field(default_factory=list)  # HOTP counter advanced only
+    renamed: list[str] = field(default_factory=list)  # edits that changed an identity field
     conflicts: list[Conflict] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -276,6 +299,11 @@ def local_changes(
             counter = max(counter, rem.counter)
         out.records[rid] = Record(rid, clock, device, acc, counter)
         {"added": out.added, "edited": out.edited, "deleted": out.deleted}[what].append(rid)
+        if what == "edited" and acc is not None and old is not None and old.ident and old.ident != acc.identity:
+            out.renamed.append(rid)
+        elif what == "edited" and acc is not None and old is not None and not old.ident \
+                and rem is not None and rem.account is not None and rem.account.identity != acc.identity:
+            out.renamed.append(rid)
     return out
 
 
@@ -291,6 +319,95 @@ def _differs(a: BaseEntry | None, b: BaseEntry | None) -> bool:
 
 def rank_text(rec: Record | None) -> str:
     return "" if rec is None else f"{rec.clock}:{rec.device}"
+
+
+def assign_ids(
+    accounts: Iterable[Account],
+    base: Mapping[str, BaseEntry] | None,
+    remote: Mapping[str, Record],
+) -> dict[str, str]:
+    """Account.identity -> record id for every account the local stores hold.
+
+    In order: a live remote record holding exactly this account; a base entry that held
+    exactly it; a base entry gone from the stores with the same kind + secret (a rename
+    or parameter edit made here since the last sync — one change of that record, never a
+    deletion plus an addition); else a new id (the identity, unless some record has it).
+    A fresh join (no base) pairs nothing: without a base nothing is known to be gone.
+    """
+    accs = sorted({a.identity: a for a in accounts}.values(), key=lambda a: a.identity)
+    base = base or {}
+    live: dict[str, str] = {}
+    for rid in sorted(remote):
+        acc = remote[rid].current()
+        if acc is not None:
+            live.setdefault(acc.identity, rid)
+    known: dict[str, str] = {}
+    by_digest: dict[str, str] = {}
+    for rid in sorted(base):
+        entry = base[rid]
+        ident = entry.ident
+        if not ident:  # 0.1.0 base: the remote record tells what it held, if unchanged since
+            rec = remote.get(rid)
+            if rec is not None and rec.account is not None and rec.digest == entry.digest:
+                ident = rec.account.identity
+        if ident:
+            known.setdefault(ident, rid)
+        by_digest.setdefault(entry.digest, rid)
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    rest = []
+    for acc in accs:
+        rid = live.get(acc.identity)
+        if rid is None or rid in taken:
+            rid = known.get(acc.identity)
+        if rid is None or rid in taken:
+            rid = by_digest.get(digest(acc))
+        if rid is None or rid in taken:
+            rest.append(acc)
+            continue
+        out[acc.identity] = rid
+        taken.add(rid)
+    # Renames/edits made here: a base record no account claimed + an unclaimed account
+    # with the same kind + secret.
+    gone_ids = [rid for rid in sorted(base) if rid not in taken]
+    gone = []
+    for rid in gone_ids:
+        entry = base[rid]
+        group = entry.group or rid  # 0.1.0: the record id is the kind + secret hash
+        rec = remote.get(rid)
+        proxy = rec.account if rec is not None and rec.account is not None else None
+        gone.append((rid, group, proxy))
+    pairs: list[tuple[Account, Account]] = []
+    if gone and rest:
+        # pair_renames compares accounts; a base entry is stood for by the remote's copy
+        # of its record when there is one (same record, same kind + secret).
+        stand_ins = []
+        for rid, group, proxy in gone:
+            cands = [a for a in rest if a.secret_id == group]
+            if not cands:
+                continue
+            if proxy is None or proxy.secret_id != group:
+                proxy = cands[0].replace()  # a distinct object with the right kind + secret
+            stand_ins.append((rid, proxy))
+        by_obj = {id(p): rid for rid, p in stand_ins}
+        pairs = pair_renames([p for _r, p in stand_ins], rest)
+        for old, new in pairs:
+            rid = by_obj[id(old)]
+            out[new.identity] = rid
+            taken.add(rid)
+    paired = {n.identity for _o, n in pairs}
+    used = set(remote) | set(base) | taken
+    for acc in rest:
+        if acc.identity in paired:
+            continue
+        rid = acc.identity
+        n = 1
+        while rid in used:
+            n += 1
+            rid = hashlib.sha256(f"{acc.identity}:{n}".encode()).hexdigest()[:32]
+        out[acc.identity] = rid
+        used.add(rid)
+    return out
 
 
 def union(stores: Iterable[Iterable[Account]]) -> dict[str, Account]:

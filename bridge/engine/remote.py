@@ -208,7 +208,8 @@ def open_view(s: Session, key: Any, ref: ViewRef) -> dict:
     plain = key.open(raw, kind=VIEW_KIND, device=ref.device, seq=ref.seq)
     data = decode_view(plain, ref)
     try:
-        data["_records"] = {r.id: r for r in (Record.from_json(x) for x in data["records"])}
+        version = int(data.get("v", 1))
+        data["_records"] = {r.id: r for r in (Record.from_json(x, version=version) for x in data["records"])}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # no text: it may quote a field
         raise IntegrityError(f"{ref.name}: a record of the view is malformed ({type(exc).__name__})") from None
     return data

@@ -78,12 +78,19 @@ def restore(
     """
     from otpbridge.core.model import Kind
 
-    accounts, remote = remote_accounts(s, state, snapshot=snapshot, accept_rollback=accept_rollback)
+    by_record, remote = remote_accounts(s, state, snapshot=snapshot, accept_rollback=accept_rollback)
+    accounts = {a.identity: a for a in by_record.values()}  # exact duplicates once (SPEC §3)
     if target.exists():
+        # HOTP: codes below the target's counter were used with this secret, whatever the
+        # entry is called there (a renamed copy is another account, SPEC §3, but the same
+        # code sequence): the restored account never starts below it.
+        used: dict[str, int] = {}
         for have in target.read().accounts:
-            acc = accounts.get(have.identity)
-            if acc is not None and acc.kind is Kind.HOTP and have.counter > acc.counter:
-                accounts[have.identity] = acc.replace(counter=have.counter)
+            if have.kind is Kind.HOTP:
+                used[have.secret_id] = max(used.get(have.secret_id, 0), have.counter)
+        for ident, acc in list(accounts.items()):
+            if acc.kind is Kind.HOTP and used.get(acc.secret_id, 0) > acc.counter:
+                accounts[ident] = acc.replace(counter=used[acc.secret_id])
     ordered = sorted(accounts.values(), key=lambda a: (a.folder, a.issuer.lower(), a.name.lower()))
     wr = target.apply(ordered, (), dry_run=dry_run)
     return RestoreReport(

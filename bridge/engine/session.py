@@ -100,10 +100,12 @@ class SyncReport:
     uploaded: str | None = None
     added: list[str] = field(default_factory=list)
     edited: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)  # "Old → New": one account renamed/edited here
     deleted: list[str] = field(default_factory=list)
     counters: list[str] = field(default_factory=list)
     received_added: list[str] = field(default_factory=list)
     received_updated: list[str] = field(default_factory=list)
+    received_renamed: list[str] = field(default_factory=list)  # "Old → New", updated in place
     received_removed: list[str] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
@@ -116,7 +118,8 @@ class SyncReport:
 
     @property
     def changed(self) -> bool:
-        return bool(self.uploaded or self.received_added or self.received_updated or self.received_removed)
+        return bool(self.uploaded or self.received_added or self.received_updated or self.received_renamed
+                    or self.received_removed)
 
     def to_json(self, stats: Counter) -> dict[str, Any]:
         return {
@@ -125,10 +128,17 @@ class SyncReport:
             "fast_path": self.fast_path,
             "changed": self.changed,
             "uploaded": self.uploaded,
-            "sent": {"added": self.added, "edited": self.edited, "deleted": self.deleted, "counters": self.counters},
+            "sent": {
+                "added": self.added,
+                "edited": self.edited,
+                "renamed": self.renamed,
+                "deleted": self.deleted,
+                "counters": self.counters,
+            },
             "received": {
                 "added": self.received_added,
                 "updated": self.received_updated,
+                "renamed": self.received_renamed,
                 "removed": self.received_removed,
             },
             "conflicts": [c.to_json() for c in self.conflicts],

@@ -3,8 +3,8 @@
 It is read on every run, before any passphrase is known, so the no-change fast path can
 decide from it alone. What it holds: store fingerprints and the remote listing of the
 last run (the fast path), the newest sequence number seen per device and the highest
-epoch (rollback detection), and the *base* — per account a content digest and HOTP
-counter, never the secret (local deletion detection, see merge.digest).
+epoch (rollback detection), and the *base* — per record a content digest, HOTP counter,
+identity and kind + secret hash (rename detection), never the secret (local deletion detection, see merge.digest).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class SyncState:
             last_seq=int(data.get("last_seq", 0)),
             seen={k: int(v) for k, v in data.get("seen", {}).items()},
             clock=int(data.get("clock", 0)),
-            base=None if base is None else {k: BaseEntry(v[0], int(v[1]), v[2] if len(v) > 2 else "") for k, v in base.items()},
+            base=None if base is None else {k: _base_entry(v) for k, v in base.items()},
             fingerprints=dict(data.get("fingerprints", {})),
             listing=data.get("listing"),
             device_names=dict(data.get("device_names", {})),
@@ -117,7 +117,7 @@ class SyncState:
             "last_seq": self.last_seq,
             "seen": self.seen,
             "clock": self.clock,
-            "base": None if self.base is None else {k: [v.digest, v.counter, v.applied] for k, v in sorted(self.base.items())},
+            "base": None if self.base is None else {k: [v.digest, v.counter, v.applied, v.ident, v.group] for k, v in sorted(self.base.items())},
             "fingerprints": self.fingerprints,
             "listing": self.listing,
             "device_names": self.device_names,
@@ -145,6 +145,11 @@ _SHAPES: dict[str, type | tuple[type, ...]] = {
     "last_verified_backup": (int, float), "last_sync": (int, float), "last_error": dict, "accounts": int,
     "token": str, "writes": dict, "header": str,
 }
+
+
+def _base_entry(v: list) -> BaseEntry:
+    """``[digest, counter, applied, identity, secret_id]``; 0.1.0 wrote the first two or three."""
+    return BaseEntry(v[0], int(v[1]), v[2] if len(v) > 2 else "", v[3] if len(v) > 3 else "", v[4] if len(v) > 4 else "")
 
 
 def _pending(raw: Any) -> dict[str, Any] | None:

@@ -30,11 +30,13 @@ from otpbridge.engine.layout import (
 )
 from otpbridge.engine.local import LocalRead, load_store_cache, read_stores
 from otpbridge.engine.merge import (
+    VIEW_VERSION,
     BaseEntry,
     Changes,
     Record,
     alive,
-    digest,
+    assign_ids,
+    base_entry,
     local_changes,
     max_clock,
     merge_views,
@@ -111,7 +113,10 @@ def sync_changes(
     if remote.own_regressed and state.base is not None:
         report.warnings.append("this device's last changes are not on the remote; remote copies win where they differ")
     keep = frozenset(getattr(s.stores[0], "drops", frozenset())) if s.stores else frozenset()
-    changes = local_changes(local.union, base, remote.records, device=s.device_id, base_clock=state.clock,
+    # Record ids are stable across renames (SPEC §3): map what the stores hold to them.
+    rid_of = assign_ids(local.union.values(), base, remote.records)
+    local_ids = {rid_of[i]: acc for i, acc in local.union.items()}
+    changes = local_changes(local_ids, base, remote.records, device=s.device_id, base_clock=state.clock,
                             keep_remote=keep)
     if local.errors and changes.deleted:
         report.warnings.append(
@@ -121,16 +126,20 @@ def sync_changes(
             changes.records.pop(rid, None)
         changes.deleted = []
     if tombstone_remote_only:
-        _tombstone_remote_only(changes, local.union, remote.records, s.device_id, state.clock)
+        _tombstone_remote_only(changes, local_ids, remote.records, s.device_id, state.clock)
     # --discard-remote-only deletes on purpose, but no more freely than any other run.
     _guard_deletions(changes, state, remote.records, allow_deletions)
     merged = merge_views([remote.records, changes.records])
-    report.added, report.edited = _labels(changes.added, merged, remote), _labels(changes.edited, merged, remote)
+    renamed = set(changes.renamed)
+    report.added = _labels(changes.added, merged, remote)
+    report.edited = _labels([r for r in changes.edited if r not in renamed], merged, remote)
+    report.renamed = [_rename_label(rid, merged, remote) for rid in changes.renamed]
     report.deleted = _labels(changes.deleted, merged, remote)
     report.counters = _labels(changes.counters, merged, remote)
     report.conflicts = changes.conflicts
     final = alive(merged)
-    report.accounts = len(final)
+    # two records may come to hold one account (renamed here, added the same elsewhere): count it once
+    report.accounts = len({a.identity for a in final.values()})
     own_view = remote.views.get(s.device_id)
     need_upload = bool(changes) or bool(remove_devices) or bool(foreign)  # adopting: our view must be newest
     if own_view is None and final and mode == "backup":
@@ -140,7 +149,7 @@ def sync_changes(
         if need_upload:
             report.uploaded = "(dry run)"
         if mode == "sync" and s.stores:
-            _apply_primary(s, state, local, merged, final, base, report, dry_run=True)
+            _apply_primary(s, state, local, merged, final, base, report, rid_of, dry_run=True)
         return report
     removed = dict(remote.removed)
     for dev in remove_devices:
@@ -168,7 +177,7 @@ def sync_changes(
             "w": nonce,  # this write's random nonce; the state keeps it (copied homes)
             "home": state.token,
             "prev": last_seq,  # the own view this one was built on
-            "v": 1,
+            "v": VIEW_VERSION,
             "device": s.device_id,
             "name": s.device_name,
             "seq": seq,
@@ -204,11 +213,11 @@ def sync_changes(
     report.cleaned += cleanup_epochs(s, listing, remote)
     # Only now touch the local primary store.
     if mode == "sync" and s.stores:
-        after = _apply_primary(s, state, local, merged, final, base, report, dry_run=False)
+        after = _apply_primary(s, state, local, merged, final, base, report, rid_of, dry_run=False)
     else:
         after = None
     new_base: dict[str, BaseEntry] = {}
-    source = after if after is not None else local.union
+    source = after if after is not None else local_ids
     for rid, acc in source.items():
         rec = merged.get(rid)
         if after is not None:
@@ -216,7 +225,7 @@ def sync_changes(
         else:
             old = (base or {}).get(rid)
             applied = old.applied if old else (rank_text(rec) if rec is not None and rec.device == s.device_id else "")
-        new_base[rid] = BaseEntry(digest(acc), acc.counter, applied)
+        new_base[rid] = base_entry(acc, applied)
     state.base = new_base
     state.clock = max(state.clock, max_clock(merged))
     state.epoch = remote.epoch
@@ -237,7 +246,7 @@ def sync_changes(
     state.last_verified_backup = report.verified_at
     state.last_sync = s.now()
     state.last_error = None
-    state.accounts = len(final)
+    state.accounts = report.accounts
     state.token = state.token or new_token()
     state.pending = None
     keep = sorted((int(k) for k in state.writes), reverse=True)[:WRITES_KEPT]
@@ -349,6 +358,15 @@ def _labels(ids: Sequence[str], merged: dict[str, Record], remote: Remote) -> li
     return out
 
 
+def _rename_label(rid: str, merged: dict[str, Record], remote: Remote) -> str:
+    """``Old → New`` for a rename/edit of identity fields sent from here."""
+    rec = merged.get(rid)
+    new = rec.account.label if rec is not None and rec.account is not None else rid
+    before = remote.records.get(rid)
+    old = before.account.label if before is not None and before.account is not None else None
+    return f"{old} → {new}" if old is not None and old != new else f"{new} (edited)"
+
+
 def _guard_deletions(changes: Changes, state: SyncState, remote: dict[str, Record], allow: bool) -> None:
     n = len(changes.deleted)
     if allow or n == 0:
@@ -385,12 +403,14 @@ def _apply_primary(
     final: dict[str, Any],
     base: dict[str, BaseEntry] | None,
     report: SyncReport,
+    rid_of: dict[str, str],
     *,
     dry_run: bool,
 ) -> dict[str, Any] | None:
     primary = s.stores[0]
-    prim = {a.identity: a for a in local.per_store[0]}
+    prim = {rid_of[a.identity]: a for a in local.per_store[0]}
     upserts = []
+    removals = []
     for rid, acc in final.items():
         have = prim.get(rid)
         if have is None:
@@ -400,21 +420,36 @@ def _apply_primary(
         fresh = base is None or entry is None or entry.applied != rank_text(merged.get(rid))
         if fresh and have != acc:
             upserts.append(acc)
+            if have.identity != acc.identity:
+                # renamed/edited elsewhere: the store pairs the removal with the upsert
+                # (same kind + secret) and updates the entry in place
+                removals.append(have)
         elif acc.counter > have.counter:
             upserts.append(have.replace(counter=acc.counter))
-    removals = [a for rid, a in prim.items() if rid in merged and merged[rid].deleted]
+    removals += [a for rid, a in prim.items() if rid in merged and merged[rid].deleted]
     if not upserts and not removals:
-        return None if dry_run else _union_after(local, prim)
+        return None if dry_run else _by_record(local.union, {}, rid_of)
     wr = primary.apply(upserts, removals, dry_run=dry_run)
     report.received_added = [a.label for a in wr.added]
-    report.received_updated = [a.label for a in wr.updated]
+    moved = {n.identity for _o, n in wr.renamed}
+    report.received_updated = [a.label for a in wr.updated if a.identity not in moved]
+    report.received_renamed = [f"{o.label} → {n.label}" if o.label != n.label else f"{n.label} (edited)"
+                               for o, n in wr.renamed]
     report.received_removed = [a.label for a in wr.removed]
     report.store_errors += list(wr.errors)
     if dry_run:
         return None
     after = primary.read()
-    return union([after.accounts, *local.per_store[1:]])
+    return _by_record(union([after.accounts, *local.per_store[1:]]), final, rid_of)
 
 
-def _union_after(local: LocalRead, prim: dict[str, Any]) -> dict[str, Any]:
-    return local.union
+def _by_record(accounts: dict[str, Any], final: dict[str, Any], rid_of: dict[str, str]) -> dict[str, Any]:
+    """Identity-keyed accounts -> record-keyed: the record that holds each one now."""
+    index: dict[str, str] = {}
+    for rid in sorted(final):
+        index.setdefault(final[rid].identity, rid)
+    out: dict[str, Any] = {}
+    for ident, acc in accounts.items():
+        rid = index.get(ident) or rid_of.get(ident) or ident
+        out.setdefault(rid, acc)
+    return out

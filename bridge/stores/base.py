@@ -20,7 +20,7 @@ from typing import ClassVar
 from urllib.parse import parse_qsl
 
 from otpbridge.core.errors import EntryError, UsageError
-from otpbridge.core.model import Account, dedupe
+from otpbridge.core.model import Account, dedupe, pair_renames
 from otpbridge.core.secrets import Secret, store_password
 
 _SNIFF_BYTES = 256 * 1024
@@ -73,9 +73,13 @@ class StoreSpec:
 class ReadResult:
     accounts: list[Account] = field(default_factory=list)
     errors: list[EntryError] = field(default_factory=list)
+    #: exact duplicates (equal in all seven identity fields) ``deduplicated`` kept once
+    duplicates: list[Account] = field(default_factory=list)
 
     def deduplicated(self) -> ReadResult:
-        return ReadResult(dedupe(self.accounts), list(self.errors))
+        kept = dedupe(self.accounts)
+        seen = {id(a) for a in kept}
+        return ReadResult(kept, list(self.errors), [a for a in self.accounts if id(a) not in seen])
 
 
 @dataclass
@@ -87,6 +91,9 @@ class WriteReport:
     backup: Path | None = None
     errors: list[EntryError] = field(default_factory=list)
     dry_run: bool = False
+    #: renames/edits: (old, new) — a removal and an upsert with one kind + secret, applied
+    #: as one change of the existing entry (the new account is also in ``updated``)
+    renamed: list[tuple[Account, Account]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -231,7 +238,8 @@ class Store(ABC):
         *,
         dry_run: bool = False,
     ) -> WriteReport:
-        """Add or update ``upserts`` and remove ``removals`` (matched by identity).
+        """Add or update ``upserts`` and remove ``removals`` (matched by identity; a removal
+        plus an upsert with the same kind + secret is a rename of that entry, see merge_accounts).
 
         The default reads the existing file, merges, and rewrites it whole.
         """
@@ -287,28 +295,67 @@ def _reporting_read(read: Callable[[Store], ReadResult]) -> Callable[[Store], Re
 
 
 def merge_accounts(existing: Sequence[Account], upserts: Sequence[Account], removals: Sequence[Account]) -> WriteReport:
-    """What applying ``upserts``/``removals`` to ``existing`` changes, by identity."""
+    """What applying ``upserts``/``removals`` to ``existing`` changes, by identity (SPEC §3).
+
+    A removal whose entry is present, together with an upsert of a new account with the
+    same kind + secret, is one rename/edit of that entry (``report.renamed``), applied in
+    place; every other existing entry is left as it is.
+    """
     report = WriteReport()
     index = {a.identity: a for a in existing}
+    gone = {a.identity for a in removals if a.identity in index}
+    fresh = []
     for acc in dedupe(list(upserts)):
         old = index.get(acc.identity)
         if old is None:
-            report.added.append(acc)
+            fresh.append(acc)
         elif old != acc:
             report.updated.append(acc)
         else:
             report.unchanged += 1
-    gone = {a.identity for a in removals}
-    report.removed = [a for a in existing if a.identity in gone]
+    gone -= {a.identity for a in upserts}  # upserted and removed at once: keep it
+    doomed = [index[i] for i in index if i in gone]
+    report.renamed = pair_renames(doomed, fresh)
+    paired_old = {o.identity for o, _n in report.renamed}
+    paired_new = {n.identity for _o, n in report.renamed}
+    report.added = [a for a in fresh if a.identity not in paired_new]
+    report.updated += [n for _o, n in report.renamed]
+    report.removed = [a for a in existing if a.identity in gone and a.identity not in paired_old]
     return report
 
 
 def report_result(existing: Sequence[Account], report: WriteReport) -> list[Account]:
     """The account list after ``report`` is applied to ``existing`` (order kept, new ones last)."""
     updates = {a.identity: a for a in report.updated}
+    updates.update({o.identity: n for o, n in report.renamed})
     gone = {a.identity for a in report.removed}
     out = [updates.get(a.identity, a) for a in existing if a.identity not in gone]
     return out + list(report.added)
+
+
+def carried_keys(read: Sequence[Account], accounts: Sequence[Account]) -> list[str | None]:
+    """Per account to write, the identity it had when the file was read (to find what a
+    format keeps per entry: uuid, icon…), or None for a new one.
+
+    By identity; an account renamed or edited since (SPEC §3: a removal plus an upsert
+    with the same kind + secret) takes the one read entry of its kind + secret that is
+    no longer written, so its uuid and icon survive the rename.
+    """
+    written = {a.identity for a in accounts}
+    spare: dict[str, list[str]] = {}
+    for acc in read:
+        if acc.identity not in written:
+            spare.setdefault(acc.secret_id, []).append(acc.identity)
+    read_ids = {a.identity for a in read}
+    out: list[str | None] = []
+    for acc in accounts:
+        if acc.identity in read_ids:
+            out.append(acc.identity)
+        elif spare.get(acc.secret_id):
+            out.append(spare[acc.secret_id].pop(0))
+        else:
+            out.append(None)
+    return out
 
 
 def read_file(path: Path, label: str, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:

@@ -90,7 +90,8 @@ def differences(
 ) -> list[str]:
     """Human-readable differences; empty when ``imported`` is exactly ``expected``.
 
-    Accounts are matched by kind + secret (their identity); each fix-up maps an expected
+    Accounts are matched by kind + secret (the canonical set has one account per secret,
+    and a fix-up may change an identity field); each fix-up maps an expected
     account to what the format can hold, or to None when the format cannot hold it.
     Messages name accounts by label, never by secret.
     """

@@ -90,13 +90,13 @@ class Device:
         for line in self.store_path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 acc = parse_uri(line.strip())
-                out[acc.identity] = acc
+                out[acc.secret_id] = acc  # kind + secret: stable across the renames tests make
         return out
 
     def add(self, *accounts: Account) -> None:
         cur = self.accounts()
         for acc in accounts:
-            cur[acc.identity] = acc
+            cur[acc.secret_id] = acc
         self.write_accounts(list(cur.values()))
 
     def remove(self, *ids: str) -> None:
@@ -190,4 +190,4 @@ def remote_ids(remote_dir: Path, passphrase: str = PASS) -> set[str]:
         assert res.code == 0, res.err
         if not target.exists():
             return set()
-        return {parse_uri(line).identity for line in target.read_text().splitlines() if line.strip()}
+        return {parse_uri(line).secret_id for line in target.read_text().splitlines() if line.strip()}

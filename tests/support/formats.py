@@ -167,7 +167,8 @@ TEXT = st.text(st.characters(min_codepoint=32, exclude_categories=("Cs",)), max_
 
 _ACCOUNT_FIELDS = {
     "kind": st.sampled_from(list(Kind)),
-    "secret": st.binary(min_size=1, max_size=40),
+    # a small pool too, so lists hold accounts sharing a secret (SPEC §3: still distinct)
+    "secret": st.sampled_from([b"shared-seed-1", b"Hello!\xde\xad\xbe\xef"]) | st.binary(min_size=1, max_size=40),
     "issuer": TEXT,
     "name": TEXT,
     "algorithm": st.sampled_from(["SHA1", "SHA256", "SHA512"]),
@@ -179,10 +180,11 @@ _ACCOUNT_FIELDS = {
 
 
 def account_lists(*, max_size: int = 6, **fields):
-    """Lists of distinct accounts; ``fields`` override a field's strategy, None leaves it at its default."""
+    """Lists of distinct accounts (SPEC §3: distinct identities — several may share a secret);
+    ``fields`` override a field's strategy, None leaves it at its default."""
     chosen = {**_ACCOUNT_FIELDS, **fields}
     return st.lists(
         st.builds(Account, **{k: v for k, v in chosen.items() if v is not None}),
         max_size=max_size,
-        unique_by=lambda a: (a.kind, a.secret),
+        unique_by=lambda a: a.identity,
     )
