@@ -11,11 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
 from typing import Any
 
 from otpbridge.core.errors import FormatError, MissingDependencyError
-from otpbridge.core.model import b32decode
 
 # -- zip archives (Proton Pass, 1Password 1PUX) ---------------------------------------------
 #: A 1PUX with attachments holds a few hundred members; Proton Pass one per attachment.
@@ -133,34 +131,6 @@ def argon2id(
             "this build of 'cryptography' has no Argon2id (it needs OpenSSL 3.2 or newer)",
             hint="pip install --upgrade cryptography",
         ) from None
-
-
-# -- Base32 as lenient apps decode it -------------------------------------------------------
-_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-
-
-def b32decode_lenient(text: str, *, warn: Callable[[str], None] | None = None, where: str = "") -> bytes:
-    """Base32 like :func:`otpbridge.model.b32decode`, but a length no encoder produces
-    (1, 3 or 6 characters past a multiple of 8: hand-typed secrets) is decoded the way
-    Google Authenticator and most apps do — the incomplete trailing bits are dropped —
-    with a warning, instead of refusing the entry. The codes are then the app's codes."""
-    try:
-        return b32decode(text)
-    except ValueError as exc:
-        if "impossible Base32 length" not in str(exc):
-            raise
-    cleaned = re.sub(r"[\s\-=]", "", text).upper()
-    bits = "".join(f"{_B32.index(c):05b}" for c in cleaned)  # b32decode checked the alphabet
-    size = len(bits) // 8
-    secret = int(bits[: size * 8], 2).to_bytes(size, "big") if size else b""
-    if not secret:
-        raise ValueError("the secret is too short")
-    if warn is not None:
-        warn(
-            f"{where + ': ' if where else ''}the secret has an impossible Base32 length; "
-            "its last bits, which do not fill a byte, were ignored, as the apps do"
-        )
-    return secret
 
 
 # -- OpenPGP messages (andOTP .json.gpg, Proton Pass encrypted exports) ----------------------

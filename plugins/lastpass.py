@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from otpbridge.core.errors import FormatError
-from otpbridge.core.model import Account, Algorithm, Kind
+from otpbridge.core.model import Account, Algorithm, Kind, b32decode
 from otpbridge.plugins import appcrypto as ac
-from otpbridge.plugins.appkit import b32decode_lenient
 from otpbridge.stores.base import ReadResult, Store
 
 _MARK = {"issuerName", "userName", "secret", "timeStep"}
@@ -64,9 +63,9 @@ class LastPassStore(Store):
     def _entry(self, raw: Any, folders: dict[int, str], where: str) -> Account:
         if not isinstance(raw, dict):
             raise ac.EntryProblem("not an object")
-        secret = b32decode_lenient(
-            ac.entry_text(raw.get("secret"), "secret"), warn=self.ctx.warn, where=f"{self.label}: {where}"
-        )
+        # A hand-typed secret of a length no encoder writes is read as the apps read it and
+        # reported once (model.b32decode; the Store's read reports secret notes).
+        secret = b32decode(ac.entry_text(raw.get("secret"), "secret"))
         folder_data = raw.get("folderData")
         folder_id = folder_data.get("folderId") if isinstance(folder_data, dict) else 0
         folder = folders.get(folder_id, "") if isinstance(folder_id, int) and folder_id != 0 else ""

@@ -27,10 +27,10 @@ from typing import Any
 
 from otpbridge.core.errors import AuthenticationError, EntryError, FormatError
 from otpbridge.core.fileio import atomic_write
-from otpbridge.core.model import Account, Algorithm, Kind, b32encode
+from otpbridge.core.model import Account, Algorithm, Kind, b32decode, b32encode
 from otpbridge.core.secrets import Secret
 from otpbridge.plugins import appcrypto as ac
-from otpbridge.plugins.appkit import argon2id, b32decode_lenient
+from otpbridge.plugins.appkit import argon2id
 from otpbridge.stores.base import ReadResult, Store, WriteReport
 
 STRONG, LEGACY = b"AUTHENTICATORPRO", b"AuthenticatorPro"
@@ -167,7 +167,7 @@ class StratumStore(Store):
         algorithm = raw.get("Algorithm", 0)
         if isinstance(algorithm, bool) or algorithm not in _ALGORITHMS:
             raise ac.EntryProblem("unknown algorithm")
-        secret = b32decode_lenient(ac.entry_text(raw.get("Secret"), "Secret"), warn=self.ctx.warn, where=f"{self.label}: {where}")
+        secret = b32decode(ac.entry_text(raw.get("Secret"), "Secret"))  # odd lengths: reported by the read (model.b32decode)
         return Account(
             kind=kind,
             secret=secret,

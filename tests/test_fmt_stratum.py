@@ -49,7 +49,7 @@ def test_reads_the_full_unencrypted_backup():
     folders = {a.issuer: a.folder for a in result.accounts if a.folder}
     assert folders == {"DigitalOcean": "Work", "Slack": "Work", "GitHub": "Work", "Microsoft": "Work", "HOTP example": "Banking"}
     # two of Stratum's fake secrets have impossible Base32 lengths: read leniently, with a warning
-    assert sum("impossible Base32 length" in w for w in s.warnings) == 2
+    assert sum("non-standard secret" in w for w in s.warnings) == 2
 
 
 @pytest.mark.parametrize("name, wrong", [("backup.strong.authpro", "testing1"), ("backup.legacy.authpro", "testing1"),
@@ -137,7 +137,7 @@ def test_digits_stratum_refuses_are_listed(tmp_path):
 
 
 @F.examples(30)
-@given(accounts=F.account_lists(issuer=st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=8),
+@given(accounts=F.account_lists(issuer=st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=8).filter(str.strip),
                                 digits=st.integers(6, 8)).filter(lambda accs: len({a.secret for a in accs}) == len(accs)))  # fmt: skip
 def test_plain_round_trip_is_lossless(tmp_path, accounts):
     F.assert_round_trips(store, tmp_path / "h.authpro", accounts)

@@ -81,7 +81,7 @@ def test_planted_header_costs_no_key_derivation_and_is_reported(tmp_path):
     res = a.run("verify")
     assert res.code == 4
     assert planted.name in res.out + res.err
-    assert remote_ids(remote) == {make_account(t).identity for t in ("1", "2", "3")}
+    assert remote_ids(remote) == {make_account(t).secret_id for t in ("1", "2", "3")}
 
 
 def test_header_at_the_old_ceiling_is_refused_before_any_derivation(tmp_path):
@@ -218,7 +218,7 @@ def test_huge_sequence_number_is_exit_4_and_never_written(tmp_path):
     junk.rename(remote / "quarantine" / junk.name)
     ok(a.sync())
     ok(b.sync())
-    assert make_account("3").identity in b.accounts()
+    assert make_account("3").secret_id in b.accounts()
     ok(a.run("verify"))
     # The same number planted under another epoch's name: refused before any write, named.
     other = remote / "devices" / device_id(a) / "0000000000-999999999999-1.view"
