@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from otpbridge.core.childenv import child_env
 from otpbridge.core.errors import MissingDependencyError, UsageError
 
 MIN_VERSION = (1, 63)  # copyto to local/sftp goes through NAME.<hex>.partial + rename (rclone PR #6913)
@@ -131,12 +132,8 @@ def version_checked(binary: str) -> bool:
 
 def child_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment rclone gets: the caller's, minus our own secrets and risky rclone knobs."""
-    env = {
-        key: value
-        for key, value in environ.items()
-        if not key.startswith("OTPBRIDGE_") and not key.startswith("RCLONE_RC_") and key not in _DROPPED_RCLONE_ENV
-    }
-    return env
+    env = child_env(environ, rclone=True)  # no OTPBRIDGE_* and no store's password variable
+    return {key: value for key, value in env.items() if not key.startswith("RCLONE_RC_") and key not in _DROPPED_RCLONE_ENV}
 
 
 # Go's collector runs several times while rclone initialises (its ~70 backends register
