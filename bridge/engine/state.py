@@ -62,8 +62,18 @@ class SyncState:
                 f"the sync state {path} cannot be read ({exc})",
                 hint="move it away; the next sync rebuilds it (local deletions since the last sync are then not propagated)",
             ) from None
-        if data.get("version") != VERSION:
+        if not isinstance(data, dict) or data.get("version") != VERSION:
             raise UsageError(f"the sync state {path} has an unknown version")
+        try:
+            return cls._from_json(data)
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as exc:  # no text: it may quote a field
+            raise UsageError(
+                f"the sync state {path} is damaged ({type(exc).__name__})",
+                hint="move it away; the next sync rebuilds it (local deletions since the last sync are then not propagated)",
+            ) from None
+
+    @classmethod
+    def _from_json(cls, data: dict[str, Any]) -> SyncState:
         base = data.get("base")
         return cls(
             vault_id=data.get("vault_id", ""),
