@@ -81,7 +81,10 @@ def read_header(s: Session, ref: HeaderRef, vault_id: str) -> bytes:
 
     check_size(ref.name, ref.size, max_header_size())
     raw = s.backend.read(ref.name)
-    info = peek_epoch(raw)
+    try:
+        info = peek_epoch(raw)
+    except IntegrityError as exc:
+        raise DamagedHeader(str(exc)) from None
     if info.epoch != ref.epoch:
         raise IntegrityError(f"{ref.name} holds epoch {info.epoch}, not {ref.epoch} (renamed or replayed)")
     if vault_id and info.vault_id.hex() != vault_id:
@@ -90,6 +93,20 @@ def read_header(s: Session, ref: HeaderRef, vault_id: str) -> bytes:
             hint="is this the right remote?",
         )
     return raw
+
+
+class DamagedHeader(IntegrityError):
+    """An epoch header whose bytes do not even parse (truncated, extended, garbled)."""
+
+
+def header_may_be_unfinished(ref: HeaderRef, state: SyncState, exc: Exception) -> bool:
+    """A header whose bytes do not parse may be an upload cut short (a server without
+    atomic uploads) by a passphrase change that crashed before its commit point - but
+    only when its epoch is newer than any this device verified: a damaged header of a
+    known epoch, a well-formed header of another vault or epoch, or one too big for any
+    header stay integrity failures. Skipping it cannot roll anything back: the rollback
+    checks still apply to the epoch that opens, and whoever can damage it could delete it."""
+    return isinstance(exc, DamagedHeader) and ref.epoch > state.epoch
 
 
 def open_key(
@@ -112,19 +129,32 @@ def open_key(
         raise UsageError(f"{s.backend.describe()} holds no otpbridge vault", hint="run 'otpbridge init REMOTE' first")
     newest = epochs[-1]
     first_error: WrongPassphrase | None = None
+    damaged: list[str] = []
     for epoch in reversed(epochs):
+        wrong = False
         for ref in sorted(listing.headers_of(epoch), key=lambda h: h.device):
-            raw = read_header(s, ref, state.vault_id)
             try:
+                raw = read_header(s, ref, state.vault_id)
                 key = open_epoch(raw, passphrase, stats=s.stats, cache=s.key_cache())
             except WrongPassphrase as exc:
                 first_error = first_error or exc
+                wrong = True
                 continue
-            if epoch != newest:
+            except IntegrityError as exc:
+                if not header_may_be_unfinished(ref, state, exc):
+                    raise
+                damaged.append(f"{ref.name} ({exc})")
+                continue
+            if damaged:
+                s.warn(f"skipped the damaged epoch header {damaged[0]}: an interrupted passphrase change "
+                       "(the next 'otpbridge passphrase change' on that device finishes it)")
+            elif epoch != newest:
                 s.warn(f"using epoch {epoch}: the newer epoch {newest} does not open with this passphrase")
             return key, ref
-        if not fallback:
+        if wrong and not fallback:
             break
+    if first_error is None:
+        raise IntegrityError(f"no epoch header of the vault can be read: {damaged[0] if damaged else 'none listed'}")
     ref = listing.headers_of(newest)[-1]
     if 0 < state.epoch < newest:
         raise AuthenticationError(

@@ -25,6 +25,7 @@ from otpbridge.engine.layout import (
 # accounts (when at least two), needs --allow-deletions. An unreadable store looks empty.
 from otpbridge.engine.remote import (
     check_size,
+    header_may_be_unfinished,
     open_key,
     read_header,
     upload_view,
@@ -93,6 +94,10 @@ def change_passphrase(
             break
         except WrongPassphrase:
             continue
+        except IntegrityError as exc:
+            if not header_may_be_unfinished(ref, state, exc):
+                raise
+            continue  # cut short before the commit point: this run starts the change afresh
     if resume_key is not None:
         older = [e for e in epochs if e < newest]
         old_key = None
