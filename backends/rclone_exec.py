@@ -231,9 +231,6 @@ _SAFE_PARAMS = frozenset(
 )
 
 
-_parse_remote = parse_remote
-
-
 def carries_credentials(location: str) -> bool:
     """True when the remote string itself holds a credential (a connection-string
     parameter such as ``pass=`` or a URL ``user:pass@``): such a string must not go on a
