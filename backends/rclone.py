@@ -74,6 +74,12 @@ class _CliOps:
     def _run(self, op: str, flags: list[str], paths: list[str], *, extra_time: float = 0.0) -> subprocess.CompletedProcess:
         b = self.b
         rx.ensure_usable(b.binary, b.cli_env, b.timeout)
+        if b.cli_location is None:
+            raise _Failure(
+                rx.USAGE,
+                "rclone rcd cannot run here and this remote string cannot be given to rclone without putting "
+                "its credentials on a command line; configure it as a named remote (rclone config) instead",
+            )
         argv = [b.binary, op, *flags, *rx.FAST_FAIL, "--", *paths]
         b.stats["rclone_calls"] += 1
         try:
@@ -85,10 +91,11 @@ class _CliOps:
 
     def _fail(self, proc: subprocess.CompletedProcess) -> _Failure:
         text = proc.stderr.decode("utf-8", "replace")
-        return _Failure(rx.classify(text, proc.returncode), rx.reason_from(text, self.b.location, self.b.shown))
+        b = self.b
+        return _Failure(rx.classify(text, proc.returncode), rx.reason_from(text, b.location, b.shown, (b.cli_location or "",)))
 
     def list(self, prefix: str) -> list[dict] | None:
-        proc = self._run("lsjson", ["-R", "--files-only", "--no-mimetype"], [rx.join(self.b.location, prefix)])
+        proc = self._run("lsjson", ["-R", "--files-only", "--no-mimetype"], [rx.join(self.b.cli_location or "", prefix)])
         if proc.returncode != 0:
             failure = self._fail(proc)
             if failure.kind == rx.NOT_FOUND or proc.returncode == 3:
@@ -101,7 +108,7 @@ class _CliOps:
         return items
 
     def cat(self, name: str) -> bytes | None:
-        proc = self._run("cat", ["--error-on-no-transfer"], [rx.join(self.b.location, name)])
+        proc = self._run("cat", ["--error-on-no-transfer"], [rx.join(self.b.cli_location or "", name)])
         if proc.returncode == 0:
             return proc.stdout
         failure = self._fail(proc)
@@ -110,7 +117,7 @@ class _CliOps:
         raise failure
 
     def stat(self, name: str) -> dict | None:
-        proc = self._run("lsjson", ["--stat", "--files-only", "--no-mimetype"], [rx.join(self.b.location, name)])
+        proc = self._run("lsjson", ["--stat", "--files-only", "--no-mimetype"], [rx.join(self.b.cli_location or "", name)])
         if proc.returncode != 0:
             failure = self._fail(proc)
             if failure.kind == rx.NOT_FOUND or proc.returncode == 3:
@@ -124,7 +131,7 @@ class _CliOps:
         try:
             src = _write_private(folder, data)
             proc = self._run(
-                "copyto", ["--ignore-times"], [src, rx.join(self.b.location, name)], extra_time=len(data) / 250_000
+                "copyto", ["--ignore-times"], [src, rx.join(self.b.cli_location or "", name)], extra_time=len(data) / 250_000
             )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -133,7 +140,7 @@ class _CliOps:
             raise _Failure(rx.UNREACHABLE if failure.kind == rx.NOT_FOUND else failure.kind, failure.reason)
 
     def delete(self, name: str) -> None:
-        proc = self._run("deletefile", [], [rx.join(self.b.location, name)])
+        proc = self._run("deletefile", [], [rx.join(self.b.cli_location or "", name)])
         if proc.returncode in (0, 4, 3):
             return
         failure = self._fail(proc)
@@ -285,6 +292,15 @@ class RcloneBackend(Backend):
         self.binary = rx.find_rclone(self.environ)
         self.env = rx.child_environ(self.environ)
         self.cli_env = rx.one_shot_environ(self.env)  # per-call processes: Go's GC tuned for a short life
+        # Per-call processes never get a credential on argv (readable by every local user
+        # in /proc): a connection string's parameters go into their environment as an
+        # env-config remote instead. None: not expressible so; such a remote needs rcd.
+        self.cli_location: str | None = location
+        if rx.carries_credentials(location):
+            form = rx.argv_form(location)
+            self.cli_location = None if form is None else form[0]
+            if form is not None:
+                self.cli_env = {**self.cli_env, **form[1]}
         self.mode = mode
         self._ops: _CliOps | _RcdOps | None = None
         self._rcd_unusable = False  # auto: rcd failed to start here once; processes from now on

@@ -21,7 +21,16 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from otpbridge.core.childenv import child_env
 from otpbridge.core.errors import MissingDependencyError, UsageError
+from otpbridge.core.remotes import (
+    all_sensitive,
+    parse_remote,
+    path_has_credentials,
+    redact_remote,
+    redact_text,
+    sensitive_for,
+)
 
 MIN_VERSION = (1, 63)  # copyto to local/sftp goes through NAME.<hex>.partial + rename (rclone PR #6913)
 
@@ -131,12 +140,8 @@ def version_checked(binary: str) -> bool:
 
 def child_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment rclone gets: the caller's, minus our own secrets and risky rclone knobs."""
-    env = {
-        key: value
-        for key, value in environ.items()
-        if not key.startswith("OTPBRIDGE_") and not key.startswith("RCLONE_RC_") and key not in _DROPPED_RCLONE_ENV
-    }
-    return env
+    env = child_env(environ, rclone=True)  # no OTPBRIDGE_* and no store's password variable
+    return {key: value for key, value in env.items() if not key.startswith("RCLONE_RC_") and key not in _DROPPED_RCLONE_ENV}
 
 
 # Go's collector runs several times while rclone initialises (its ~70 backends register
@@ -191,27 +196,13 @@ def _log_prefix() -> re.Pattern[str]:
     return re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+\s*:\s*)?")
 
 
-@functools.cache
-def _secret_param() -> re.Pattern[str]:
-    return re.compile(
-        r"(?<![\w-])((?:pass|password|secret|token|key|client_secret|access_key_id|secret_access_key|account_key|sas_url|"
-        r"bearer_token|session_token|key_file_pass|pem)[a-z_]*)=('[^']*'|\"[^\"]*\"|[^,:\s]*)",
-        re.IGNORECASE,
-    )
-
-
-@functools.cache
-def _url_userinfo() -> re.Pattern[str]:
-    return re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
-
-
 def redact(text: str) -> str:
-    """Remove credentials rclone may echo back (connection-string params, URL user:pass@)."""
-    text = _secret_param().sub(lambda m: f"{m.group(1)}=***", text)
-    return _url_userinfo().sub(lambda m: m.group("scheme") + "***@", text)
+    """Remove credentials rclone may echo back: every option rclone marks as a password
+    or sensitive (``core.remotes``, from ``rclone config providers``), URL user:pass@."""
+    return redact_text(text)
 
 
-def reason_from(stderr: str, location: str, shown: str) -> str:
+def reason_from(stderr: str, location: str, shown: str, also: tuple[str, ...] = ()) -> str:
     """The line of rclone's log that says what failed, without timestamps or secrets."""
     lines = [_log_prefix().sub("", line).strip() for line in stderr.splitlines()]
     lines = [line for line in lines if line and not _is_noise(line)]
@@ -222,9 +213,11 @@ def reason_from(stderr: str, location: str, shown: str) -> str:
             break
     if not picked and lines:
         picked = lines[-1]
-    if location:
-        picked = picked.replace(location, shown)
-    picked = redact(picked)
+    marker = "\0remote\0"
+    for form in sorted({location, *also}, key=len, reverse=True):
+        if form:
+            picked = picked.replace(form, marker)
+    picked = redact(picked).replace(marker, shown)
     return picked[:400] if picked else "rclone failed without a message"
 
 
@@ -238,73 +231,54 @@ _SAFE_PARAMS = frozenset(
 )
 
 
-def _parse_remote(location: str) -> tuple[str, list[tuple[str, str]], str] | None:
-    """Split ``[:]name[,key=value…]:path`` as rclone does (values may be quoted, quotes doubled)."""
-    i, n = 0, len(location)
-    if location.startswith(":"):
-        i = 1
-    while i < n and location[i] not in ",:":
-        i += 1
-    name = location[:i]
-    params: list[tuple[str, str]] = []
-    while i < n and location[i] == ",":
-        i += 1
-        eq = location.find("=", i)
-        if eq < 0:
-            return None
-        key = location[i:eq]
-        i = eq + 1
-        if i < n and location[i] in "'\"":
-            quote, value = location[i], []
-            i += 1
-            while True:
-                if i >= n:
-                    return None
-                if location[i] == quote:
-                    if i + 1 < n and location[i + 1] == quote:
-                        value.append(quote)
-                        i += 2
-                        continue
-                    i += 1
-                    break
-                value.append(location[i])
-                i += 1
-            params.append((key, "".join(value)))
-        else:
-            start = i
-            while i < n and location[i] not in ",:":
-                i += 1
-            params.append((key, location[start:i]))
-    if i >= n or location[i] != ":":
-        return None
-    return name, params, location[i + 1 :]
-
-
 def carries_credentials(location: str) -> bool:
     """True when the remote string itself holds a credential (a connection-string
     parameter such as ``pass=`` or a URL ``user:pass@``): such a string must not go on a
     process's argv, where other local users can read it in /proc."""
-    if redact(location) != location:
-        return True
-    parsed = _parse_remote(location)
-    return parsed is not None and any(key.lower() not in _SAFE_PARAMS for key, _value in parsed[1])
+    parsed = parse_remote(location)
+    if parsed is None:
+        return redact(location) != location
+    name, params, path = parsed
+    secret = sensitive_for(name[1:]) if name.startswith(":") else all_sensitive()
+    return redact(path) != path or any(
+        key.lower() not in _SAFE_PARAMS or key.lower() in secret or "@" in value for key, value in params
+    )
 
 
 def describe_location(location: str) -> str:
-    """The remote as a user would recognise it, with every non-whitelisted parameter masked."""
-    parsed = _parse_remote(location)
-    if parsed is None:
-        return redact(location)
+    """The remote as a user would recognise it: parameters outside a short harmless list,
+    and every option rclone marks sensitive for the backend, masked."""
+    return redact_remote(location, safe=_SAFE_PARAMS)
+
+
+#: the env-config remote a connection string becomes on a per-call process's command line
+ENV_REMOTE = "otpbridgecs"
+_ENV_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+def argv_form(location: str) -> tuple[str, dict[str, str]] | None:
+    """The remote for a per-call rclone's argv without its parameters, and the
+    ``RCLONE_CONFIG_<REMOTE>_<OPTION>`` variables that carry them in the child's
+    environment instead (mode 0400 in /proc, unlike argv).
+
+    ``:webdav,url=…,pass=X:otp`` → ``otpbridgecs:otp`` + ``RCLONE_CONFIG_OTPBRIDGECS_TYPE=webdav``,
+    ``…_URL``, ``…_PASS``; ``nas,pass=X:otp`` → ``nas:otp`` + ``RCLONE_CONFIG_NAS_PASS``
+    (an environment value overrides the configured remote's). None when it cannot be
+    done (a remote name that is no environment variable name): stay on rcd then.
+    """
+    parsed = parse_remote(location)
+    if parsed is None or not parsed[1]:
+        return location, {}
     name, params, path = parsed
-    shown = []
+    if name.startswith(":"):
+        remote, env = ENV_REMOTE, {f"RCLONE_CONFIG_{ENV_REMOTE.upper()}_TYPE": name[1:]}
+    else:
+        remote, env = name, {}
+    if not _ENV_NAME.fullmatch(remote) or not all(_ENV_NAME.fullmatch(k.replace("-", "_")) for k, _ in params):
+        return None
     for key, value in params:
-        if key.lower() in _SAFE_PARAMS:
-            if "@" in value:  # the only way a user:pass@ can be in it
-                value = _url_userinfo().sub(lambda m: m.group("scheme"), value)
-            shown.append(f"{key}={value}")
-        else:
-            shown.append(f"{key}=***")
-    return ",".join([name, *shown]) + ":" + path
+        env[f"RCLONE_CONFIG_{remote.upper()}_{key.replace('-', '_').upper()}"] = value
+    return f"{remote}:{path}", env
 
 
 def lsjson_items(stdout: bytes) -> list[dict]:
@@ -445,5 +419,12 @@ def join(root: str, name: str) -> str:
 
 def check_location(location: str) -> str:
     if location.startswith("-"):
-        raise UsageError(f"remote {location!r} looks like an option", hint="write ./NAME for a local folder")
+        raise UsageError(f"remote {describe_location(location)!r} looks like an option", hint="write ./NAME for a local folder")
+    if path_has_credentials(location):
+        # ``url=http://h:9,pass=X`` unquoted: rclone cuts the URL at its first ':' and
+        # takes the rest, the password with it, as a path it then prints and logs.
+        raise UsageError(
+            f"the remote {describe_location(location)!r} holds a credential after an unquoted ':'",
+            hint="quote values that hold ':' or ',', as rclone requires: \":webdav,url='http://host:8080/dav',pass=…:otp\"",
+        )
     return location

@@ -286,13 +286,14 @@ class Device:
     def status(self) -> dict[str, Any]:
         """What ``otpbridge status --json`` shows (no passphrase, no network)."""
         from otpbridge.automation.runlog import read_failure
+        from otpbridge.core.remotes import redact_remote
         from otpbridge.engine.state import SyncState
 
         settings = self.settings()
         st = SyncState.load(self.config.state_dir)
         device = settings.get("device", {})
         return {
-            "remote": settings.get("remote"),
+            "remote": redact_remote(settings.get("remote")),
             "stores": settings.get("stores", []),
             "device": {"id": device.get("id"), "name": device.get("name")},
             "vault_id": st.vault_id,

@@ -14,11 +14,13 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from otpbridge.core.childenv import child_env
+
 _GIT_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_NAMESPACE", "GIT_INDEX_FILE", "GIT_INDEX_VERSION", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR")
 
 
 def _env(root: Path, environ: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in environ.items() if k not in _GIT_VARS}
+    env = {k: v for k, v in child_env(environ).items() if k not in _GIT_VARS}
     env["GIT_CEILING_DIRECTORIES"] = str(root.resolve().parent)
     # Entry names are file names, not patterns: an issuer "*" must not make
     # 'git add/commit -- */alice.gpg' sweep in every user's half-done edit.

@@ -11,7 +11,9 @@ human-readable output except one trimmed ``gpg:`` line used as a hint.
 
 Secrets: plaintext travels only through pipes (stdin for encryption, stdout for
 decryption), never argv or files; child processes get the caller's environment minus
-otpbridge's own secret variables.
+otpbridge's own secret variables and every store's password variable
+(``core.childenv.child_env``). gpg-agent, which gpg starts on first use and which
+outlives the run, inherits that same minimal environment.
 """
 
 from __future__ import annotations
@@ -25,10 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from otpbridge.core.childenv import child_env
 from otpbridge.core.errors import MissingDependencyError, OtpBridgeError
-
-#: otpbridge's own secret sources; gpg has no business seeing them (SPEC §7).
-_PRIVATE_ENV_PREFIXES = ("OTPBRIDGE_",)
 
 # INV_RECP reason codes (gnupg doc/DETAILS).
 _INV_RECP = {
@@ -90,7 +90,9 @@ class Gpg:
     """Runs gpg with a fixed environment and counts every call in ``stats['gpg']``."""
 
     def __init__(self, environ: Mapping[str, str], stats: MutableMapping[str, int] | None = None) -> None:
-        self.environ = {k: v for k, v in environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
+        # otpbridge's secrets and the stores' password variables: gpg (and the agent it
+        # starts, which keeps its environment for hours) has no business seeing them (SPEC §7).
+        self.environ = child_env(environ)
         self.stats = stats
         self._lock = threading.Lock()  # Counter += is not atomic across threads
         binary = shutil.which("gpg2", path=self.environ.get("PATH")) or shutil.which("gpg", path=self.environ.get("PATH"))

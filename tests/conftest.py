@@ -31,3 +31,21 @@ def pytest_unconfigure(config):
     folder = getattr(config, "_otpbridge_cache", None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# Figures some tests measure (the fuzz and crash matrices, issue 17): recorded with
+# ``record_property("figure", text)`` and printed at the end of the run, with or without
+# -s and with xdist (user properties travel with the reports to the controller).
+_FIGURES: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _FIGURES.extend(str(value) for key, value in report.user_properties if key == "figure")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("otpbridge figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)

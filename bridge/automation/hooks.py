@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from otpbridge.core.childenv import child_env
 from otpbridge.core.errors import OtpBridgeError, UsageError
 
 HOOK_NAME = "post-commit"
@@ -68,7 +69,7 @@ def pass_store_dir(spec: str, environ: Mapping[str, str] | None = None) -> Path:
 
 
 def _git(store: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in GIT_LOCATION_ENV}
+    env = {k: v for k, v in child_env(os.environ).items() if k not in GIT_LOCATION_ENV}
     try:
         return subprocess.run(
             ["git", "-C", str(store), *args], capture_output=True, text=True, timeout=30, check=False, env=env

@@ -200,10 +200,12 @@ def split_command(args: Sequence[str]) -> tuple[str | None, str | None]:
 
 def describe_args(args: Sequence[str]) -> str:
     """The command line as logged: store options (``?…``) removed, long values cut."""
+    from otpbridge.core.remotes import redact_remote
+
     shown = []
     for arg in args:
         head, sep, _ = arg.partition("?")
-        text = head + ("?…" if sep else "")
+        text = redact_remote(head) + ("?…" if sep else "")  # an rclone connection string's credentials masked
         shown.append(text if len(text) <= 200 else text[:200] + "…")
     return " ".join(shown)
 

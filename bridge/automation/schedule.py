@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from otpbridge.core.childenv import child_env
 from otpbridge.core.errors import MissingDependencyError, OtpBridgeError, UsageError
 
 DEFAULT_NAME = "otpbridge-sync"
@@ -348,7 +349,8 @@ def _systemctl(environ: Mapping[str, str]) -> str | None:
 
 def _run(argv: list[str], *, input_text: str | None = None) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(argv, input=input_text, capture_output=True, text=True, timeout=60, check=False)
+        # systemctl/crontab get no passphrase and no store password (SPEC §7)
+        return subprocess.run(argv, input=input_text, capture_output=True, text=True, timeout=60, check=False, env=child_env(os.environ))
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise OtpBridgeError(f"{argv[0]} could not run: {exc}") from None
 

@@ -151,6 +151,7 @@ def status_cmd(state: State, as_json: bool, max_age: str | None) -> int:
       otpbridge status --max-age 2d   # exit 1 when older (monitoring)
       otpbridge status --json
     """
+    from otpbridge.core.remotes import redact_remote
     from otpbridge.engine.state import SyncState
 
     limit = parse_duration(max_age) if max_age else None
@@ -161,7 +162,7 @@ def status_cmd(state: State, as_json: bool, max_age: str | None) -> int:
     too_old = limit is not None and (last is None or now - last > limit)
     device = settings.get("device", {})
     out = {
-        "remote": settings.get("remote"),
+        "remote": redact_remote(settings.get("remote")),  # a connection string's credentials masked
         "stores": settings.get("stores", []),
         "device": {"id": device.get("id"), "name": device.get("name")},
         "vault_id": st.vault_id,

@@ -44,6 +44,7 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
       otpbridge init mydrive:otp --store keepass:~/otp.kdbx --device laptop
       otpbridge init /media/usb/otp --store pass: --kdf strong
     """
+    from otpbridge.core.remotes import redact_remote
     from otpbridge.engine.connect import check_state_owner, init_settings
     from otpbridge.engine.init_vault import init_vault
     from otpbridge.engine.layout import Listing
@@ -61,7 +62,7 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
         listing = Listing.parse(s.backend.list())
         action = "join" if listing.is_vault else ("create" if listing.empty else "refuse")
         if as_json:
-            state.emit_json({"dry_run": True, "would": action, "device": device, "remote": settings["remote"],
+            state.emit_json({"dry_run": True, "would": action, "device": device, "remote": redact_remote(settings["remote"]),
                              "stores": settings["stores"]})
             return
         what = {"join": "join the vault", "create": "create a vault", "refuse": "refuse (not empty)"}[action]
@@ -75,7 +76,7 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
     state.config.write(settings)
     if as_json:
         state.emit_json({"created": result.created, "vault_id": result.vault_id, "epoch": result.epoch,
-                         "device": device, "remote": settings["remote"], "stores": settings["stores"],
+                         "device": device, "remote": redact_remote(settings["remote"]), "stores": settings["stores"],
                          "dry_run": False})
         return
     verb = "created a new vault" if result.created else "joined the vault"

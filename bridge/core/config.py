@@ -54,11 +54,15 @@ class Config:
     def read(self) -> dict[str, Any]:
         try:
             with open(self.config_file, "rb") as fh:
-                return tomllib.load(fh)
+                data = tomllib.load(fh)
         except FileNotFoundError:
             return {}
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise UsageError(f"{self.config_file} is not valid TOML: {exc}") from None
+        problem = _settings_problem(data)
+        if problem:
+            raise UsageError(f"{self.config_file}: {problem}", hint="fix it by hand, or move it away and run 'otpbridge init' again")
+        return data
 
     def write(self, data: Mapping[str, Any]) -> None:
         private_dir(self.config_dir)
@@ -99,3 +103,17 @@ def _toml_key(key: str) -> str:
     if key and all(c.isalnum() or c in "-_" for c in key):
         return key
     return _toml_value(key)
+
+
+def _settings_problem(data: Mapping[str, Any]) -> str | None:
+    """What is wrong with the shape of a config.toml (the keys otpbridge reads), or None."""
+    for key in ("remote", "kdf"):
+        if key in data and not isinstance(data[key], str):
+            return f"'{key}' must be a string"
+    stores = data.get("stores", [])
+    if not isinstance(stores, list) or not all(isinstance(s, str) for s in stores):
+        return "'stores' must be a list of strings"
+    device = data.get("device", {})
+    if not isinstance(device, dict) or not all(isinstance(device.get(k, ""), str) for k in ("id", "name")):
+        return "[device] must be a table whose id and name are strings"
+    return None

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from otpbridge.core.childenv import child_env, note_secret_env
 from otpbridge.core.errors import UsageError
 
 
@@ -76,12 +77,15 @@ def read_secret_fd(fd: int, what: str) -> Secret:
         raise UsageError(f"cannot read the {what} from file descriptor {fd}: {exc.strerror}") from None
 
 
-def run_secret_command(command: str, what: str, env_name: str) -> Secret:
+def run_secret_command(command: str, what: str, env_name: str, environ: Mapping[str, str] | None = None) -> Secret:
+    """Run a password command (argv, no shell) in the minimal child environment: it never
+    sees our passphrases or another store's password variable (core/childenv.py)."""
     argv = shlex.split(command)
     if not argv:
         raise UsageError(f"{env_name} is empty")
+    env = child_env(os.environ if environ is None else environ)
     try:
-        proc = subprocess.run(argv, capture_output=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(argv, capture_output=True, timeout=120, check=False, stdin=subprocess.DEVNULL, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise UsageError(f"the {what} command {argv[0]!r} could not run: {exc}") from None
     if proc.returncode != 0:
@@ -161,7 +165,7 @@ class SecretSource:
         if self.env_var in self.environ:
             return Secret(self.environ[self.env_var])
         if self.command_var in self.environ:
-            return run_secret_command(self.environ[self.command_var], self.what, self.command_var)
+            return run_secret_command(self.environ[self.command_var], self.what, self.command_var, self.environ)
         if self.keyring:
             return _from_keyring(self.what)
         if has_tty():
@@ -211,11 +215,12 @@ def store_password(
         return read_secret_file(options["password-file"], f"password for {store_label}")
     if "password-env" in options:
         name = options["password-env"]
+        note_secret_env(name)
         if name not in env:
             raise UsageError(f"the environment variable {name} (password for {store_label}) is not set")
         return Secret(env[name])
     if "password-command" in options:
-        return run_secret_command(options["password-command"], f"password for {store_label}", "password-command")
+        return run_secret_command(options["password-command"], f"password for {store_label}", "password-command", env)
     if kind == "keepass" and "OTPBRIDGE_KEEPASS_PASSWORD" in env:
         return Secret(env["OTPBRIDGE_KEEPASS_PASSWORD"])
     if "OTPBRIDGE_STORE_PASSWORD" in env:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from otpbridge.core.childenv import note_secret_env
 from otpbridge.core.secrets import Secret
 
 
@@ -44,8 +45,8 @@ def make_session(
     device = settings.get("device", {}) if isinstance(settings.get("device"), dict) else {}
     # rclone needs none of the stores' passwords (SPEC §7: only the child that needs a secret gets it).
     hidden = password_envs([*settings.get("stores", []), *also])
-    child_env = {k: v for k, v in environ.items() if k not in hidden}
-    backend = open_backend(remote or settings["remote"], stats=stats, environ=child_env)
+    note_secret_env(*hidden)  # nor gpg, git or a password command (core/childenv.py)
+    backend = open_backend(remote or settings["remote"], stats=stats, environ={k: v for k, v in environ.items() if k not in hidden})
     return Session(
         backend=backend,
         state_dir=state_dir,

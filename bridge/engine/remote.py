@@ -85,7 +85,10 @@ def read_header(s: Session, ref: HeaderRef, vault_id: str) -> bytes:
 
     check_size(ref.name, ref.size, max_header_size())
     raw = s.backend.read(ref.name)
-    info = peek_epoch(raw)
+    try:
+        info = peek_epoch(raw)
+    except IntegrityError as exc:
+        raise DamagedHeader(str(exc)) from None
     if info.epoch != ref.epoch:
         raise IntegrityError(f"{ref.name} holds epoch {info.epoch}, not {ref.epoch} (renamed or replayed)")
     if vault_id and info.vault_id.hex() != vault_id:
@@ -132,6 +135,20 @@ def extra_headers(listing: Listing, epoch: int) -> str:
     )
 
 
+class DamagedHeader(IntegrityError):
+    """An epoch header whose bytes do not even parse (truncated, extended, garbled)."""
+
+
+def header_may_be_unfinished(ref: HeaderRef, state: SyncState, exc: Exception) -> bool:
+    """A header whose bytes do not parse may be an upload cut short (a server without
+    atomic uploads) by a passphrase change that crashed before its commit point - but
+    only when its epoch is newer than any this device verified: a damaged header of a
+    known epoch, a well-formed header of another vault or epoch, or one too big for any
+    header stay integrity failures. Skipping it cannot roll anything back: the rollback
+    checks still apply to the epoch that opens, and whoever can damage it could delete it."""
+    return isinstance(exc, DamagedHeader) and ref.epoch > state.epoch
+
+
 def open_key(
     s: Session, listing: Listing, state: SyncState, passphrase: Secret, *, fallback: bool = False
 ) -> tuple[Any, HeaderRef]:
@@ -155,9 +172,11 @@ def open_key(
     newest = epochs[-1]
     first_error: WrongPassphrase | None = None
     refused: IntegrityError | None = None
+    damaged: list[str] = []
     spent_before = s.stats["kdf"]
     for epoch in reversed(epochs):
         refs = header_order(s, listing.headers_of(epoch), state)
+        wrong = damaged_here = False
         for i, ref in enumerate(refs):
             if s.stats["kdf"] - spent_before >= KDF_BUDGET:
                 if len(refs) < 2:
@@ -174,6 +193,10 @@ def open_key(
             except UnsafeObject:
                 raise
             except IntegrityError as exc:
+                if header_may_be_unfinished(ref, state, exc):
+                    damaged.append(f"{ref.name} ({exc})")  # a rotation's upload cut short
+                    damaged_here = True
+                    continue
                 if len(refs) < 2:
                     raise
                 refused = refused or exc  # one of several (a planted one): the others may open
@@ -182,12 +205,20 @@ def open_key(
                 key = open_epoch(raw, passphrase, stats=s.stats, cache=s.key_cache())
             except WrongPassphrase as exc:
                 first_error = first_error or exc
+                wrong = True
                 continue
-            if epoch != newest:
+            if damaged:
+                s.warn(f"skipped the damaged epoch header {damaged[0]}: an interrupted passphrase change "
+                       "(the next 'otpbridge passphrase change' on that device finishes it)")
+            elif epoch != newest:
                 s.warn(f"using epoch {epoch}: the newer epoch {newest} does not open with this passphrase")
             return key, ref
-        if not fallback or s.stats["kdf"] - spent_before >= KDF_BUDGET:
+        if s.stats["kdf"] - spent_before >= KDF_BUDGET:
             break
+        if not fallback and (wrong or not damaged_here):
+            break  # an older epoch is tried only past an unfinished header, or for restore
+    if first_error is None and refused is None:
+        raise IntegrityError(f"no epoch header of the vault can be read: {damaged[0] if damaged else 'none listed'}")
     ref = listing.headers_of(newest)[-1]
     if 0 < state.epoch < newest:
         raise AuthenticationError(

@@ -27,6 +27,7 @@ from otpbridge.engine.local import reseal_store_cache
 from otpbridge.engine.remote import (
     KDF_BUDGET,
     check_size,
+    header_may_be_unfinished,
     header_order,
     open_key,
     read_header,
@@ -98,6 +99,10 @@ def change_passphrase(
             break
         except WrongPassphrase:
             continue
+        except IntegrityError as exc:
+            if not header_may_be_unfinished(ref, state, exc):
+                raise
+            continue  # cut short before the commit point: this run starts the change afresh
     if resume_key is not None:
         older = [e for e in epochs if e < newest]
         old_key = None

@@ -69,7 +69,7 @@ class SyncState:
             raise UsageError(f"the sync state {path} has an unknown version")
         try:
             return cls._from_json(data)
-        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError) as exc:
             # No text of the exception: it may quote a value of the file.
             raise UsageError(
                 f"the sync state {path} holds a malformed value ({type(exc).__name__})",

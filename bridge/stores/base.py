@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qsl
 
+from otpbridge.core.childenv import note_secret_env
 from otpbridge.core.errors import EntryError, UsageError
 from otpbridge.core.model import Account, dedupe, pair_renames
 from otpbridge.core.secrets import Secret, store_password
@@ -59,6 +60,8 @@ class StoreSpec:
                 raise UsageError(f"cannot read the options {query!r} of {text!r}", hint="use ?name=value&name=value") from None
         if kind is None and not location:
             raise UsageError(f"{text!r} names no file or folder")
+        if options.get("password-env"):
+            note_secret_env(options["password-env"])  # no child process gets it (SPEC §7)
         return cls(kind, location, options)
 
     @property
