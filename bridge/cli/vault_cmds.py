@@ -185,13 +185,19 @@ def sync_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, 
 @click.argument("remote", required=False)
 @click.option("--into", "into", help="The store to restore into (default: the primary store).")
 @click.option("--snapshot", help="A snapshot id from 'otpbridge snapshots' (default: the latest state).")
+@click.option("--account", "pattern", metavar="PATTERN",
+              help="Restore only the accounts whose issuer, name or folder contains PATTERN.")
 @click.option("--dry-run", is_flag=True, help="Show what would be restored; write nothing.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--accept-rollback", is_flag=True, help="Accept a remote older than the one seen before.")
 @click.pass_obj
-def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: str | None, dry_run: bool,
-                as_json: bool, accept_rollback: bool) -> None:
+def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: str | None, pattern: str | None,
+                dry_run: bool, as_json: bool, accept_rollback: bool) -> None:
     """Restore every account of the vault into a store (adds and updates; never removes).
+
+    Restoring into one of this device's stores is a change: the restored accounts are
+    sent to the vault, so they come back on every device and win over an older deletion
+    (docs/SYNC.md "How to undo a deletion").
 
     On a new machine: 'otpbridge restore REMOTE --into keepass:new.kdbx' needs nothing but
     the passphrase; or 'otpbridge init REMOTE' first and then 'otpbridge restore --into …'.
@@ -200,7 +206,9 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
     Examples:
       otpbridge restore mydrive:otp --into keepass:~/new.kdbx
       otpbridge restore --snapshot 195b02700242-3 --into uris:check.txt --dry-run
+      otpbridge restore --snapshot laptop-3 --account github
     """
+    from otpbridge.cli.basic import _matches
     from otpbridge.engine.restore import restore
     from otpbridge.engine.state import SyncState
 
@@ -209,12 +217,18 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
         raise UsageError("where to? no --into was given and no store is configured",
                          hint="name the target store: otpbridge restore [REMOTE] --into KIND:PATH")
     target_spec = into or settings["stores"][0]
-    s = session_of(state, settings if remote is None else {"remote": remote}, remote=remote, stores=False,
+    target = state.open_store(target_spec)
+    # A store of this device: the restore is sent to the vault as this device's change.
+    own = remote is None and bool(settings.get("stores")) and any(
+        state.open_store(spec).label == target.label for spec in settings["stores"])
+    s = session_of(state, settings if remote is None else {"remote": remote}, remote=remote, stores=own,
                  also=(target_spec,))
     local_state = SyncState.load(state.config.state_dir) if remote is None else SyncState()
-    target = state.open_store(target_spec)
+    snapshot = _snapshot_id(state, snapshot)
+    match = (lambda acc: _matches(acc, pattern)) if pattern else None
     with s.backend:
-        rep = restore(s, local_state, target, snapshot=snapshot, dry_run=dry_run, accept_rollback=accept_rollback)
+        rep = restore(s, local_state, target, snapshot=snapshot, dry_run=dry_run, accept_rollback=accept_rollback,
+                      match=match, send=own)
     for w in rep.warnings:
         state.warn(w)
     if as_json:
@@ -229,7 +243,27 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
             state.echo(f"{pre}update: {label}")
         state.echo(f"{'would restore' if dry_run else 'restored'} {rep.accounts} accounts into {rep.target} "
                    f"({len(rep.added)} new, {len(rep.updated)} updated, {rep.unchanged} unchanged)")
+        if rep.sent:
+            state.echo(f"sent to the vault as this device's change (wins over older deletions on every device): "
+                       f"{', '.join(rep.sent)}")
+        elif own and dry_run:
+            state.echo("would send what differs from the vault as this device's change")
     finish_partial(rep.errors, "entries")
+
+
+def _snapshot_id(state: State, snapshot: str | None) -> str | None:
+    """``NAME-SEQ`` (a device name instead of its id) → ``ID-SEQ``, from the names seen."""
+    if not snapshot or "-" not in snapshot:
+        return snapshot
+    from otpbridge.engine.state import SyncState
+
+    who, _, seq = snapshot.rpartition("-")
+    try:
+        names = SyncState.load(state.config.state_dir).device_names
+    except OtpBridgeError:
+        return snapshot
+    ids = [dev for dev, name in names.items() if name == who and dev != who]
+    return f"{ids[0]}-{seq}" if len(ids) == 1 else snapshot
 
 
 __all__ = ["backup_cmd", "init_cmd", "restore_cmd", "sync_cmd"]

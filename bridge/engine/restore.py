@@ -36,6 +36,8 @@ class RestoreReport:
     unchanged: int
     dry_run: bool
     epoch: int
+    sent: list[str] = field(default_factory=list)  # restored accounts sent to the vault as a new change
+    uploaded: str | None = None
     warnings: list[str] = field(default_factory=list)
     errors: list[Any] = field(default_factory=list)
 
@@ -69,23 +71,56 @@ def restore(
     snapshot: str | None = None,
     dry_run: bool = False,
     accept_rollback: bool = False,
+    match: Any = None,
+    send: bool = False,
 ) -> RestoreReport:
     """Add every account of the vault to ``target``; never removes anything from it.
 
     An account the target already holds keeps its HOTP counter when that is higher: the
     codes below it were used (SPEC §6, counters never go backwards), maybe after the
     vault's copy (an old snapshot, a device that did not sync since).
+
+    ``match``: a predicate choosing the accounts to restore (``--account PATTERN``).
+    ``send``: the target is one of this device's stores; the restored accounts are then
+    sent to the vault as this device's newest change (a sync run, upload first), so a
+    restore wins over an older deletion on every device (docs/SYNC.md "How to undo a
+    deletion") instead of being deleted again by the next sync.
     """
     from otpbridge.core.model import Kind
 
     accounts, remote = remote_accounts(s, state, snapshot=snapshot, accept_rollback=accept_rollback)
+    if match is not None:
+        accounts = {rid: acc for rid, acc in accounts.items() if match(acc)}
+        if not accounts:
+            raise UsageError("no account of the vault" + (f" (snapshot {snapshot})" if snapshot else "")
+                             + " matches --account",
+                             hint="'otpbridge restore --into uris:check.txt --dry-run' lists what a restore holds")
     if target.exists():
         for have in target.read().accounts:
             acc = accounts.get(have.identity)
             if acc is not None and acc.kind is Kind.HOTP and have.counter > acc.counter:
                 accounts[have.identity] = acc.replace(counter=have.counter)
     ordered = sorted(accounts.values(), key=lambda a: (a.folder, a.issuer.lower(), a.name.lower()))
-    wr = target.apply(ordered, (), dry_run=dry_run)
+    sent: list[str] = []
+    uploaded = None
+    if send and not dry_run:
+        from otpbridge.engine.sync import sync_changes
+
+        preview = target.apply(ordered, (), dry_run=True)
+        # Upload first (the restored records win over the deletion), then the primary
+        # store is written by the sync run, then the target (when it is not the primary).
+        rep = sync_changes(s, mode="sync", accept_rollback=accept_rollback, resurrect=ordered)
+        sent = rep.added + rep.edited
+        uploaded = rep.uploaded
+        remote.warnings += [w for w in rep.warnings if w not in remote.warnings]
+        if s.stores and s.stores[0].label == target.label:
+            wr = preview  # the sync run wrote the primary
+        else:
+            wr = target.apply(ordered, (), dry_run=False)
+        wr.added, wr.updated = preview.added, preview.updated
+        wr.unchanged = preview.unchanged
+    else:
+        wr = target.apply(ordered, (), dry_run=dry_run)
     return RestoreReport(
         target=target.label,
         snapshot=snapshot,
@@ -95,6 +130,8 @@ def restore(
         unchanged=wr.unchanged,
         dry_run=dry_run,
         epoch=remote.epoch,
+        sent=sent,
+        uploaded=uploaded,
         warnings=remote.warnings,
         errors=list(wr.errors),
     )

@@ -70,10 +70,16 @@ def sync_changes(
     tombstone_remote_only: bool = False,
     remove_devices: Sequence[str] = (),
     adopt_device: bool = False,
+    resurrect: Sequence[Any] = (),
 ) -> SyncReport:
     """A sync or backup run that does the work: no fast path (:func:`otpbridge.engine.fastpath.sync`
     tries that first and passes its ``state`` and ``listing`` on; a passphrase change calls
-    this directly)."""
+    this directly).
+
+    ``resurrect``: accounts a ``restore`` put back into a store of this device. They are
+    sent as this device's new change (a newer clock) wherever the vault holds a deletion
+    or other fields, so the restore wins over the older deletion on every device.
+    """
     if state is None:
         state = start_run(s, mode)
     report = SyncReport(mode=mode, dry_run=dry_run)
@@ -115,6 +121,8 @@ def sync_changes(
         for rid in changes.deleted:
             changes.records.pop(rid, None)
         changes.deleted = []
+    if resurrect:
+        _resurrect(changes, resurrect, remote.records, s.device_id, state.clock)
     if tombstone_remote_only:
         _tombstone_remote_only(changes, local.union, remote.records, s.device_id, state.clock)
     _guard_deletions(changes, state, remote.records, allow_deletions or tombstone_remote_only)
@@ -340,6 +348,26 @@ def _tombstone_remote_only(
         if rec.account is not None and rid not in local and rid not in changes.records:
             changes.records[rid] = Record(rid, clock, device, None, rec.counter)
             changes.deleted.append(rid)
+
+
+def _resurrect(changes: Changes, accounts: Sequence[Any], remote: dict[str, Record], device: str,
+               base_clock: int) -> None:
+    """Restored accounts become this device's newest change where the vault differs."""
+    clock = max(base_clock, max_clock(remote), max((r.clock for r in changes.records.values()), default=0)) + 1
+    for acc in accounts:
+        rid = acc.identity
+        rem = remote.get(rid)
+        mine = changes.records.get(rid)
+        if mine is not None and mine.account is not None and mine.device == device:
+            continue  # already sent as a local change of this run
+        if rem is not None and not rem.deleted and rem.digest == digest(acc):
+            continue  # the vault holds it as restored
+        counter = max(acc.counter, rem.counter if rem is not None else 0)
+        changes.records[rid] = Record(rid, clock, device, acc, counter)
+        for lst in (changes.deleted, changes.counters, changes.added, changes.edited):
+            if rid in lst:
+                lst.remove(rid)
+        (changes.edited if rem is not None and not rem.deleted else changes.added).append(rid)
 
 
 def _apply_primary(
