@@ -186,8 +186,12 @@ class Device:
         )
 
     # -- commands ------------------------------------------------------------------------------
-    def init(self, remote: str, stores: Sequence[str] = (), *, device_name: str | None = None, kdf: str = "default"):
+    def init(self, remote: str, stores: Sequence[str] = (), *, device_name: str | None = None, kdf: str = "default",
+             create: bool = False):
         """Create a vault on ``remote`` or join the one there (``otpbridge init``).
+
+        Store paths are saved absolute; a store that does not exist is refused unless
+        ``create=True`` (``--create``).
 
         ``kdf="insecure-test"`` needs ``OTPBRIDGE_ALLOW_INSECURE_KDF=1`` (tests only).
         Returns the engine's ``InitResult`` (``created``, ``vault_id``, ``epoch``).
@@ -200,7 +204,7 @@ class Device:
 
         ctx = _context(self.environ, self._warn, self.stats)
         settings = init_settings(self.settings(), remote=remote, stores=stores, device_name=device_name, kdf=kdf,
-                                 open_store=lambda spec: _open(spec, ctx))
+                                 open_store=lambda spec: _open(spec, ctx), create=create)
         s = self._session(settings)
         s.params = choose_params(kdf, self.environ)
         if getattr(s.backend, "name", "") == "local":

@@ -28,20 +28,24 @@ from otpbridge.core.errors import OtpBridgeError, UsageError
 @click.option("--device", "device_name", help="A name for this device (default: the host name).")
 @click.option("--kdf", metavar="default|strong", default="default", show_default=True,
               help="Key-derivation cost of a NEW vault: default (256 MiB Argon2id) or strong (1 GiB).")
+@click.option("--create", is_flag=True,
+              help="A --store that does not exist yet is made by the first sync or restore (else refused).")
 @click.option("--dry-run", is_flag=True, help="Say what would be done; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: str | None, kdf: str,
-             dry_run: bool, as_json: bool) -> None:
+             create: bool, dry_run: bool, as_json: bool) -> None:
     """Create an encrypted vault on REMOTE (an rclone path or a folder), or join it.
 
     On an empty REMOTE a new vault is created and the passphrase is asked twice; on a
     vault this device joins (the passphrase is checked). A folder with other files is
-    refused (exit 2).
+    refused (exit 2). Store paths are saved absolute (cron and systemd run elsewhere); a
+    store that does not exist is refused unless --create (or '?create=1') asks for it.
 
     \b
     Examples:
       otpbridge init mydrive:otp --store keepass:~/otp.kdbx --device laptop
+      otpbridge init mydrive:otp --store keepass:~/new.kdbx --create
       otpbridge init /media/usb/otp --store pass: --kdf strong
     """
     from otpbridge.engine.connect import check_state_owner, init_settings
@@ -50,7 +54,7 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
     from otpbridge.engine.state import SyncState
 
     settings = init_settings(settings_of(state, need=False), remote=remote, stores=stores,
-                             device_name=device_name, kdf=kdf, open_store=state.open_store)
+                             device_name=device_name, kdf=kdf, open_store=state.open_store, create=create)
     device = settings["device"]
     params = kdf_params(state, kdf)
     s = session_of(state, settings)

@@ -58,6 +58,52 @@ def make_session(
     )
 
 
+PATH_OPTIONS = ("keyfile", "password-file")
+
+
+def absolute_spec(text: str, known_kinds: Iterable[str], cwd: str | None = None, *, create: bool = False) -> str:
+    """``KIND:LOCATION?options`` with a relative LOCATION (and path options) made absolute.
+
+    config.toml is read by cron and systemd from another folder: a path saved as typed
+    would name another file there (issue 18). ``~`` stays (it means the same everywhere
+    for this user). ``create`` adds ``create=1`` (a missing store may be created).
+    """
+    import os
+    from urllib.parse import quote
+
+    from otpbridge.stores.base import StoreSpec
+
+    spec = StoreSpec.parse(text, known_kinds)
+    base = cwd or os.getcwd()
+
+    head, colon, _ = spec.location.partition(":")
+    if spec.kind is None and colon and head.isalnum():
+        return text  # an unknown KIND: (a typo): open_store names it
+
+    def fix(path: str) -> str:
+        if not path or path.startswith("~") or os.path.isabs(path):
+            return path
+        return os.path.normpath(os.path.join(base, path))
+
+    location = fix(spec.location)
+    options = dict(spec.options)
+    for name in PATH_OPTIONS:
+        if options.get(name):
+            options[name] = fix(options[name])
+    if create:
+        options["create"] = "1"
+    if location == spec.location and options == dict(spec.options):
+        return text
+    out = f"{spec.kind}:{location}" if spec.kind else location
+    if options:
+        out += "?" + "&".join(f"{quote(k, safe='-_')}={quote(v, safe='/~:.,@+-_ ')}" for k, v in options.items())
+    return out
+
+
+def wants_create(spec: Any) -> bool:
+    return str(spec.options.get("create", "")).lower() in ("1", "yes", "true")
+
+
 def init_settings(
     settings: Mapping[str, Any],
     *,
@@ -66,15 +112,22 @@ def init_settings(
     device_name: str | None,
     kdf: str,
     open_store: Callable[[str], Any],
+    create: bool = False,
+    cwd: str | None = None,
 ) -> dict[str, Any]:
     """The device's settings after ``init REMOTE``: checked, with a device id and name.
 
-    Store specs are opened once so that an unknown kind fails before anything is written.
+    Store specs are opened once so that an unknown kind fails before anything is written;
+    relative paths are made absolute; a database (KeePass, pass) that does not exist is
+    refused unless ``create`` (``--create``) or its own ``?create=1`` asks for a new one
+    (a typo would become a new, empty database); a missing export file gets ``create=1``
+    (the first sync writes it).
     """
     import socket
 
     from otpbridge.core.errors import UsageError
     from otpbridge.engine.layout import DEVICE_ID_RE, new_device_id
+    from otpbridge.stores.registry import plugin_kinds
 
     out = dict(settings)
     old_remote = out.get("remote")
@@ -83,9 +136,19 @@ def init_settings(
             f"this device already belongs to the vault at {old_remote}",
             hint="use another --home / OTPBRIDGE_HOME for a second vault",
         )
-    stores = list(stores)
-    for spec in stores:
-        open_store(spec)
+    kinds = plugin_kinds()
+    stores = [absolute_spec(spec, kinds, cwd) for spec in stores]
+    for i, spec in enumerate(stores):
+        store = open_store(spec)
+        if store.exists() or wants_create(store.spec):
+            continue
+        if not create and getattr(store, "is_database", False):
+            raise UsageError(
+                f"{store.label} does not exist",
+                hint="check the path; to start a new, empty store there, add --create "
+                f"(or '?create=1': {spec}{'&' if '?' in spec else '?'}create=1)",
+            )
+        stores[i] = absolute_spec(spec, kinds, cwd, create=True)
     device = dict(out.get("device", {})) if isinstance(out.get("device"), dict) else {}
     if not DEVICE_ID_RE.fullmatch(str(device.get("id", ""))):
         device["id"] = new_device_id()
