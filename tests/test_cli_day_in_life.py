@@ -162,3 +162,22 @@ def test_schedule_refuses_a_store_secret_that_lives_only_in_the_shell_and_check_
     (tmp_path / "otp.kdbx").touch()
     res = d.run(*args, "--check", env=env)
     assert res.code == 3 and "FAILS with exit 3" in res.out, res.out + res.err
+
+
+def test_weak_new_passphrases_are_refused_unless_accepted(tmp_path):
+    d = make(tmp_path, "dev")
+    for weak in ("Summer2024!", "qwertyuiopasdfghjkl"):
+        res = d.init(env={"OTPBRIDGE_PASSPHRASE": weak})
+        assert res.code == 2, res.err
+        assert "too weak" in res.err and "zxcvbn score" in res.err and "--accept-weak-passphrase" in res.err
+        assert "strength: strong" not in res.err and "very strong" not in res.err
+    assert not (d.home / "config.toml").exists()
+    assert not (tmp_path / "remote").exists() or not any((tmp_path / "remote").iterdir())
+    res = ok(d.init("--accept-weak-passphrase", env={"OTPBRIDGE_PASSPHRASE": "Summer2024!"}))
+    assert "accepted because of --accept-weak-passphrase" in res.err
+    e = make(tmp_path, "other", remote=tmp_path / "remote2")
+    res = ok(e.init())
+    assert "passphrase strength: very strong (zxcvbn score 4/4" in res.err
+    res = e.run("passphrase", "change", env={"OTPBRIDGE_NEW_PASSPHRASE": "Summer2024!"})
+    assert res.code == 2 and "too weak" in res.err
+    assert ok(e.run("passphrase", "check")).code == 0

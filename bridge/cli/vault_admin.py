@@ -39,12 +39,14 @@ def passphrase_grp() -> None:
               help="Drop accounts that only other devices hold (lists them first), as OneAuth does.")
 @click.option("--kdf", metavar="default|strong", default=None,
               help="Key-derivation cost of the new epoch (default: as configured).")
+@click.option("--accept-weak-passphrase", is_flag=True,
+              help="Use the new passphrase even if zxcvbn scores it below 3 of 4.")
 @click.option("--dry-run", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--accept-rollback", is_flag=True)
 @click.pass_obj
-def passphrase_change_cmd(state: State, discard_remote_only: bool, kdf: str | None, dry_run: bool,
-                          as_json: bool, accept_rollback: bool) -> None:
+def passphrase_change_cmd(state: State, discard_remote_only: bool, kdf: str | None, accept_weak_passphrase: bool,
+                          dry_run: bool, as_json: bool, accept_rollback: bool) -> None:
     """Re-key the vault: afterwards the old passphrase opens nothing on the remote.
 
     The current passphrase comes from the usual sources, the new one from
@@ -63,7 +65,8 @@ def passphrase_change_cmd(state: State, discard_remote_only: bool, kdf: str | No
     s.params = kdf_params(state, kdf or settings.get("kdf", "default"))
     try:
         with s.backend:
-            rep = change_passphrase(s, lambda: ask_new_passphrase(state, state.new_passphrase_source()),
+            rep = change_passphrase(s, lambda: ask_new_passphrase(state, state.new_passphrase_source(),
+                                                                         accept_weak=accept_weak_passphrase),
                                     discard_remote_only=discard_remote_only, dry_run=dry_run,
                                     accept_rollback=accept_rollback)
     except OtpBridgeError as err:

@@ -28,16 +28,19 @@ from otpbridge.core.errors import OtpBridgeError, UsageError
 @click.option("--device", "device_name", help="A name for this device (default: the host name).")
 @click.option("--kdf", metavar="default|strong", default="default", show_default=True,
               help="Key-derivation cost of a NEW vault: default (256 MiB Argon2id) or strong (1 GiB).")
+@click.option("--accept-weak-passphrase", is_flag=True,
+              help="Create the vault even if zxcvbn scores the new passphrase below 3 of 4.")
 @click.option("--create", is_flag=True,
               help="A --store that does not exist yet is made by the first sync or restore (else refused).")
 @click.option("--dry-run", is_flag=True, help="Say what would be done; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: str | None, kdf: str,
-             create: bool, dry_run: bool, as_json: bool) -> None:
+             accept_weak_passphrase: bool, create: bool, dry_run: bool, as_json: bool) -> None:
     """Create an encrypted vault on REMOTE (an rclone path or a folder), or join it.
 
-    On an empty REMOTE a new vault is created and the passphrase is asked twice; on a
+    On an empty REMOTE a new vault is created and the passphrase is asked twice (rated
+    by zxcvbn; below score 3 of 4 it is refused unless --accept-weak-passphrase); on a
     vault this device joins (the passphrase is checked). A folder with other files is
     refused (exit 2). Store paths are saved absolute (cron and systemd run elsewhere); a
     store that does not exist is refused unless --create (or '?create=1') asks for it.
@@ -73,7 +76,8 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
         return
     local_state = SyncState.load(state.config.state_dir)
     check_state_owner(local_state, device["id"])
-    result = init_vault(s, local_state, new_passphrase=lambda: ask_new_passphrase(state, state.passphrase_source()))
+    result = init_vault(s, local_state, new_passphrase=lambda: ask_new_passphrase(
+        state, state.passphrase_source(), accept_weak=accept_weak_passphrase))
     if result.device_id:  # the configured id is already in use on the remote: joined under a new one
         device = settings["device"] = {**device, "id": result.device_id}
     state.config.write(settings)

@@ -4,7 +4,6 @@ strength rating."""
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -74,36 +73,44 @@ def record_failure(state: State, err: OtpBridgeError) -> None:
 
 
 # --- passphrase strength ------------------------------------------------------------------
-def strength(passphrase: str) -> tuple[int, str]:
-    """A rough entropy estimate in bits (length x log2 of the character classes used).
-
-    Deliberately simple and pessimistic about words: it only decides whether to warn.
-    """
-    import math
-
-    pool = 0
-    for pattern, size in ((r"[a-z]", 26), (r"[A-Z]", 26), (r"[0-9]", 10), (r"[^a-zA-Z0-9]", 33)):
-        if re.search(pattern, passphrase):
-            pool += size
-    distinct = len(set(passphrase))
-    bits = int(len(passphrase) * math.log2(pool)) if pool else 0
-    bits = min(bits, int(distinct * math.log2(max(pool, 2)) * 1.5)) if passphrase else 0
-    verdict = "weak" if bits < 50 else ("fair" if bits < 70 else "strong")
-    return bits, verdict
+#: the lowest zxcvbn score (0-4) a new vault passphrase may have without --accept-weak-passphrase
+MIN_SCORE = 3
+SCORE_WORDS = ("very weak", "weak", "fair", "strong", "very strong")
 
 
-def ask_new_passphrase(state: State, source) -> Any:
-    from otpbridge.core.secrets import has_tty
+def strength(passphrase: str) -> dict[str, Any]:
+    """zxcvbn's estimate (a maintained estimator: dictionaries, keyboard walks, dates,
+    l33t): ``score`` 0-4, ``verdict``, ``crack_time`` (offline, slow hash, 10^4 guesses
+    per second: what someone holding the remote's files faces), ``warning`` and
+    ``suggestions``. zxcvbn is imported only here (init, passphrase change)."""
+    from zxcvbn import zxcvbn
 
+    result = zxcvbn(passphrase[:100])  # zxcvbn is quadratic in the length; 100 is plenty
+    feedback = result.get("feedback") or {}
+    score = int(result["score"])
+    return {
+        "score": score,
+        "verdict": SCORE_WORDS[score],
+        "crack_time": str(result["crack_times_display"]["offline_slow_hashing_1e4_per_second"]),
+        "warning": feedback.get("warning") or "",
+        "suggestions": list(feedback.get("suggestions") or []),
+    }
+
+
+def ask_new_passphrase(state: State, source, *, accept_weak: bool = False) -> Any:
     secret = source.get(confirm=True)
-    bits, verdict = strength(secret.reveal())
-    if verdict == "weak":
-        state.warn(
-            f"this passphrase is weak (about {bits} bits): anyone who gets the remote's files can try to guess it "
-            "offline; four or more random words are much stronger"
-        )
-        if has_tty() and not source.configured() and not click.confirm("Use it anyway?", default=False, err=True):
-            raise UsageError("no passphrase was set")
-    else:
-        state.note(f"passphrase strength: {verdict} (about {bits} bits)")
-    return secret
+    rating = strength(secret.reveal())
+    text = (f"passphrase strength: {rating['verdict']} (zxcvbn score {rating['score']}/4; "
+            f"an offline attacker would need about {rating['crack_time']})")
+    if rating["score"] >= MIN_SCORE:
+        state.note(text)
+        return secret
+    advice = " ".join(x for x in (rating["warning"], *rating["suggestions"]) if x)
+    if accept_weak:
+        state.warn(f"{text}; accepted because of --accept-weak-passphrase" + (f". {advice}" if advice else ""))
+        return secret
+    raise UsageError(
+        f"the new passphrase is too weak: {text}; anyone who gets the remote's files can guess it offline",
+        hint=(advice + " " if advice else "") + "four or more random words are much stronger; "
+        "to use it anyway, add --accept-weak-passphrase",
+    )
