@@ -181,3 +181,51 @@ def test_weak_new_passphrases_are_refused_unless_accepted(tmp_path):
     res = e.run("passphrase", "change", env={"OTPBRIDGE_NEW_PASSPHRASE": "Summer2024!"})
     assert res.code == 2 and "too weak" in res.err
     assert ok(e.run("passphrase", "check")).code == 0
+
+
+def test_both_sides_report_a_conflict_by_name_and_the_losing_version_stays_restorable(tmp_path):
+    x = make_account("X")
+    a, b = make(tmp_path, "alpha"), make(tmp_path, "beta")
+    a.add(x)
+    ok(a.init())
+    ok(a.sync())
+    ok(b.init())
+    ok(b.sync())
+    a.edit(x.identity, name="alpha-edit")
+    b.edit(x.identity, name="beta-edit")
+    ok(a.sync())
+    res = ok(b.run("sync"))  # the winner (newer in Lamport order)
+    assert "conflict: SvcX (beta-edit) was edited here (" in res.err and "on alpha (" in res.err
+    assert "kept this device's version; alpha's version stays restorable" in res.err
+    res = ok(a.run("sync"))  # the loser used to see only "update here"
+    assert "update here: SvcX (beta-edit)" in res.out
+    line = [ln for ln in res.err.splitlines() if ln.startswith("otpbridge: conflict") or "conflict:" in ln][0]
+    assert "edited here (" in line and "on beta (" in line and "kept beta's version" in line
+    assert "this device's version stays restorable: to get it back: otpbridge restore --snapshot" in line
+    command = line.split("to get it back: ")[1].split()
+    assert command[:3] == ["otpbridge", "restore", "--snapshot"]
+    snapshot, pattern = command[3], command[5]
+    assert "conflict" not in ok(a.run("sync")).err  # reported once
+    res = ok(a.run("restore", "--snapshot", snapshot, "--account", pattern))
+    assert "update: SvcX (alpha-edit)" in res.out
+    assert a.accounts()[x.identity].name == "alpha-edit"
+    ok(b.run("sync"))
+    assert b.accounts()[x.identity].name == "alpha-edit"
+    data = ok(b.sync()).json()
+    assert data["conflicts"] == []
+
+
+def test_default_device_name_is_unique_in_the_vault(tmp_path):
+    import socket
+
+    host = socket.gethostname().split(".")[0]
+    first = make(tmp_path, "one")
+    first.write_accounts([make_account("1")])
+    ok(first.run("init", first.remote, "--store", first.store, "--kdf", "insecure-test"))
+    second = make(tmp_path, "two")
+    second.write_accounts([])
+    ok(first.sync())
+    data = ok(second.run("init", second.remote, "--store", second.store, "--kdf", "insecure-test", "--json")).json()
+    assert data["device"]["name"] == f"{host}-{data['device']['id'][:4]}"
+    ok(second.sync())
+    assert ok(first.run("sync")).code == 0

@@ -77,9 +77,12 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
     local_state = SyncState.load(state.config.state_dir)
     check_state_owner(local_state, device["id"])
     result = init_vault(s, local_state, new_passphrase=lambda: ask_new_passphrase(
-        state, state.passphrase_source(), accept_weak=accept_weak_passphrase))
+        state, state.passphrase_source(), accept_weak=accept_weak_passphrase),
+        unique_name=device_name is None and not settings_of(state, need=False).get("device"))
     if result.device_id:  # the configured id is already in use on the remote: joined under a new one
         device = settings["device"] = {**device, "id": result.device_id}
+    if result.device_name:  # the default name was taken in the vault
+        device = settings["device"] = {**device, "name": result.device_name}
     state.config.write(settings)
     if as_json:
         state.emit_json({"created": result.created, "vault_id": result.vault_id, "epoch": result.epoch,
@@ -147,14 +150,32 @@ def _print_sync(state: State, r) -> None:
         for label in items:
             state.echo(f"{pre}{what}: {label}")
     for c in r.conflicts:
-        kept = "this device's" if c.winner == "local" else f"device {c.other_device}'s"
-        state.warn(f"conflict: {c.label} was {c.local} here and {c.remote} on device {c.other_device}; kept {kept}")
+        state.warn(conflict_text(c))
     if r.uploaded and not r.dry_run:
         state.echo(f"uploaded and verified {r.uploaded}")
     if not r.changed and not r.conflicts:
         state.echo(f"{pre}nothing to do ({r.accounts} accounts in step)" if not r.dry_run else "nothing would change")
     elif not r.dry_run:
         state.echo(f"{r.accounts} accounts in the vault")
+
+
+def _when(t) -> str:
+    import time as _time
+
+    return _time.strftime("%Y-%m-%d %H:%M", _time.localtime(t)) if t else "an unknown time"
+
+
+def conflict_text(c) -> str:
+    """Both sides of a conflict, by device name, with both versions' times (issue 18)."""
+    name = c.other_name or c.other_device
+    kept = "this device's version" if c.winner == "local" else f"{name}'s version"
+    lost = f"{name}'s version" if c.winner == "local" else "this device's version"
+    text = (f"conflict: {c.label} was {c.local} here ({_when(c.local_time)}) and {c.remote} on {name} "
+            f"({_when(c.remote_time)}); kept {kept}")
+    if c.restore:
+        how = c.restore if not c.restore.startswith("otpbridge ") else f"to get it back: {c.restore}"
+        text += f"; {lost} stays restorable: {how}"
+    return text
 
 
 @click.command("backup")
@@ -194,7 +215,7 @@ def sync_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, 
 @click.option("--into", "into", help="The store to restore into (default: the primary store).")
 @click.option("--snapshot", help="A snapshot id from 'otpbridge snapshots' (default: the latest state).")
 @click.option("--account", "pattern", metavar="PATTERN",
-              help="Restore only the accounts whose issuer, name or folder contains PATTERN.")
+              help="Restore only the accounts whose issuer, name or folder contains PATTERN (or whose id starts with it).")
 @click.option("--dry-run", is_flag=True, help="Show what would be restored; write nothing.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--accept-rollback", is_flag=True, help="Accept a remote older than the one seen before.")
@@ -233,7 +254,7 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
                  also=(target_spec,))
     local_state = SyncState.load(state.config.state_dir) if remote is None else SyncState()
     snapshot = _snapshot_id(state, snapshot)
-    match = (lambda acc: _matches(acc, pattern)) if pattern else None
+    match = (lambda acc: _matches(acc, pattern) or acc.identity.startswith(pattern.lower())) if pattern else None
     with s.backend:
         rep = restore(s, local_state, target, snapshot=snapshot, dry_run=dry_run, accept_rollback=accept_rollback,
                       match=match, send=own)

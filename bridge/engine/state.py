@@ -48,6 +48,8 @@ class SyncState:
     token: str = ""
     writes: dict[str, str] = field(default_factory=dict)
     pending: dict[str, Any] | None = None
+    #: conflicts other devices reported this device lost, already shown here (keys)
+    conflicts_seen: list[str] = field(default_factory=list)
 
     # -- persistence ---------------------------------------------------------------------
     @classmethod
@@ -84,6 +86,7 @@ class SyncState:
             token=str(data.get("token", "")),
             writes={str(k): str(v) for k, v in (data.get("writes") or {}).items()},
             pending=_pending(data.get("pending")),
+            conflicts_seen=[str(k) for k in (data.get("conflicts_seen") or [])],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -107,6 +110,7 @@ class SyncState:
             "token": self.token,
             "writes": self.writes,
             "pending": self.pending,
+            "conflicts_seen": self.conflicts_seen,
         }
 
     def save(self, folder: Path) -> None:

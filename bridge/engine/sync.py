@@ -131,6 +131,10 @@ def sync_changes(
     report.deleted = _labels(changes.deleted, merged, remote)
     report.counters = _labels(changes.counters, merged, remote)
     report.conflicts = changes.conflicts
+    for c in report.conflicts:
+        _describe_conflict(s, state, remote, c)
+    lost = _conflicts_lost_here(s, state, remote)
+    report.conflicts += lost
     final = alive(merged)
     report.accounts = len(final)
     own_view = remote.views.get(s.device_id)
@@ -172,6 +176,7 @@ def sync_changes(
             "clock": max_clock(merged),
             "removed": removed,
             "devices": names,
+            "conflicts": _conflicts_to_send(s, remote, report.conflicts, seq),
             "records": [r.to_json() for _id, r in sorted(merged.items())],
         }
         name = upload_view(s, remote.key, payload, listing)
@@ -231,6 +236,7 @@ def sync_changes(
     state.accounts = len(final)
     state.token = state.token or new_token()
     state.pending = None
+    state.conflicts_seen = (state.conflicts_seen + [_seen_key(c) for c in lost])[-CONFLICTS_KEPT:]
     keep = sorted((int(k) for k in state.writes), reverse=True)[:WRITES_KEPT]
     state.writes = {str(k): state.writes[str(k)] for k in sorted(keep)}
     state.save(s.state_dir)
@@ -238,6 +244,78 @@ def sync_changes(
 
 
 WRITES_KEPT = 64  # nonces of own views remembered (only the newest own view is compared)
+
+
+CONFLICTS_KEPT = 256  # conflict keys remembered as shown
+CONFLICT_DAYS = 90  # how long a view keeps telling the losing device about a conflict
+
+
+def _name_of(s: Session, state: SyncState, remote: Remote, dev: str) -> str:
+    return remote.names.get(dev) or state.device_names.get(dev) or dev
+
+
+def _restore_hint(snapshot: str, rid: str) -> str:
+    return f"otpbridge restore --snapshot {snapshot} --account {rid[:16]}"
+
+
+def _describe_conflict(s: Session, state: SyncState, remote: Remote, c: Any) -> None:
+    """Name the other device, date both versions and say how to get the losing one back."""
+    c.other_name = _name_of(s, state, remote, c.other_device)
+    c.local_time = int(s.now())
+    other = remote.views.get(c.other_device)
+    if other is not None:
+        ref, data = other
+        c.remote_time = int(data.get("time") or ref.time)
+        if c.winner == "local":
+            c.restore = _restore_hint(f"{c.other_device}-{ref.seq}", c.id)
+    if c.winner == "remote":
+        c.restore = "this device's version is in the primary store's backup (NAME.bak, beside it)"
+
+
+def _conflicts_to_send(s: Session, remote: Remote, conflicts: Sequence[Any], seq: int) -> list[dict]:
+    """This view tells the losing devices about the conflicts this device won (and keeps
+    telling them, from view to view, for CONFLICT_DAYS)."""
+    now = int(s.now())
+    out: list[dict] = []
+    own = remote.views.get(s.device_id)
+    if own is not None:
+        for entry in own[1].get("conflicts") or []:
+            if isinstance(entry, dict) and now - int(entry.get("at", 0)) < CONFLICT_DAYS * 86400:
+                out.append(entry)
+    for c in conflicts:
+        if c.winner != "local" or c.other_device == s.device_id:
+            continue
+        other = remote.views.get(c.other_device)
+        out.append({"id": c.id, "label": c.label, "loser": c.other_device,
+                    "loser_seq": other[0].seq if other is not None else 0, "loser_did": c.remote,
+                    "loser_time": c.remote_time, "winner_did": c.local, "at": now, "seq": seq})
+    return out
+
+
+def _seen_key(c: Any) -> str:
+    return f"{c.other_device}:{c.id}:{c.remote_time}"
+
+
+def _conflicts_lost_here(s: Session, state: SyncState, remote: Remote) -> list[Any]:
+    """Conflicts another device won against this one, not shown here before."""
+    from otpbridge.engine.merge import Conflict
+
+    out = []
+    for dev, (_ref, data) in sorted(remote.views.items()):
+        if dev == s.device_id:
+            continue
+        for entry in data.get("conflicts") or []:
+            if not isinstance(entry, dict) or entry.get("loser") != s.device_id:
+                continue
+            c = Conflict(str(entry.get("id", "")), str(entry.get("label", "")), str(entry.get("loser_did", "edited")),
+                         str(entry.get("winner_did", "edited")), dev, "remote",
+                         other_name=_name_of(s, state, remote, dev), local_time=entry.get("loser_time"),
+                         remote_time=entry.get("at"))
+            if _seen_key(c) in state.conflicts_seen:
+                continue
+            c.restore = _restore_hint(f"{s.device_id}-{entry.get('loser_seq', 0)}", c.id)
+            out.append(c)
+    return out
 
 
 def _check_removals(remote: Remote, remove_devices: Sequence[str]) -> None:
