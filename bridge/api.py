@@ -215,6 +215,10 @@ class Device:
         if result.device_id:  # the configured id was in use on the remote: joined under a new one
             settings["device"] = {**settings["device"], "id": result.device_id}
         self.config.write(settings)
+        if not result.created:
+            from otpbridge.engine.sync import announce
+
+            announce(s)
         return result
 
     def _sync(self, mode: str, *, dry_run: bool, allow_deletions: bool, accept_rollback: bool):

@@ -229,3 +229,28 @@ def test_default_device_name_is_unique_in_the_vault(tmp_path):
     assert data["device"]["name"] == f"{host}-{data['device']['id'][:4]}"
     ok(second.sync())
     assert ok(first.run("sync")).code == 0
+
+
+def test_devices_lists_every_joined_device_and_removes_by_name(tmp_path):
+    a, b, c = make(tmp_path, "alpha"), make(tmp_path, "beta"), make(tmp_path, "gamma")
+    a.add(make_account("1"), make_account("2"))
+    ok(a.init())
+    ok(a.sync())
+    ok(b.init())
+    ok(c.init())  # joined, never synced
+    ok(a.run("sync"))
+    rows = {r["name"]: r for r in ok(a.run("devices", "--json")).json()}
+    assert set(rows) == {"alpha", "beta", "gamma"}
+    assert rows["gamma"]["last_seen"] is not None and rows["gamma"]["accounts"] == 2
+    assert rows["alpha"]["this_device"] and rows["alpha"]["accounts"] == 2
+    text = ok(a.run("devices")).out
+    assert "gamma" in text and rows["gamma"]["id"] in text and "last seen" in text and "accounts" in text
+    res = ok(a.run("devices", "remove", "gamma", "--dry-run"))
+    assert "would remove device gamma" in res.out
+    res = ok(a.run("devices", "remove", "gamma"))
+    assert f"removed device gamma ({rows['gamma']['id']})" in res.out
+    assert {r["name"] for r in ok(a.run("devices", "--json")).json()} == {"alpha", "beta"}
+    assert c.run("sync").code == 2  # the removed device is refused
+    res = a.run("devices", "remove", "nobody")
+    assert res.code == 2 and "no such device nobody" in res.err
+    ok(a.run("devices", "remove", rows["beta"]["id"]))  # by id still works

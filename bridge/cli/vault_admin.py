@@ -271,31 +271,38 @@ def devices_list_cmd(state: State, as_json: bool) -> None:
     if as_json:
         state.emit_json(rows)
         return
-    state.table(["id", "name", "last write", "seq", "snapshots", ""],
-                [(r["id"], r["name"], _ts(r["last_write"]), r["seq"], r["views"],
+    state.table(["name", "id", "last seen", "accounts", "snapshots", ""],
+                [(r["name"] or "?", r["id"], _ts(r["last_seen"]) if r["last_seen"] else "never (no upload yet)",
+                  "?" if r["accounts"] is None else r["accounts"], r["views"],
                   "this device" if r["this_device"] else ("removed" if r["removed"] else ""))
                  for r in rows])
 
 
 @devices_grp.command("remove")
-@click.argument("device_id")
+@click.argument("device")
 @click.option("--dry-run", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def devices_remove_cmd(state: State, device_id: str, dry_run: bool, as_json: bool) -> None:
-    """Remove a device: its accounts stay (merged first), its objects go, it may not sync again.
+def devices_remove_cmd(state: State, device: str, dry_run: bool, as_json: bool) -> None:
+    """Remove a device (by name or id): its accounts stay (merged first), its objects go,
+    it may not sync again.
 
     \b
     Examples:
-      otpbridge devices remove 4a731d133733 --dry-run
+      otpbridge devices remove old-laptop --dry-run
+      otpbridge devices remove 4a731d133733
     """
+    from otpbridge.engine.devices import resolve_device
     from otpbridge.engine.fastpath import sync
-    from otpbridge.engine.layout import DEVICE_ID_RE
+    from otpbridge.engine.layout import Listing
+    from otpbridge.engine.state import SyncState
 
     settings = settings_of(state)
     s = session_of(state, settings)
-    if not DEVICE_ID_RE.fullmatch(device_id):
-        raise UsageError(f"{device_id!r} is not a device id", hint="'otpbridge devices' lists them")
+    with s.backend:
+        ids = {v.device for v in Listing.parse(s.backend.list()).views}
+    device_id = resolve_device(SyncState.load(state.config.state_dir), ids, device)
+    name = SyncState.load(state.config.state_dir).device_names.get(device_id, "")
     if device_id == s.device_id:
         raise UsageError("this device cannot remove itself", hint="remove it from another device")
     with s.backend:
@@ -303,7 +310,7 @@ def devices_remove_cmd(state: State, device_id: str, dry_run: bool, as_json: boo
     if as_json:
         state.emit_json(report.to_json(state.stats))
     else:
-        state.echo(f"{'would remove' if dry_run else 'removed'} device {device_id} "
+        state.echo(f"{'would remove' if dry_run else 'removed'} device {name + ' ' if name else ''}({device_id}) "
                    f"({len(report.cleaned)} object(s) deleted)")
 
 

@@ -84,6 +84,11 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
     if result.device_name:  # the default name was taken in the vault
         device = settings["device"] = {**device, "name": result.device_name}
     state.config.write(settings)
+    if not result.created:
+        from otpbridge.engine.sync import announce
+
+        with s.backend:
+            announce(s)  # listed by 'devices' everywhere before its first sync
     if as_json:
         state.emit_json({"created": result.created, "vault_id": result.vault_id, "epoch": result.epoch,
                          "device": device, "remote": settings["remote"], "stores": settings["stores"],

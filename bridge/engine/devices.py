@@ -29,12 +29,38 @@ def devices(s: Session, state: SyncState) -> list[dict[str, Any]]:
                 "last_write": ref.time,
                 "views": len(listing.views_of(epoch, dev)),
                 "removed": dev in state.removed,
+                "last_seen": ref.time,
+                "accounts": state.device_accounts.get(dev),
             }
         )
-    if s.device_id not in {d["id"] for d in out}:
-        out.append({"id": s.device_id, "name": s.device_name, "this_device": True, "seq": 0,
-                    "last_write": None, "views": 0, "removed": False})
+    listed = {d["id"] for d in out}
+    # Devices known by name (from views seen at the last sync) that have no view in this
+    # epoch, and this device before its first upload: joined all the same.
+    for dev in sorted(set(state.device_names) | {s.device_id}):
+        if dev in listed or dev in state.removed:
+            continue
+        mine = dev == s.device_id
+        out.append({"id": dev, "name": s.device_name if mine else state.device_names.get(dev, ""),
+                    "this_device": mine, "seq": 0, "last_write": None, "views": 0,
+                    "removed": dev in state.removed, "last_seen": None, "accounts": state.device_accounts.get(dev)})
     return out
+
+
+def resolve_device(state: SyncState, listing_ids: set[str], text: str) -> str:
+    """A device id from an id or a name (``devices remove NAME``); exit 2 when unknown or
+    ambiguous."""
+    from otpbridge.core.errors import UsageError
+
+    known = listing_ids | set(state.device_names) | set(state.removed)
+    if text in known:
+        return text
+    by_name = sorted(dev for dev, name in state.device_names.items() if name == text)
+    if len(by_name) == 1:
+        return by_name[0]
+    if len(by_name) > 1:
+        raise UsageError(f"{len(by_name)} devices are named {text!r}: {', '.join(by_name)}",
+                         hint="give the id instead ('otpbridge devices' lists them)")
+    raise UsageError(f"no such device {text} in the vault", hint="'otpbridge devices' lists names and ids")
 
 
 def snapshots(s: Session, state: SyncState) -> list[dict[str, Any]]:

@@ -113,3 +113,4 @@ def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret
     state.listing = None
     state.save(s.state_dir)
     return result
+

@@ -71,6 +71,7 @@ def sync_changes(
     remove_devices: Sequence[str] = (),
     adopt_device: bool = False,
     resurrect: Sequence[Any] = (),
+    announce: bool = False,
 ) -> SyncReport:
     """A sync or backup run that does the work: no fast path (:func:`otpbridge.engine.fastpath.sync`
     tries that first and passes its ``state`` and ``listing`` on; a passphrase change calls
@@ -139,6 +140,7 @@ def sync_changes(
     report.accounts = len(final)
     own_view = remote.views.get(s.device_id)
     need_upload = bool(changes) or bool(remove_devices) or bool(foreign)  # adopting: our view must be newest
+    need_upload = need_upload or announce
     if own_view is None and final and mode == "backup":
         need_upload = True  # a backup run leaves this device's copy on the remote
     listing = remote.listing
@@ -224,6 +226,9 @@ def sync_changes(
     state.seen = {dev: max(state.seen.get(dev, 0), seq) for dev, seq in seen.items() if dev != s.device_id}
     state.removed = {d: i for d, i in removed.items()}
     state.device_names.update(remote.names)
+    state.device_accounts = {dev: sum(1 for r in data["_records"].values() if not r.deleted)
+                             for dev, (_ref, data) in remote.views.items() if dev != s.device_id}
+    state.device_accounts[s.device_id] = len(final)
     if s.device_name:
         state.device_names[s.device_id] = s.device_name
     state.fingerprints = {k: v for k, v in fingerprints(s.stores).items() if v is not None}
@@ -241,6 +246,27 @@ def sync_changes(
     state.writes = {str(k): state.writes[str(k)] for k in sorted(keep)}
     state.save(s.state_dir)
     return report
+
+
+def announce(s: Session) -> None:
+    """After joining (``init``): upload this device's first view (the vault as merged,
+    nothing of its stores yet), so every device lists it from now on (``devices``), even
+    before its first sync. The state keeps no base: the first sync is still a join (local
+    accounts kept). A failure only warns: the device has joined all the same."""
+    from otpbridge.core.errors import OtpBridgeError
+
+    stores, s.stores = s.stores, ()
+    try:
+        sync_changes(s, mode="backup", announce=True)
+    except OtpBridgeError as exc:
+        s.warn(f"joined, but this device is not listed on the remote yet (its first sync does that): {exc}")
+        return
+    finally:
+        s.stores = stores
+    state = SyncState.load(s.state_dir)
+    state.base = None
+    state.fingerprints = {}
+    state.save(s.state_dir)
 
 
 WRITES_KEPT = 64  # nonces of own views remembered (only the newest own view is compared)
@@ -341,7 +367,10 @@ def _foreign_own_views(s: Session, state: SyncState, remote: Remote) -> list[Vie
     mine = remote.listing.views_of(remote.epoch, me)
     pending = state.pending or {}
     counts = Counter(v.seq for v in mine)
-    foreign = [v for v in mine if counts[v.seq] > 1 or (v.seq > state.last_seq and v.seq != pending.get("seq"))]
+    # Two views with one sequence number below this home's verified newest view were
+    # merged already (adopted: our newest view could not have been written otherwise).
+    foreign = [v for v in mine if (counts[v.seq] > 1 and v.seq >= state.last_seq)
+               or (v.seq > state.last_seq and v.seq != pending.get("seq"))]
     if me in remote.views:
         ref, data = remote.views[me]
         if ref.seq > state.last_seq and ref.seq == pending.get("seq"):
