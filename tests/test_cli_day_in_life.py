@@ -254,3 +254,25 @@ def test_devices_lists_every_joined_device_and_removes_by_name(tmp_path):
     res = a.run("devices", "remove", "nobody")
     assert res.code == 2 and "no such device nobody" in res.err
     ok(a.run("devices", "remove", rows["beta"]["id"]))  # by id still works
+
+
+def test_verbose_and_quiet_anywhere_and_verbose_says_what_is_done(tmp_path):
+    a = make(tmp_path, "alpha")
+    a.add(make_account("1"))
+    ok(a.init())
+    res = ok(a.run("sync", "-v"))
+    for what in ("remote: list", "key derivation (Argon2id", f"read {a.store}: 1 accounts", "remote: upload devices/"):
+        assert what in res.err, res.err
+    assert "s)" in res.err and "views merged" not in res.err
+    a.add(make_account("2"))
+    res = ok(a.run("sync", "-vv"))
+    assert "views merged: alpha #1" in res.err and "1 added" in res.err
+    a.add(make_account("3"))
+    res = ok(a.run("sync", "--quiet"))
+    assert res.out == "" and "remote:" not in res.err
+    res = ok(a.run("status", "-q"))
+    assert res.out == ""
+    # without -v (and on a pipe) nothing of this is shown
+    a.add(make_account("4"))
+    res = ok(a.run("sync"))
+    assert "remote:" not in res.err and "key derivation" not in res.err

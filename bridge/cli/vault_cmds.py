@@ -242,7 +242,6 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
       otpbridge restore --snapshot 195b02700242-3 --into uris:check.txt --dry-run
       otpbridge restore --snapshot laptop-3 --account github
     """
-    from otpbridge.cli.basic import _matches
     from otpbridge.engine.restore import restore
     from otpbridge.engine.state import SyncState
 
@@ -259,7 +258,7 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
                  also=(target_spec,))
     local_state = SyncState.load(state.config.state_dir) if remote is None else SyncState()
     snapshot = _snapshot_id(state, snapshot)
-    match = (lambda acc: _matches(acc, pattern) or acc.identity.startswith(pattern.lower())) if pattern else None
+    match = (lambda acc: _account_matches(acc, pattern)) if pattern else None
     with s.backend:
         rep = restore(s, local_state, target, snapshot=snapshot, dry_run=dry_run, accept_rollback=accept_rollback,
                       match=match, send=own)
@@ -283,6 +282,13 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
         elif own and dry_run:
             state.echo("would send what differs from the vault as this device's change")
     finish_partial(rep.errors, "entries")
+
+
+def _account_matches(acc, pattern: str) -> bool:
+    """``--account PATTERN``: in the issuer, name, folder or label (as ``list QUERY``), or
+    the start of the account id."""
+    q = pattern.casefold()
+    return acc.identity.startswith(q) or any(q in f.casefold() for f in (acc.issuer, acc.name, acc.folder, acc.label))
 
 
 def _snapshot_id(state: State, snapshot: str | None) -> str | None:

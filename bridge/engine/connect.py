@@ -24,6 +24,55 @@ def password_envs(specs: Iterable[str]) -> set[str]:
     return names
 
 
+class TracedBackend:
+    """A backend each of whose calls is an activity step (``-v``, the
+    status line); everything else is the backend's own."""
+
+    def __init__(self, inner: Any) -> None:
+        object.__setattr__(self, "_inner", inner)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._inner, name, value)
+
+    def __enter__(self) -> Any:
+        self._inner.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._inner.__exit__(*exc)
+
+    def list(self, *args: Any, **kwargs: Any) -> Any:
+        from otpbridge.core.activity import step
+
+        with step(f"remote: list {self._inner.describe()}") as info:
+            out = self._inner.list(*args, **kwargs)
+            info["result"] = f"{len(out)} objects"
+        return out
+
+    def read(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        from otpbridge.core.activity import step
+
+        with step(f"remote: download {name}") as info:
+            out = self._inner.read(name, *args, **kwargs)
+            info["result"] = f"{len(out)} bytes"
+        return out
+
+    def write(self, name: str, data: bytes, *args: Any, **kwargs: Any) -> Any:
+        from otpbridge.core.activity import step
+
+        with step(f"remote: upload {name} ({len(data)} bytes)"):
+            return self._inner.write(name, data, *args, **kwargs)
+
+    def delete(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        from otpbridge.core.activity import step
+
+        with step(f"remote: delete {name}"):
+            return self._inner.delete(name, *args, **kwargs)
+
+
 def make_session(
     settings: Mapping[str, Any],
     *,
@@ -46,6 +95,10 @@ def make_session(
     hidden = password_envs([*settings.get("stores", []), *also])
     child_env = {k: v for k, v in environ.items() if k not in hidden}
     backend = open_backend(remote or settings["remote"], stats=stats, environ=child_env)
+    from otpbridge.core.activity import active
+
+    if active():  # -v or a status line: every remote call is a step
+        backend = TracedBackend(backend)
     return Session(
         backend=backend,
         state_dir=state_dir,

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from otpbridge.core.activity import step
 from otpbridge.core.errors import (
     UsageError,
 )
@@ -106,7 +107,8 @@ def restore(
     if send and not dry_run:
         from otpbridge.engine.sync import sync_changes
 
-        preview = target.apply(ordered, (), dry_run=True)
+        with step(f"read {target.label}"):
+            preview = target.apply(ordered, (), dry_run=True)
         # Upload first (the restored records win over the deletion), then the primary
         # store is written by the sync run, then the target (when it is not the primary).
         rep = sync_changes(s, mode="sync", accept_rollback=accept_rollback, resurrect=ordered)
@@ -116,11 +118,13 @@ def restore(
         if s.stores and s.stores[0].label == target.label:
             wr = preview  # the sync run wrote the primary
         else:
-            wr = target.apply(ordered, (), dry_run=False)
+            with step(f"write {len(ordered)} accounts into {target.label}"):
+                wr = target.apply(ordered, (), dry_run=False)
         wr.added, wr.updated = preview.added, preview.updated
         wr.unchanged = preview.unchanged
     else:
-        wr = target.apply(ordered, (), dry_run=dry_run)
+        with step(f"{'check' if dry_run else 'write'} {len(ordered)} accounts into {target.label}"):
+            wr = target.apply(ordered, (), dry_run=dry_run)
     return RestoreReport(
         target=target.label,
         snapshot=snapshot,

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from otpbridge.core.activity import detail, step
 from otpbridge.core.errors import (
     DataLossRefused,
     IntegrityError,
@@ -115,6 +116,10 @@ def sync_changes(
     keep = frozenset(getattr(s.stores[0], "drops", frozenset())) if s.stores else frozenset()
     changes = local_changes(local.union, base, remote.records, device=s.device_id, base_clock=state.clock,
                             keep_remote=keep)
+    detail("views merged: %s; local changes: %d added, %d edited, %d deleted, %d counters; %d conflicts",
+           ", ".join(f"{remote.names.get(d, d)} #{ref.seq}" for d, (ref, _v) in sorted(remote.views.items())) or "none",
+           len(changes.added), len(changes.edited), len(changes.deleted), len(changes.counters),
+           len(changes.conflicts))
     if local.errors and changes.deleted:
         report.warnings.append(
             f"{len(changes.deleted)} deletion(s) not sent: some entries of the stores could not be read"
@@ -505,7 +510,9 @@ def _apply_primary(
     removals = [a for rid, a in prim.items() if rid in merged and merged[rid].deleted]
     if not upserts and not removals:
         return None if dry_run else _union_after(local, prim)
-    wr = primary.apply(upserts, removals, dry_run=dry_run)
+    with step(f"{'check' if dry_run else 'write'} {primary.label} ({len(upserts)} to add or update, "
+              f"{len(removals)} to remove)"):
+        wr = primary.apply(upserts, removals, dry_run=dry_run)
     report.received_added = [a.label for a in wr.added]
     report.received_updated = [a.label for a in wr.updated]
     report.received_removed = [a.label for a in wr.removed]
