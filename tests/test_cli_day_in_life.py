@@ -276,3 +276,101 @@ def test_verbose_and_quiet_anywhere_and_verbose_says_what_is_done(tmp_path):
     a.add(make_account("4"))
     res = ok(a.run("sync"))
     assert "remote:" not in res.err and "key derivation" not in res.err
+
+
+def test_remote_refusing_credentials_is_exit_3(tmp_path, webdav_server):
+    from tests.support.engine import Device, base_env
+    from tests.support.servers import obscure
+
+    env = webdav_server.environ(base_env())
+    env["RCLONE_WEBDAV_PASS"] = obscure("not the password")
+    d = Device(tmp_path / "dev", webdav_server.location("i18-401"), "dev", env=env)
+    res = d.init()
+    assert res.code == 3, res.err
+    assert "refused the credentials" in res.err and "401" in res.err and "network" not in res.err.split("hint:")[0]
+    assert not d.home.exists()  # a failed init leaves no half-made home
+
+
+def test_keepass_missing_and_damaged_point_to_the_bak_and_hotp_is_flagged(tmp_path):
+    import pytest
+
+    pytest.importorskip("pykeepass")
+    from tests.support.engine import Device
+
+    d = Device(tmp_path / "dev", str(tmp_path / "remote"), "dev")
+    d.env["KPW"] = "kdbx pw 18"
+    d.add(make_account("t"), make_account("h", kind="hotp", counter=4))
+    kdbx = tmp_path / "otp.kdbx"
+    spec = f"keepass:{kdbx}?password-env=KPW"
+    res = ok(d.run("convert", d.store, spec))
+    assert "1 HOTP account(s) went into" in res.err and "KeePassXC 2.7 and older cannot show HOTP codes" in res.err
+    assert "KeePassXC 2.7 and older" in ok(d.run("formats")).out
+    d.add(make_account("t2"))
+    ok(d.run("convert", d.store, spec, "--merge"))
+    assert (tmp_path / "otp.kdbx.bak").is_file()
+    good = kdbx.read_bytes()
+    kdbx.write_bytes(good[:700])
+    res = d.run("list", spec)
+    assert res.code == 4 and "damaged" in res.err and "otp.kdbx.bak" in res.err.split("hint:")[1]
+    kdbx.unlink()
+    res = d.run("list", spec)
+    assert res.code == 2 and "no such file" in res.err and "otp.kdbx.bak" in res.err
+    # configured in a vault: a missing database is exit 5, naming it and the .bak
+    kdbx.write_bytes(good)
+    ok(d.run("init", d.remote, "--store", spec, "--kdf", "insecure-test"))
+    ok(d.run("sync"))
+    kdbx.unlink()
+    res = d.run("sync")
+    assert res.code == 5 and str(kdbx) in res.err and "otp.kdbx.bak" in res.err
+
+
+def test_failed_restore_leaves_no_home_and_status_shows_the_last_sync(tmp_path):
+    from tests.support.engine import Device
+
+    a = make(tmp_path, "alpha")
+    a.add(make_account("1"))
+    ok(a.init())
+    res = ok(a.run("status"))
+    assert "last sync: never" in res.out
+    ok(a.run("sync"))
+    assert "last sync: 20" in ok(a.run("status")).out
+    fresh = Device(tmp_path / "fresh", a.remote, "fresh")
+    res = fresh.run("restore", a.remote, "--into", f"keepass:{tmp_path / 'new.kdbx'}?password-env=NOPE")
+    assert res.code == 2 and not fresh.home.exists()
+    res = fresh.run("restore", a.remote, "--into", f"uris:{tmp_path / 'out.txt'}",
+                    env={"OTPBRIDGE_PASSPHRASE": "not it, not at all 99"})
+    assert res.code == 3 and not fresh.home.exists()
+
+
+def test_a_terminal_shows_what_is_happening_and_a_pipe_shows_nothing(tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    a = make(tmp_path, "alpha")
+    a.add(make_account("1"))
+    ok(a.init())
+    ok(a.sync())
+    out = tmp_path / "restored.txt"
+    argv = [sys.executable, "-m", "otpbridge.cli", "restore", a.remote, "--into", f"uris:{out}"]
+    env = {**a.env, "OTPBRIDGE_HOME": str(tmp_path / "h2"), "TERM": "xterm", "COLUMNS": "100"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0
+    text = seen.decode(errors="replace")
+    assert "key derivation" in text and "remote: download" in text, text
+    piped = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and "key derivation" not in piped.stderr and "remote:" not in piped.stderr

@@ -21,7 +21,10 @@ def _open_source(state: State, text: str):
     kind is detected, not an integrity failure: nothing is corrupt, the name is wrong."""
     store = state.open_store(text)
     if store.kind != "pass" and store.path.parts and not store.path.exists():
-        raise UsageError(f"{store.label}: no such file", hint="check the path (a relative path is read from the current folder)")
+        bak = store.path.with_name(store.path.name + ".bak")
+        keep = f"; otpbridge kept a previous version as {bak}" if bak.is_file() else ""
+        raise UsageError(f"{store.label}: no such file",
+                         hint=f"check the path (a relative path is read from the current folder){keep}")
     return store
 
 
@@ -242,6 +245,7 @@ def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool
         )
     result = _read(src)
     report = dst.apply(upserts=result.accounts, dry_run=dry_run)
+    warnings = hotp_warning(dst, [*report.added, *report.updated])
     if as_json:
         state.emit_json(
             {
@@ -253,6 +257,7 @@ def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool
                 "unchanged": report.unchanged,
                 "backup": str(report.backup) if report.backup else None,
                 "errors": errors_json(result.errors + report.errors),
+                "warnings": warnings,
             }
         )
     else:
@@ -265,4 +270,16 @@ def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool
         state.note(("dry run, nothing written: " if dry_run else "") + summary + f" in {dst.label}")
         if report.backup:
             state.note(f"previous file kept as {report.backup}")
+        for w in warnings:
+            state.warn(w)
     finish_partial(result.errors + report.errors, "entries")
+
+
+def hotp_warning(store, accounts) -> list[str]:
+    """HOTP accounts that land in a KeePass store: KeePassXC 2.7 and older shows no code
+    for them (issue 18); say so where it happens."""
+    hotp = [a for a in accounts if a.kind is Kind.HOTP]
+    if getattr(store, "kind", "") != "keepass" or not hotp:
+        return []
+    return [f"{len(hotp)} HOTP account(s) went into {store.label}: KeePassXC 2.7 and older cannot show HOTP "
+            "codes (KeePass 2 shows them from HmacOtp-*; 'otpbridge code' always does)"]

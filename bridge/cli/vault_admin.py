@@ -186,6 +186,7 @@ def status_cmd(state: State, as_json: bool, max_age: str | None) -> int:
         state.echo(f"stores:   {', '.join(out['stores']) or '(none)'}")
         state.echo(f"accounts: {st.accounts}")
         state.echo(f"last verified backup: {_ago(last, now)}")
+        state.echo(f"last sync: {_ago(st.last_sync, now)}")
         if st.last_error:
             e = st.last_error
             state.echo(f"last error: {_ago(e.get('time'), now)}: {e.get('message')} (exit {e.get('exit')})")

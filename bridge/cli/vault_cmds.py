@@ -13,6 +13,7 @@ import click
 from otpbridge.cli.common import State, errors_json, finish_partial
 from otpbridge.cli.vault_common import (
     ask_new_passphrase,
+    clean_home_on_failure,
     kdf_params,
     record_failure,
     session_of,
@@ -35,6 +36,7 @@ from otpbridge.core.errors import OtpBridgeError, UsageError
 @click.option("--dry-run", is_flag=True, help="Say what would be done; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
+@clean_home_on_failure
 def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: str | None, kdf: str,
              accept_weak_passphrase: bool, create: bool, dry_run: bool, as_json: bool) -> None:
     """Create an encrypted vault on REMOTE (an rclone path or a folder), or join it.
@@ -225,6 +227,7 @@ def sync_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, 
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--accept-rollback", is_flag=True, help="Accept a remote older than the one seen before.")
 @click.pass_obj
+@clean_home_on_failure
 def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: str | None, pattern: str | None,
                 dry_run: bool, as_json: bool, accept_rollback: bool) -> None:
     """Restore every account of the vault into a store (adds and updates; never removes).

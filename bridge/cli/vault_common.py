@@ -72,6 +72,44 @@ def record_failure(state: State, err: OtpBridgeError) -> None:
     record_error(state.config.state_dir, err, time.time())
 
 
+# --- a failed init/restore leaves no half-made home -------------------------------------------
+class CleanHome:
+    """Around ``init`` and ``restore``: the home folders this run created (the lock, the
+    run log, a state) are removed again when the run fails, so a failed first command
+    leaves nothing that looks like a set-up device (issue 18). Folders that existed
+    before are never touched."""
+
+    def __init__(self, state: State) -> None:
+        cfg = state.config
+        candidates = [cfg.config_dir, cfg.state_dir]
+        if cfg.state_dir.parent != cfg.config_dir:
+            candidates.insert(1, cfg.state_dir.parent)
+        self.fresh = [p for p in candidates if not p.exists()]
+
+    def __enter__(self) -> CleanHome:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None or not self.fresh:
+            return
+        import shutil
+
+        for path in self.fresh:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def clean_home_on_failure(fn):
+    """Decorator form of :class:`CleanHome` for a command taking the State first."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(state: State, *args: Any, **kwargs: Any) -> Any:
+        with CleanHome(state):
+            return fn(state, *args, **kwargs)
+
+    return wrapper
+
+
 # --- passphrase strength ------------------------------------------------------------------
 #: the lowest zxcvbn score (0-4) a new vault passphrase may have without --accept-weak-passphrase
 MIN_SCORE = 3

@@ -162,9 +162,12 @@ def check_stores_exist(stores: Sequence[Any]) -> None:
         spec = getattr(store, "spec", None)
         if spec is None or store.exists() or str(spec.options.get("create", "")).lower() in ("1", "yes", "true"):
             continue
+        bak = store.path.with_name(store.path.name + ".bak") if store.path.parts else None
+        keep = (f"otpbridge kept its previous version as {bak}: copy it back, or "
+                if bak is not None and bak.is_file() else "restore the file, ")
         raise UnreachableError(
             f"the configured store {store.label} does not exist",
-            hint=f"restore the file (a {store.path.name}.bak may be beside it) or fix the path in config.toml",
+            hint=keep + "fix the path in config.toml, or bring the accounts back with 'otpbridge restore'",
         )
 
 
