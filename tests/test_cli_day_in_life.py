@@ -374,3 +374,32 @@ def test_a_terminal_shows_what_is_happening_and_a_pipe_shows_nothing(tmp_path):
     assert "key derivation" in text and "remote: download" in text, text
     piped = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and "key derivation" not in piped.stderr and "remote:" not in piped.stderr
+
+
+def test_store_add_list_remove_without_init(tmp_path, monkeypatch):
+    a = make(tmp_path, "alpha")
+    x, y = make_account("X"), make_account("Y")
+    a.add(x)
+    ok(a.init())
+    ok(a.sync())
+    extra = tmp_path / "extra.txt"
+    from otpbridge.core.otpauth import format_uri
+
+    extra.write_text(format_uri(y) + "\n")
+    monkeypatch.chdir(tmp_path)
+    res = a.run("store", "add", "keepass:typo.kdbx")
+    assert res.code == 2 and "--create" in res.err
+    ok(a.run("store", "add", "uris:extra.txt", "--dry-run"))
+    assert len(ok(a.run("store", "list", "--json")).json()["stores"]) == 1
+    ok(a.run("store", "add", "uris:extra.txt"))
+    rows = ok(a.run("store", "list", "--json")).json()["stores"]
+    assert [r["store"] for r in rows] == [a.store, f"uris:{extra}"] and rows[0]["primary"]
+    assert a.run("store", "add", f"uris:{extra}").code == 2  # already there
+    res = ok(a.run("sync"))
+    assert "send new: SvcY (user-Y)" in res.out
+    assert y.identity in a.accounts()  # the primary received it
+    ok(a.run("store", "remove", f"uris:{extra}"))
+    assert [r["store"] for r in ok(a.run("store", "list", "--json")).json()["stores"]] == [a.store]
+    res = ok(a.sync()).json()
+    assert res["sent"]["deleted"] == [] and extra.exists()
+    assert a.run("store", "remove", "uris:nothing.txt").code == 2

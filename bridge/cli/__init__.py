@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("otpbridge.cli.vault_admin:verify_cmd", "Decrypt and check every object on the remote."),
     "devices": ("otpbridge.cli.vault_admin:devices_grp", "List or remove devices of the vault."),
     "snapshots": ("otpbridge.cli.vault_admin:snapshots_cmd", "List the vault's snapshots."),
+    "store": ("otpbridge.cli.store_cmds:store_grp", "List, add or remove this device's stores."),
     "schedule": ("otpbridge.cli.automation:schedule_cmd", "Run sync periodically (systemd timer or cron)."),
     "hook": ("otpbridge.cli.automation:hook_grp", "Install a git hook / pass extension that syncs after changes."),
 }
