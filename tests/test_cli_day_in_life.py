@@ -403,3 +403,37 @@ def test_store_add_list_remove_without_init(tmp_path, monkeypatch):
     res = ok(a.sync()).json()
     assert res["sent"]["deleted"] == [] and extra.exists()
     assert a.run("store", "remove", "uris:nothing.txt").code == 2
+
+
+def test_forget_prune_keep_policies_saved_retention_and_snapshots_diff(tmp_path):
+    a, b = make(tmp_path, "alpha"), make(tmp_path, "beta")
+    ok(a.init())
+    for i in range(5):
+        a.add(make_account(f"n{i}"))
+        ok(a.sync())
+    ok(b.init())
+    ok(b.sync())
+    ok(a.sync())
+    mine = [sn for sn in ok(a.run("snapshots", "--json")).json() if sn["device_name"] == "alpha"]
+    assert len(mine) == 5
+    theirs = [sn["id"] for sn in ok(a.run("snapshots", "--json")).json() if sn["device_name"] != "alpha"]
+    assert theirs  # beta's first view (uploaded when it joined)
+    res = ok(a.run("forget", "--keep-last", "2", "--dry-run", "--json")).json()
+    assert len(res["forgotten"]) == 3 and res["dry_run"] is True
+    assert len(ok(a.run("snapshots", "--json")).json()) == 5 + len(theirs)
+    first, second = sorted(mine, key=lambda sn: sn["seq"])[:2]
+    res = ok(a.run("snapshots", "diff", first["id"], "latest"))
+    assert "+ Svcn1 (user-n1)" in res.out and "+ Svcn4 (user-n4)" in res.out and "Svcn0" not in res.out
+    data = ok(a.run("snapshots", "diff", "alpha-" + str(first["seq"]), second["id"], "--json")).json()
+    assert data["added"] == ["Svcn1 (user-n1)"] and data["removed"] == []
+    res = ok(a.run("prune", "--keep-last", "2", "--save"))
+    assert "forgot 3 of this device's snapshots, kept 2" in res.out
+    left = ok(a.run("snapshots", "--json")).json()
+    assert sorted(sn["id"] for sn in left if sn["device_name"] != "alpha") == sorted(theirs)
+    assert len([sn for sn in left if sn["device_name"] == "alpha"]) == 2
+    assert "[retention]" in (a.home / "config.toml").read_text()
+    assert ok(a.sync()).json()["fast_path"] is True  # forgetting kept the no-change path
+    for i in range(3):
+        a.add(make_account(f"m{i}"))
+        ok(a.sync())
+    assert len([sn for sn in ok(a.run("snapshots", "--json")).json() if sn["device_name"] == "alpha"]) == 2

@@ -315,16 +315,31 @@ def devices_remove_cmd(state: State, device: str, dry_run: bool, as_json: bool) 
                    f"({len(report.cleaned)} object(s) deleted)")
 
 
-@click.command("snapshots")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-def snapshots_cmd(state: State, as_json: bool) -> None:
+@click.group("snapshots", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
+@click.pass_context
+def snapshots_cmd(ctx: click.Context, as_json: bool) -> None:
     """List snapshots (each device's retained copies); restore one with 'restore --snapshot ID'.
 
     \b
     Examples:
       otpbridge snapshots
+      otpbridge snapshots diff 195b02700242-3 latest
       otpbridge restore --snapshot ID --into uris:check.txt --dry-run
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(snapshots_list_cmd, as_json=as_json)
+
+
+@snapshots_cmd.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
+@click.pass_obj
+def snapshots_list_cmd(state: State, as_json: bool) -> None:
+    """List snapshots (no passphrase).
+
+    \b
+    Examples:
+      otpbridge snapshots list --json
     """
     from otpbridge.engine.devices import snapshots
     from otpbridge.engine.state import SyncState
@@ -341,4 +356,118 @@ def snapshots_cmd(state: State, as_json: bool) -> None:
                  for r in rows])
 
 
-__all__ = ["devices_grp", "passphrase_grp", "snapshots_cmd", "status_cmd", "verify_cmd"]
+@snapshots_cmd.command("diff")
+@click.argument("first")
+@click.argument("second", default="latest")
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+@click.pass_obj
+def snapshots_diff_cmd(state: State, first: str, second: str, as_json: bool) -> None:
+    """What changed between two snapshots (SECOND defaults to 'latest', the vault now).
+
+    Account labels only, never secrets. Needs the passphrase.
+
+    \b
+    Examples:
+      otpbridge snapshots diff 195b02700242-3 195b02700242-7
+      otpbridge snapshots diff laptop-3 --json
+    """
+    from otpbridge.cli.vault_common import snapshot_id
+    from otpbridge.engine.restore import diff_snapshots
+    from otpbridge.engine.state import SyncState
+
+    settings = settings_of(state)
+    s = session_of(state, settings, stores=False)
+    first, second = (x if x == "latest" else snapshot_id(state, x) for x in (first, second))
+    with s.backend:
+        out = diff_snapshots(s, SyncState.load(state.config.state_dir), first, second)
+    if as_json:
+        state.emit_json(out)
+        return
+    for key, sign in (("added", "+"), ("removed", "-"), ("changed", "~"), ("counters", "#")):
+        for label in out[key]:
+            state.echo(f"{sign} {label}")
+    if not any(out[k] for k in ("added", "removed", "changed", "counters")):
+        state.echo(f"no difference between {first} and {second}")
+
+
+def _forget_options(fn):
+    for opt in reversed([
+        click.option("--keep-last", type=int, help="Keep the newest N snapshots."),
+        click.option("--keep-daily", type=int, help="Keep the newest snapshot of each of the last N days."),
+        click.option("--keep-weekly", type=int, help="Keep the newest snapshot of each of the last N ISO weeks."),
+        click.option("--keep-monthly", type=int, help="Keep the newest snapshot of each of the last N months."),
+        click.option("--save", is_flag=True, help="Also make this the retention policy of every later sync (config.toml)."),
+        click.option("--dry-run", is_flag=True, help="List what would be forgotten; delete nothing."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _forget(state: State, keep_last, keep_daily, keep_weekly, keep_monthly, save: bool, dry_run: bool,
+            as_json: bool) -> None:
+    from dataclasses import replace
+
+    from otpbridge.engine.devices import forget
+    from otpbridge.engine.snapshots import Retention
+
+    settings = settings_of(state)
+    policy = Retention.from_config(settings.get("retention"))
+    given = {k: v for k, v in (("recent", keep_last), ("daily", keep_daily), ("weekly", keep_weekly),
+                               ("monthly", keep_monthly)) if v is not None}
+    if any(v < 0 for v in given.values()):
+        raise UsageError("--keep-* must be 0 or more")
+    if given:
+        # Like restic: a --keep-* given alone is the whole policy (the others are 0).
+        policy = replace(Retention(recent=0, daily=0, weekly=0, monthly=0), **given)
+    s = session_of(state, settings, stores=False)
+    with s.backend:
+        out = forget(s, policy, dry_run=dry_run)
+    if save and not dry_run:
+        state.config.write({**settings, "retention": policy.to_config()})
+    if as_json:
+        state.emit_json({**out, "saved": bool(save and not dry_run)})
+        return
+    verb = "would forget" if dry_run else "forgot"
+    for sid in out["forgotten"]:
+        state.echo(f"{verb}: {sid}")
+    p = out["policy"]
+    state.echo(f"{verb} {len(out['forgotten'])} of this device's snapshots, kept {len(out['kept'])} "
+               f"(last {p['last']}, daily {p['daily']}, weekly {p['weekly']}, monthly {p['monthly']}; "
+               "the newest is always kept; other devices' snapshots are theirs to forget)")
+    if save and not dry_run:
+        state.note("saved as this vault's retention policy for every later sync (config.toml [retention])")
+
+
+@click.command("forget")
+@_forget_options
+@click.pass_obj
+def forget_cmd(state: State, keep_last, keep_daily, keep_weekly, keep_monthly, save, dry_run, as_json) -> None:
+    """Forget (delete) this device's older snapshots by a restic-like policy.
+
+    Without --keep-* the configured policy (config.toml [retention]; default last 10,
+    daily 7, weekly 8) is applied now. The newest snapshot is always kept; other
+    devices' snapshots are never touched. No passphrase needed.
+
+    \b
+    Examples:
+      otpbridge forget --keep-last 3 --keep-monthly 6 --dry-run
+      otpbridge forget --keep-daily 14 --save
+    """
+    _forget(state, keep_last, keep_daily, keep_weekly, keep_monthly, save, dry_run, as_json)
+
+
+@click.command("prune")
+@_forget_options
+@click.pass_obj
+def prune_cmd(state: State, keep_last, keep_daily, keep_weekly, keep_monthly, save, dry_run, as_json) -> None:
+    """The same as 'forget' (a snapshot is one object, so forgetting it frees its space).
+
+    \b
+    Examples:
+      otpbridge prune --keep-last 5 --dry-run
+    """
+    _forget(state, keep_last, keep_daily, keep_weekly, keep_monthly, save, dry_run, as_json)
+
+
+__all__ = ["devices_grp", "forget_cmd", "passphrase_grp", "prune_cmd", "snapshots_cmd", "status_cmd", "verify_cmd"]

@@ -18,6 +18,7 @@ from otpbridge.cli.vault_common import (
     record_failure,
     session_of,
     settings_of,
+    snapshot_id,
 )
 from otpbridge.core.errors import OtpBridgeError, UsageError
 
@@ -260,7 +261,7 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
     s = session_of(state, settings if remote is None else {"remote": remote}, remote=remote, stores=own,
                  also=(target_spec,))
     local_state = SyncState.load(state.config.state_dir) if remote is None else SyncState()
-    snapshot = _snapshot_id(state, snapshot)
+    snapshot = snapshot_id(state, snapshot)
     match = (lambda acc: _account_matches(acc, pattern)) if pattern else None
     with s.backend:
         rep = restore(s, local_state, target, snapshot=snapshot, dry_run=dry_run, accept_rollback=accept_rollback,
@@ -292,21 +293,6 @@ def _account_matches(acc, pattern: str) -> bool:
     the start of the account id."""
     q = pattern.casefold()
     return acc.identity.startswith(q) or any(q in f.casefold() for f in (acc.issuer, acc.name, acc.folder, acc.label))
-
-
-def _snapshot_id(state: State, snapshot: str | None) -> str | None:
-    """``NAME-SEQ`` (a device name instead of its id) → ``ID-SEQ``, from the names seen."""
-    if not snapshot or "-" not in snapshot:
-        return snapshot
-    from otpbridge.engine.state import SyncState
-
-    who, _, seq = snapshot.rpartition("-")
-    try:
-        names = SyncState.load(state.config.state_dir).device_names
-    except OtpBridgeError:
-        return snapshot
-    ids = [dev for dev, name in names.items() if name == who and dev != who]
-    return f"{ids[0]}-{seq}" if len(ids) == 1 else snapshot
 
 
 __all__ = ["backup_cmd", "init_cmd", "restore_cmd", "sync_cmd"]

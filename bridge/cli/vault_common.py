@@ -72,6 +72,21 @@ def record_failure(state: State, err: OtpBridgeError) -> None:
     record_error(state.config.state_dir, err, time.time())
 
 
+def snapshot_id(state: State, snapshot: str | None) -> str | None:
+    """``NAME-SEQ`` (a device name instead of its id) → ``ID-SEQ``, from the names seen."""
+    if not snapshot or "-" not in snapshot:
+        return snapshot
+    from otpbridge.engine.state import SyncState
+
+    who, _, seq = snapshot.rpartition("-")
+    try:
+        names = SyncState.load(state.config.state_dir).device_names
+    except OtpBridgeError:
+        return snapshot
+    ids = [dev for dev, name in names.items() if name == who and dev != who]
+    return f"{ids[0]}-{seq}" if len(ids) == 1 else snapshot
+
+
 # --- a failed init/restore leaves no half-made home -------------------------------------------
 class CleanHome:
     """Around ``init`` and ``restore``: the home folders this run created (the lock, the

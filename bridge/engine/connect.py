@@ -107,8 +107,15 @@ def make_session(
         stores=[open_store(spec) for spec in settings.get("stores", [])] if stores else [],
         passphrase=passphrase,
         stats=stats,
+        **({"retention": _retention(settings["retention"])} if "retention" in settings else {}),
         **extra,
     )
+
+
+def _retention(data: Any) -> Any:
+    from otpbridge.engine.snapshots import Retention
+
+    return Retention.from_config(data)
 
 
 PATH_OPTIONS = ("keyfile", "password-file")

@@ -10,7 +10,7 @@ from otpbridge.engine.layout import (
 
 # Mass-deletion guard (SPEC §6): more than this many, or more than this share of the
 # accounts (when at least two), needs --allow-deletions. An unreadable store looks empty.
-from otpbridge.engine.session import Session
+from otpbridge.engine.session import Session, exclusive
 from otpbridge.engine.state import SyncState
 
 
@@ -81,3 +81,32 @@ def snapshots(s: Session, state: SyncState) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+@exclusive
+def forget(s: Session, policy: Any, *, dry_run: bool = False) -> dict[str, Any]:
+    """Delete this device's own snapshots that ``policy`` does not keep (never its newest,
+    never another device's). No passphrase: names and times come from the listing."""
+    from otpbridge.engine.snapshots import prune
+
+    state = s.load_state()
+    listing = Listing.parse(s.backend.list())
+    epoch = max(listing.epochs(), default=0)
+    own = listing.views_of(epoch, s.device_id)
+    newest = max((v.seq for v in own), default=0)
+    doomed = [v for v in prune(own, policy) if v.seq != newest and v.device == s.device_id]
+    gone = {v.name for v in doomed}
+    if not dry_run and doomed:
+        for ref in doomed:
+            s.backend.delete(ref.name)
+            listing.remove(ref.name)
+        if state.listing is not None:  # keep the no-change fast path: these were ours to delete
+            state.listing = [e for e in state.listing if e[0] not in gone]
+            state.save(s.state_dir)
+    return {
+        "device": s.device_id,
+        "dry_run": dry_run,
+        "policy": policy.to_config(),
+        "kept": [v.snapshot_id for v in sorted(own, key=lambda v: v.seq) if v.name not in gone],
+        "forgotten": [v.snapshot_id for v in sorted(doomed, key=lambda v: v.seq)],
+    }

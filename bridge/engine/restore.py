@@ -139,3 +139,24 @@ def restore(
         warnings=remote.warnings,
         errors=list(wr.errors),
     )
+
+
+def diff_snapshots(s: Session, state: SyncState, first: str, second: str) -> dict[str, Any]:
+    """What changed from snapshot ``first`` to ``second`` (``"latest"``: the vault now):
+    labels added, removed, changed (fields), and HOTP counters moved."""
+    from otpbridge.engine.merge import digest
+
+    a, _r = remote_accounts(s, state, snapshot=None if first == "latest" else first)
+    b, _r = remote_accounts(s, state, snapshot=None if second == "latest" else second)
+    out: dict[str, Any] = {"from": first, "to": second, "added": [], "removed": [], "changed": [], "counters": []}
+    for rid in sorted(set(a) | set(b), key=lambda r: (b.get(r) or a[r]).label.lower()):
+        old, new = a.get(rid), b.get(rid)
+        if old is None:
+            out["added"].append(new.label)
+        elif new is None:
+            out["removed"].append(old.label)
+        elif digest(old) != digest(new):
+            out["changed"].append(old.label if old.label == new.label else f"{old.label} -> {new.label}")
+        elif old.counter != new.counter:
+            out["counters"].append(f"{new.label}: {old.counter} -> {new.counter}")
+    return out
