@@ -437,3 +437,33 @@ def test_forget_prune_keep_policies_saved_retention_and_snapshots_diff(tmp_path)
         a.add(make_account(f"m{i}"))
         ok(a.sync())
     assert len([sn for sn in ok(a.run("snapshots", "--json")).json() if sn["device_name"] == "alpha"]) == 2
+
+
+def test_code_clip_copies_one_code_and_clears_it(tmp_path):
+    import sys
+    import time
+
+    from otpbridge.core.codes import code_at
+
+    a = make(tmp_path, "alpha")
+    acc = make_account("clip")
+    a.add(acc, make_account("other"))
+    board = tmp_path / "board"
+    board.write_text("")
+    tool = tmp_path / "clipboard.py"
+    tool.write_text("import sys, pathlib\nb = pathlib.Path(sys.argv[2])\n"
+                    "b.write_text(sys.stdin.read()) if sys.argv[1] == 'copy' else sys.stdout.write(b.read_text())\n")
+    env = {"OTPBRIDGE_CLIPBOARD": f"{sys.executable} {tool} copy {board}|{sys.executable} {tool} paste {board}",
+           "OTPBRIDGE_CLIP_SECONDS": "2"}
+    res = a.run("code", a.store, "Svc", "--clip", env=env)
+    assert res.code == 2 and "2 accounts match" in res.err
+    res = ok(a.run("code", a.store, "Svcclip", "--clip", env=env))
+    assert res.out == "" and "copied the code of Svcclip (user-clip)" in res.err and "cleared in 2 s" in res.err
+    assert board.read_text() in {code_at(acc, time.time()), code_at(acc, time.time() - 30)}
+    deadline = time.time() + 20
+    while board.read_text() and time.time() < deadline:
+        time.sleep(0.2)
+    assert board.read_text() == ""
+    res = a.run("code", a.store, "Svcclip", "--clip", env={"OTPBRIDGE_CLIPBOARD": "", "DISPLAY": "",
+                                                            "WAYLAND_DISPLAY": "", "PATH": "/nonexistent"})
+    assert res.code == 1 and "no clipboard here" in res.err and "hint:" in res.err

@@ -149,15 +149,21 @@ def list_cmd(state: State, source: str, query: str | None, as_json: bool, show_s
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--advance", is_flag=True, help="HOTP: use the code and store the next counter.")
 @click.option("--dry-run", is_flag=True, help="With --advance: say which counters would move; write nothing.")
+@click.option("-c", "--clip", is_flag=True,
+              help="Copy the code (exactly one account must match) to the clipboard; cleared after 45 s.")
 @pass_state
-def code_cmd(state: State, source: str, query: str | None, as_json: bool, advance: bool, dry_run: bool) -> None:
+def code_cmd(state: State, source: str, query: str | None, as_json: bool, advance: bool, dry_run: bool,
+             clip: bool) -> None:
     """Show the current codes of accounts in SOURCE (matching QUERY).
 
     HOTP codes are shown for the next counter without using it up, unless --advance.
+    With --clip, the one matching code goes to the clipboard instead of the screen and is
+    cleared after 45 seconds (like 'pass -c' and 'keepassxc-cli clip').
 
     \b
     Examples:
       otpbridge code keepass:~/db.kdbx github
+      otpbridge code keepass:~/db.kdbx github --clip
       otpbridge code uris:codes.txt --json
     """
     import time
@@ -169,6 +175,10 @@ def code_cmd(state: State, source: str, query: str | None, as_json: bool, advanc
     accounts = [a for a in result.accounts if _matches(a, query)]
     if query and not accounts:
         raise UsageError(f"no account matches {query!r}", hint=f"'otpbridge list {source}' shows them all")
+    if clip and len(accounts) != 1:
+        labels = ", ".join(a.label for a in accounts[:5]) + (" …" if len(accounts) > 5 else "")
+        raise UsageError(f"--clip copies one code, but {len(accounts)} accounts match" + (f": {labels}" if accounts else ""),
+                         hint="narrow QUERY until one account matches")
     now = time.time()
     out = []
     for acc in accounts:
@@ -180,6 +190,20 @@ def code_cmd(state: State, source: str, query: str | None, as_json: bool, advanc
                 state.note(f"would store the next counter {acc.counter} for {acc.label}")
         elif used:
             store.apply(upserts=used)
+    if clip:
+        from otpbridge.cli.clipboard import CLEAR_AFTER, copy
+
+        acc, code, left = out[0]
+        wait = int(state.environ.get("OTPBRIDGE_CLIP_SECONDS", CLEAR_AFTER))
+        copy(code, state.environ, clear_after=wait)
+        valid = f", valid {left}s more" if left is not None else f" (counter {acc.counter})"
+        if as_json:
+            state.emit_json({"source": str(store.spec), "time": int(now), "copied": account_json(acc),
+                             "clear_after": wait, **({"seconds_left": left} if left is not None else {})})
+        else:
+            state.note(f"copied the code of {acc.label} to the clipboard{valid}; it is cleared in {wait} s")
+        finish_partial(result.errors, "entries")
+        return
     if as_json:
         state.emit_json(
             {
