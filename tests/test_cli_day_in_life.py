@@ -467,3 +467,44 @@ def test_code_clip_copies_one_code_and_clears_it(tmp_path):
     res = a.run("code", a.store, "Svcclip", "--clip", env={"OTPBRIDGE_CLIPBOARD": "", "DISPLAY": "",
                                                             "WAYLAND_DISPLAY": "", "PATH": "/nonexistent"})
     assert res.code == 1 and "no clipboard here" in res.err and "hint:" in res.err
+
+
+def test_man_pages_are_generated_from_the_cli_and_current():
+    from pathlib import Path
+
+    from otpbridge.cli.manpages import render_all
+
+    folder = Path(__file__).resolve().parents[1] / "bridge" / "data" / "man"
+    pages = render_all()
+    assert {"otpbridge.1", "otpbridge-sync.1", "otpbridge-devices-remove.1", "otpbridge-forget.1"} <= set(pages)
+    on_disk = {p.name: p.read_text(encoding="utf-8") for p in folder.glob("*.1")}
+    stale = sorted(name for name in set(pages) | set(on_disk) if pages.get(name) != on_disk.get(name))
+    assert not stale, f"regenerate with: python -m otpbridge.cli.manpages bridge/data/man ({stale})"
+    assert "--keep-monthly" in pages["otpbridge-forget.1"] and ".SH OPTIONS" in pages["otpbridge-sync.1"]
+
+
+def test_completion_of_kind_prefixes_device_names_and_snapshot_ids(tmp_path):
+    import subprocess
+    import sys
+
+    a, b = make(tmp_path, "alpha"), make(tmp_path, "beta")
+    a.add(make_account("1"))
+    ok(a.init())
+    ok(a.sync())
+    ok(b.init())
+    ok(a.sync())
+    (tmp_path / "mydb.kdbx").write_bytes(b"")
+
+    def complete(*words: str) -> list[str]:
+        env = {**a.env, "_OTPBRIDGE_COMPLETE": "bash_complete", "COMP_WORDS": " ".join(["otpbridge", *words]),
+               "COMP_CWORD": str(len(words))}
+        proc = subprocess.run([sys.executable, "-m", "otpbridge.cli"], env=env, capture_output=True, text=True,
+                              timeout=60, cwd=tmp_path)
+        return [line.split(",", 1)[1] for line in proc.stdout.splitlines() if "," in line]
+
+    assert "keepass:" in complete("list", "kee")
+    assert "keepass:mydb.kdbx" in complete("list", "keepass:my")
+    assert {"beta"} <= set(complete("devices", "remove", ""))
+    ids = complete("restore", "--snapshot", "")
+    assert ids and all("-" in i for i in ids)
+    assert "latest" in complete("snapshots", "diff", ids[0], "")

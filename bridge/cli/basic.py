@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from otpbridge.cli.common import State, account_json, errors_json, finish_partial, pass_state
+from otpbridge.cli.completion import lazy
 from otpbridge.core.errors import DataLossRefused, UsageError
 from otpbridge.core.model import Account, Kind
 
@@ -103,7 +104,7 @@ def formats_cmd(state: State, as_json: bool) -> None:
 
 
 @click.command("list")
-@click.argument("source")
+@click.argument("source", shell_complete=lazy("store_specs"))
 @click.argument("query", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in docs/CLI.md).")
 @click.option("--show-secrets", is_flag=True, help="Include secrets and otpauth URIs in the output.")
@@ -144,7 +145,7 @@ def list_cmd(state: State, source: str, query: str | None, as_json: bool, show_s
 
 
 @click.command("code")
-@click.argument("source")
+@click.argument("source", shell_complete=lazy("store_specs"))
 @click.argument("query", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--advance", is_flag=True, help="HOTP: use the code and store the next counter.")
@@ -224,8 +225,8 @@ def code_cmd(state: State, source: str, query: str | None, as_json: bool, advanc
 
 
 @click.command("convert")
-@click.argument("source")
-@click.argument("dest")
+@click.argument("source", shell_complete=lazy("store_specs"))
+@click.argument("dest", shell_complete=lazy("store_specs"))
 @click.option("--dry-run", is_flag=True, help="Show what would be written; change nothing.")
 @click.option("--merge", is_flag=True, help="Merge into an existing destination file instead of refusing.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from otpbridge.cli.common import State
+from otpbridge.cli.completion import lazy
 from otpbridge.cli.vault_common import settings_of
 from otpbridge.core.errors import UsageError
 
@@ -56,7 +57,7 @@ def store_list_cmd(state: State, as_json: bool) -> None:
 
 
 @store_grp.command("add")
-@click.argument("spec")
+@click.argument("spec", shell_complete=lazy("store_specs"))
 @click.option("--primary", is_flag=True, help="Make it the primary store (first), receiving other devices' changes.")
 @click.option("--create", is_flag=True, help="A database that does not exist yet is made by the next sync.")
 @click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
@@ -88,7 +89,7 @@ def store_add_cmd(state: State, spec: str, primary: bool, create: bool, dry_run:
 
 
 @store_grp.command("remove")
-@click.argument("spec")
+@click.argument("spec", shell_complete=lazy("store_specs"))
 @click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new list of stores as JSON.")
 @click.pass_obj

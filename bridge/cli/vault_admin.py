@@ -12,6 +12,7 @@ import time
 import click
 
 from otpbridge.cli.common import State
+from otpbridge.cli.completion import lazy
 from otpbridge.cli.vault_common import (
     ask_new_passphrase,
     kdf_params,
@@ -280,7 +281,7 @@ def devices_list_cmd(state: State, as_json: bool) -> None:
 
 
 @devices_grp.command("remove")
-@click.argument("device")
+@click.argument("device", shell_complete=lazy("device_names"))
 @click.option("--dry-run", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
@@ -357,8 +358,8 @@ def snapshots_list_cmd(state: State, as_json: bool) -> None:
 
 
 @snapshots_cmd.command("diff")
-@click.argument("first")
-@click.argument("second", default="latest")
+@click.argument("first", shell_complete=lazy("snapshot_ids"))
+@click.argument("second", default="latest", shell_complete=lazy("snapshot_ids"))
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
 @click.pass_obj
 def snapshots_diff_cmd(state: State, first: str, second: str, as_json: bool) -> None:

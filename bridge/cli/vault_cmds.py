@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from otpbridge.cli.common import State, errors_json, finish_partial
+from otpbridge.cli.completion import lazy
 from otpbridge.cli.vault_common import (
     ask_new_passphrase,
     clean_home_on_failure,
@@ -26,7 +27,7 @@ from otpbridge.core.errors import OtpBridgeError, UsageError
 # --- init ----------------------------------------------------------------------------------
 @click.command("init")
 @click.argument("remote")
-@click.option("--store", "stores", multiple=True, help="A local store to sync (repeatable); the first is the primary.")
+@click.option("--store", "stores", multiple=True, shell_complete=lazy("store_specs"), help="A local store to sync (repeatable); the first is the primary.")
 @click.option("--device", "device_name", help="A name for this device (default: the host name).")
 @click.option("--kdf", metavar="default|strong", default="default", show_default=True,
               help="Key-derivation cost of a NEW vault: default (256 MiB Argon2id) or strong (1 GiB).")
@@ -220,8 +221,8 @@ def sync_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, 
 # --- restore -----------------------------------------------------------------------------------
 @click.command("restore")
 @click.argument("remote", required=False)
-@click.option("--into", "into", help="The store to restore into (default: the primary store).")
-@click.option("--snapshot", help="A snapshot id from 'otpbridge snapshots' (default: the latest state).")
+@click.option("--into", "into", shell_complete=lazy("store_specs"), help="The store to restore into (default: the primary store).")
+@click.option("--snapshot", shell_complete=lazy("snapshot_ids"), help="A snapshot id from 'otpbridge snapshots' (default: the latest state).")
 @click.option("--account", "pattern", metavar="PATTERN",
               help="Restore only the accounts whose issuer, name or folder contains PATTERN (or whose id starts with it).")
 @click.option("--dry-run", is_flag=True, help="Show what would be restored; write nothing.")
