@@ -99,7 +99,8 @@ def sync_changes(
     if s.device_id in remote.removed:
         info = remote.removed[s.device_id]
         raise UsageError(
-            f"this device was removed from the vault by {info.get('by', '?')} at {format_time(info.get('at', 0))}",
+            f"this device was removed from the vault by {_name_of(s, state, remote, str(info.get('by', '?')))} "
+            f"at {format_time(info.get('at', 0))}",
             hint="run 'otpbridge init REMOTE' in a fresh OTPBRIDGE_HOME to join again",
         )
     cache = load_store_cache(s, remote.key)
