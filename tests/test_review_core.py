@@ -140,7 +140,7 @@ def test_restore_accept_rollback_is_honoured(tmp_path):
     a, b, remote = pair(tmp_path)
     b.add(make_account("1"))
     ok(b.sync())
-    old = next((remote / "devices").rglob("*.view"))
+    old = max((remote / "devices").rglob("*.view"), key=lambda p: p.name)  # b's newest (after its join view)
     saved = old.read_bytes()
     b.add(make_account("2"))
     ok(b.sync())
