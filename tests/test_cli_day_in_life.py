@@ -479,7 +479,13 @@ def test_man_pages_are_generated_from_the_cli_and_current():
     assert {"otpbridge.1", "otpbridge-sync.1", "otpbridge-devices-remove.1", "otpbridge-forget.1"} <= set(pages)
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in folder.glob("*.1")}
     stale = sorted(name for name in set(pages) | set(on_disk) if pages.get(name) != on_disk.get(name))
-    assert not stale, f"regenerate with: python -m otpbridge.cli.manpages bridge/data/man ({stale})"
+    if stale:
+        import difflib
+
+        first = stale[0]
+        diff = "".join(difflib.unified_diff((on_disk.get(first) or "").splitlines(True),
+                                           (pages.get(first) or "").splitlines(True)))
+        raise AssertionError(f"regenerate with: python -m otpbridge.cli.manpages bridge/data/man ({stale})\n{diff}")
     assert "--keep-monthly" in pages["otpbridge-forget.1"] and ".SH OPTIONS" in pages["otpbridge-sync.1"]
 
 

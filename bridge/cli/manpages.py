@@ -77,7 +77,10 @@ def render_all() -> dict[str, str]:
     pages: dict[str, str] = {}
 
     def walk(path: list[str], cmd: click.Command, parent: click.Context | None) -> None:
-        ctx = click.Context(cmd, info_name=path[-1], parent=parent)
+        # The root's context_settings (-h as well as --help) reach every subcommand, as
+        # when the CLI runs; click caches the help option per command on first use.
+        settings = root.context_settings if parent is None else {}
+        ctx = click.Context(cmd, info_name=path[-1], parent=parent, **settings)
         pages["-".join(path) + ".1"] = _page(path, cmd, ctx)
         if isinstance(cmd, click.Group):
             for name in cmd.list_commands(ctx):
