@@ -362,6 +362,12 @@ class RcloneBackend(Backend):
                 f"cannot open the rclone configuration for {where}: {failure.reason}",
                 hint="set RCLONE_CONFIG_PASS to the password of the rclone configuration",
             )
+        if failure.kind == rx.REFUSED:
+            return AuthenticationError(
+                f"{where} refused the credentials ({action}): {failure.reason}",
+                hint="check the user name and password (or token, key) of this remote: `rclone config`, or "
+                "RCLONE_CONFIG_<NAME>_* / RCLONE_<BACKEND>_* variables; the network is fine",
+            )
         return UnreachableError(f"{where} is unreachable ({action}): {failure.reason}")
 
     def _object(self, item: dict) -> ObjectInfo | None:

@@ -163,12 +163,19 @@ def one_shot_environ(env: Mapping[str, str]) -> dict[str, str]:
 # ---------------------------------------------------------------- what went wrong
 
 NOT_FOUND, USAGE, CONFIG_LOCKED, UNREACHABLE = "not-found", "usage", "config-locked", "unreachable"
+REFUSED = "refused"  # the remote answered, and refused the credentials (HTTP 401/403, ssh auth)
 
 _NOT_FOUND_TEXT = (
     "object not found", "directory not found", "is a directory not a file", "doesn't exist",
     "nosuchkey", "nosuchbucket", "no such file", "file not found", "not a file", "not a directory",
 )  # fmt: skip
 _USAGE_TEXT = ("didn't find section in config file", "unknown backend", "unknown flag", "usage:")
+_REFUSED_TEXT = (
+    "401 unauthorized", "403 forbidden", "status code: 401", "status code: 403", "statuscode: 401",
+    "statuscode: 403", "http error 401", "http error 403", "accessdenied", "invalidaccesskeyid",
+    "signaturedoesnotmatch", "unable to authenticate", "permission denied (publickey",
+    "invalid_grant", "invalid credentials", "authentication failed",
+)  # fmt: skip
 _CONFIG_LOCKED_TEXT = ("unable to decrypt configuration", "config file is encrypted", "couldn't decrypt config")
 
 
@@ -180,6 +187,8 @@ def classify(text: str, rc: int | None = None) -> str:
         return CONFIG_LOCKED
     if any(token in low for token in _USAGE_TEXT) or rc == 2:
         return USAGE
+    if any(token in low for token in _REFUSED_TEXT):
+        return REFUSED
     if "is a file not a directory" in low:
         # rcd's answer when the root names a file - and, on s3, when the endpoint is
         # down: it must never read as "empty folder".

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-_API = ("Device", "backup", "convert", "init", "open_store", "read", "read_accounts", "restore", "sync")
+_API = ("Device", "backup", "codes", "convert", "init", "open_store", "read", "read_accounts", "restore", "sync")
 # Loaded on first use too: even errors/model cost ~20 ms (dataclasses pulls in inspect),
 # which `otpbridge --version` does not need (docs/PERFORMANCE.md).
 _LAZY = {"OtpBridgeError": "core.errors", "Account": "core.model", "Algorithm": "core.model", "Kind": "core.model"}
 
 __all__ = ["Account", "Algorithm", "Kind", "OtpBridgeError", "__version__", *_API]
+
+
+def __dir__() -> list[str]:  # dir(otpbridge): the public names, loaded or not
+    return sorted(set(__all__) | {"__version__", "__doc__", "__name__"})
 
 
 def __getattr__(name: str):  # PEP 562: modules are imported only when used

@@ -186,8 +186,12 @@ class Device:
         )
 
     # -- commands ------------------------------------------------------------------------------
-    def init(self, remote: str, stores: Sequence[str] = (), *, device_name: str | None = None, kdf: str = "default"):
+    def init(self, remote: str, stores: Sequence[str] = (), *, device_name: str | None = None, kdf: str = "default",
+             create: bool = False):
         """Create a vault on ``remote`` or join the one there (``otpbridge init``).
+
+        Store paths are saved absolute; a store that does not exist is refused unless
+        ``create=True`` (``--create``).
 
         ``kdf="insecure-test"`` needs ``OTPBRIDGE_ALLOW_INSECURE_KDF=1`` (tests only).
         Returns the engine's ``InitResult`` (``created``, ``vault_id``, ``epoch``).
@@ -200,7 +204,7 @@ class Device:
 
         ctx = _context(self.environ, self._warn, self.stats)
         settings = init_settings(self.settings(), remote=remote, stores=stores, device_name=device_name, kdf=kdf,
-                                 open_store=lambda spec: _open(spec, ctx))
+                                 open_store=lambda spec: _open(spec, ctx), create=create)
         s = self._session(settings)
         s.params = choose_params(kdf, self.environ)
         if getattr(s.backend, "name", "") == "local":
@@ -211,6 +215,10 @@ class Device:
         if result.device_id:  # the configured id was in use on the remote: joined under a new one
             settings["device"] = {**settings["device"], "id": result.device_id}
         self.config.write(settings)
+        if not result.created:
+            from otpbridge.engine.sync import announce
+
+            announce(s)
         return result
 
     def _sync(self, mode: str, *, dry_run: bool, allow_deletions: bool, accept_rollback: bool):
@@ -237,10 +245,14 @@ class Device:
         """Two-way sync (``otpbridge sync``); returns the engine's SyncReport."""
         return self._sync("sync", dry_run=dry_run, allow_deletions=allow_deletions, accept_rollback=accept_rollback)
 
-    def restore(self, into: str | None = None, *, remote: str | None = None, snapshot: str | None = None, dry_run: bool = False):
-        """Every account of the vault into ``into`` (default: the primary store); never removes.
+    def restore(self, into: str | None = None, *, remote: str | None = None, snapshot: str | None = None,
+                dry_run: bool = False, account: str | None = None):
+        """Every account of the vault (or of ``snapshot``; only those matching ``account``)
+        into ``into`` (default: the primary store); never removes.
 
-        With ``remote`` and no configured home this is a new machine's first restore.
+        Into one of this device's stores the restore is a change sent to the vault (it
+        wins over an older deletion on every device), as ``otpbridge restore`` does. With
+        ``remote`` and no configured home this is a new machine's first restore.
         Returns the engine's RestoreReport.
         """
         from otpbridge.engine.restore import restore
@@ -251,11 +263,108 @@ class Device:
         target_spec = into or (settings.get("stores") or [None])[0]
         if not target_spec:
             raise UsageError("where to? no 'into' was given and no store is configured")
-        s = self._session(settings, remote=remote, stores=False)
+        ctx = _context(self.environ, self._warn, self.stats)
+        target = _open(target_spec, ctx)
+        own = remote is None and any(_open(spec, ctx).label == target.label for spec in settings.get("stores", []))
+        s = self._session(settings, remote=remote, stores=own)
         state = SyncState.load(self.config.state_dir) if remote is None else SyncState()
-        target = _open(target_spec, _context(self.environ, self._warn, self.stats))
+        match = None
+        if account:
+            q = account.casefold()
+
+            def match(acc: Account) -> bool:
+                return acc.identity.startswith(q) or any(q in f.casefold() for f in (acc.issuer, acc.name, acc.folder, acc.label))
+
         with s.backend:
-            return restore(s, state, target, snapshot=snapshot, dry_run=dry_run)
+            return restore(s, state, target, snapshot=snapshot, dry_run=dry_run, match=match, send=own)
+
+    def change_passphrase(self, new_passphrase: PassphraseLike, *, kdf: str | None = None,
+                          discard_remote_only: bool = False, dry_run: bool = False, accept_weak: bool = False):
+        """Re-key the vault (``otpbridge passphrase change``); returns the engine's RotationReport.
+
+        The new passphrase is rated like the CLI does (zxcvbn): below score 3 it raises
+        UsageError unless ``accept_weak``. Afterwards this Device uses the new one.
+        """
+        from otpbridge.engine.rotation import change_passphrase
+        from otpbridge.vault.format import choose_params
+
+        getter = _passphrase_getter(new_passphrase, self.environ)
+
+        def rated() -> Secret:
+            secret = getter()
+            if not accept_weak:
+                _check_strength(secret)
+            return secret
+
+        settings = self._need()
+        s = self._session(settings)
+        s.params = choose_params(kdf or settings.get("kdf", "default"), self.environ)
+        with s.backend:
+            report = change_passphrase(s, rated, discard_remote_only=discard_remote_only, dry_run=dry_run)
+        if not dry_run:
+            self._passphrase = getter
+        return report
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """The vault's snapshots as ``otpbridge snapshots --json`` lists them (no passphrase)."""
+        from otpbridge.engine.devices import snapshots
+        from otpbridge.engine.state import SyncState
+
+        s = self._session(self._need(), stores=False)
+        with s.backend:
+            return snapshots(s, SyncState.load(self.config.state_dir))
+
+    def diff(self, first: str, second: str = "latest") -> dict[str, Any]:
+        """What changed between two snapshots (``otpbridge snapshots diff``): labels only."""
+        from otpbridge.engine.restore import diff_snapshots
+        from otpbridge.engine.state import SyncState
+
+        s = self._session(self._need(), stores=False)
+        with s.backend:
+            return diff_snapshots(s, SyncState.load(self.config.state_dir), first, second)
+
+    def forget(self, *, keep_last: int | None = None, keep_daily: int | None = None, keep_weekly: int | None = None,
+               keep_monthly: int | None = None, dry_run: bool = False) -> dict[str, Any]:
+        """Delete this device's older snapshots by a policy (``otpbridge forget``); without
+        ``keep_*`` the configured one. Never its newest, never another device's."""
+        from dataclasses import replace
+
+        from otpbridge.engine.devices import forget
+        from otpbridge.engine.snapshots import Retention
+
+        settings = self._need()
+        policy = Retention.from_config(settings.get("retention"))
+        given = {k: v for k, v in (("recent", keep_last), ("daily", keep_daily), ("weekly", keep_weekly),
+                                   ("monthly", keep_monthly)) if v is not None}
+        if given:
+            policy = replace(Retention(recent=0, daily=0, weekly=0, monthly=0), **given)
+        s = self._session(settings, stores=False)
+        with s.backend:
+            return forget(s, policy, dry_run=dry_run)
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Every joined device, as ``otpbridge devices --json`` (no passphrase)."""
+        from otpbridge.engine.devices import devices
+        from otpbridge.engine.state import SyncState
+
+        s = self._session(self._need(), stores=False)
+        with s.backend:
+            return devices(s, SyncState.load(self.config.state_dir))
+
+    def remove_device(self, device: str, *, dry_run: bool = False):
+        """``otpbridge devices remove NAME|ID``: merges first, then removes the device."""
+        from otpbridge.engine.devices import resolve_device
+        from otpbridge.engine.fastpath import sync
+        from otpbridge.engine.layout import Listing
+        from otpbridge.engine.state import SyncState
+
+        s = self._session(self._need())
+        with s.backend:
+            ids = {v.device for v in Listing.parse(s.backend.list()).views}
+            dev = resolve_device(SyncState.load(self.config.state_dir), ids, device)
+            if dev == s.device_id:
+                raise UsageError("this device cannot remove itself")
+            return sync(s, mode="sync", dry_run=dry_run, remove_devices=[dev])
 
     def accounts(self, *, snapshot: str | None = None) -> list[Account]:
         """Every live account in the vault (or in one snapshot), decrypted in memory only."""
@@ -304,6 +413,32 @@ class Device:
             "last_error": st.last_error,
             "last_unattended_failure": read_failure(self.config.state_dir),
         }
+
+
+def _check_strength(secret: Secret) -> None:
+    from zxcvbn import zxcvbn
+
+    score = int(zxcvbn(secret.reveal()[:100])["score"])
+    if score < 3:
+        raise UsageError(f"the new passphrase is too weak (zxcvbn score {score}/4)",
+                         hint="four or more random words; or pass accept_weak=True")
+
+
+def codes(spec: str, query: str | None = None, *, at: float | None = None,
+          environ: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The current codes of a store's accounts (``otpbridge code SOURCE QUERY``): one dict
+    per account, ``{"account": Account, "code": "123456", "seconds_left": 12}``
+    (``seconds_left`` is None for HOTP, whose code is for ``account.counter``)."""
+    from otpbridge.core.codes import code_at, seconds_left
+
+    now = time.time() if at is None else at
+    q = (query or "").casefold()
+    out = []
+    for acc in read_accounts(spec, environ=environ, strict=False):
+        if q and not any(q in f.casefold() for f in (acc.issuer, acc.name, acc.folder, acc.label)):
+            continue
+        out.append({"account": acc, "code": code_at(acc, now), "seconds_left": seconds_left(acc, now)})
+    return out
 
 
 # --- one-call shortcuts ------------------------------------------------------------------------

@@ -66,7 +66,11 @@ class KeePassStore(Store):
         "nothing else is touched"
     )
     drops = frozenset({"note"})
-    loses = "notes (only new entries get them); issuer/name of TimeOtp/HmacOtp entries (title/user name)"
+    loses = (
+        "notes (only new entries get them); issuer/name of TimeOtp/HmacOtp entries (title/user name); "
+        "HOTP codes in KeePassXC 2.7 and older, which shows none for HOTP accounts "
+        "(KeePass 2 shows HmacOtp codes; 'otpbridge code' shows them all)"
+    )
     is_database = True
     options = ("keyfile",)
     carries = {"notes": "partly"}
@@ -104,11 +108,28 @@ class KeePassStore(Store):
             # were computed from) is gone: applying them now would undo the other save.
             self._refuse_concurrent()
         self._loaded = data
-        kdbx.read_header(data)  # a damaged or foreign file fails before asking for a password
-        keyfile = self.keyfile
-        password = self.ctx.password(self.spec, label=self.label, required=keyfile is None)
-        self.ctx.stats["keepass_kdf"] += 1
-        return kdbx.open_database(data, password, keyfile, self.label)
+        try:
+            kdbx.read_header(data)  # a damaged or foreign file fails before asking for a password
+            keyfile = self.keyfile
+            password = self.ctx.password(self.spec, label=self.label, required=keyfile is None)
+            self.ctx.stats["keepass_kdf"] += 1
+            return kdbx.open_database(data, password, keyfile, self.label)
+        except FormatError as exc:
+            raise self._with_backup_hint(exc) from None
+
+    def _with_backup_hint(self, exc: FormatError) -> FormatError:
+        """A damaged database: point to the copy otpbridge kept before its last write."""
+        from otpbridge.core.fileio import backup_path
+
+        bak = backup_path(self.path)
+        if bak.is_file() and not exc.hint:
+            exc.hint = (f"otpbridge kept the previous version as {bak}: check it with "
+                        f"'otpbridge list keepass:{bak}', then copy it back over {self.path.name} "
+                        "(keep the damaged file aside)")
+        elif not exc.hint:
+            exc.hint = "open it in KeePassXC to see whether it can repair it; restore it from your backups or " \
+                       "'otpbridge restore --into keepass:NEW.kdbx'"
+        return exc
 
     def _create(self) -> kdbx.OpenDatabase:
         """A new, empty KDBX 4 database from pykeepass's blank template (AES-256, Argon2d)."""

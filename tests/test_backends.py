@@ -399,13 +399,14 @@ def test_refused_port_is_unreachable(server_factory, kind):
 
 
 @pytest.mark.parametrize("transport", ["rcd", "cli"])
-def test_wrong_password_is_unreachable(webdav_server, transport):
+def test_wrong_password_is_refused_credentials_not_unreachable(webdav_server, transport):
+    # issue 18: an HTTP 401/403 is exit 3 "the remote refused the credentials", not exit 5
     env = webdav_server.environ()
     env["RCLONE_WEBDAV_PASS"] = env["RCLONE_WEBDAV_PASS"][:-4] + "AAAA"
     with RcloneBackend(webdav_server.location("x"), environ=env, transport=transport) as b:
-        with pytest.raises(UnreachableError) as err:
+        with pytest.raises(AuthenticationError) as err:
             b.list()
-    assert "401" in str(err.value) or "auth" in str(err.value).lower()
+    assert "refused the credentials" in str(err.value) and "401" in str(err.value)
 
 
 @pytest.mark.parametrize("transport", ["rcd", "cli"])

@@ -108,7 +108,7 @@ def test_renamed_object_fails_authentication(pair, tmp_path):
     b.add(make_account("1"))
     ok(b.sync())
     ok(a.sync())
-    view = next((tmp_path / "remote" / "devices").rglob("*.view"))
+    view = max((tmp_path / "remote" / "devices").rglob("*.view"), key=lambda p: p.name)  # b's newest
     # same device, bumped sequence number: AAD binds seq, so it must not open
     parts = view.name.split("-")
     parts[1] = f"{int(parts[1]) + 5:012d}"
@@ -172,7 +172,7 @@ def test_verified_view_later_corrupted_is_exit_4(pair, tmp_path):
     b.add(make_account("1"))
     ok(b.sync())
     ok(a.sync())
-    view = next((tmp_path / "remote" / "devices").rglob("*.view"))
+    view = max((tmp_path / "remote" / "devices").rglob("*.view"), key=lambda p: p.name)  # b's newest
     view.write_bytes(view.read_bytes()[:-10])
     a.add(make_account("x"))
     with pytest.raises(IntegrityError):

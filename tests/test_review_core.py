@@ -143,7 +143,7 @@ def test_restore_accept_rollback_is_honoured(tmp_path):
     a, b, remote = pair(tmp_path)
     b.add(make_account("1"))
     ok(b.sync())
-    old = next((remote / "devices").rglob("*.view"))
+    old = max((remote / "devices").rglob("*.view"), key=lambda p: p.name)  # b's newest (after its join view)
     saved = old.read_bytes()
     b.add(make_account("2"))
     ok(b.sync())
@@ -233,7 +233,7 @@ def test_store_password_env_does_not_reach_rclone(tmp_path):
     dev = Device(tmp_path / "kp", remote, "kp")
     dev.env.update(OTPBRIDGE_RCLONE=str(spy), KP_MASTER="kdbx-master-password-1234")
     spec = f"keepass:{tmp_path / 'kp' / 'otp.kdbx'}?password-env=KP_MASTER"
-    ok(dev.run("init", remote, "--store", spec, "--device", "kp", "--kdf", "insecure-test"))
+    ok(dev.run("init", remote, "--store", spec, "--device", "kp", "--kdf", "insecure-test", "--create"))
     ok(dev.sync())
     text = dump.read_text()
     assert "ARGV" in text  # the spy really ran
@@ -296,7 +296,7 @@ def test_keepass_wrong_password_is_exit_3_and_sends_nothing(tmp_path):
     dev = Device(tmp_path / "kp", str(remote), "kp")
     dev.env["KP"] = "right-password"
     spec = f"keepass:{tmp_path / 'kp' / 'otp.kdbx'}?password-env=KP"
-    ok(dev.run("init", str(remote), "--store", spec, "--device", "kp", "--kdf", "insecure-test"))
+    ok(dev.run("init", str(remote), "--store", spec, "--device", "kp", "--kdf", "insecure-test", "--create"))
     feeder = Device(tmp_path / "feeder", str(remote), "feeder")
     ok(feeder.init())
     feeder.add(*[make_account(str(i)) for i in range(5)])

@@ -159,7 +159,7 @@ def test_keepass_primary_receives_changes_and_keeps_passwords(tmp_path):
     k = Device(tmp_path / "kp", str(tmp_path / "remote"), "kp")
     k.env["KP"] = "kdbx-test-password"
     spec = f"keepass:{kp_path}?password-env=KP"
-    ok(k.run("init", k.remote, "--store", spec, "--device", "kp", "--kdf", "insecure-test"))
+    ok(k.run("init", k.remote, "--store", spec, "--device", "kp", "--kdf", "insecure-test", "--create"))
     doomed, kept = make_account("doomed"), make_account("kept")
     a.add(doomed, kept)
     ok(a.sync())

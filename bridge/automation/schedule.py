@@ -188,6 +188,7 @@ def make_plan(
     passcommand: str | None = None,
     environ: Mapping[str, str] | None = None,
     argv: Sequence[str] | None = None,
+    global_args: Sequence[str] = (),
 ) -> Plan:
     env = os.environ if environ is None else environ
     name = validate_name(name)
@@ -205,14 +206,15 @@ def make_plan(
     if passcommand is not None:
         environment["OTPBRIDGE_PASSCOMMAND"] = passcommand
     environment["OTPBRIDGE_UNATTENDED"] = UNATTENDED_VALUE_TIMER if method == "systemd" else UNATTENDED_VALUE_CRON
-    plan = Plan(method=method, name=name, every=every, argv=[*command, "--quiet", "sync"], environment=environment)
+    plan = Plan(method=method, name=name, every=every, argv=[*command, *global_args, "--quiet", "sync"],
+                environment=environment)
     present = [v for v in SECRET_ENV if v in env]
     if present:
         plan.warnings.append(
             f"{', '.join(present)} is set here but is not copied into the schedule (it would sit in a file); "
             "use OTPBRIDGE_PASSCOMMAND / ?password-file= instead"
         )
-    if "OTPBRIDGE_PASSCOMMAND" not in environment:
+    if "OTPBRIDGE_PASSCOMMAND" not in environment and not global_args:
         plan.warnings.append(
             "no OTPBRIDGE_PASSCOMMAND: runs with nothing to do succeed, but a change will fail with "
             "'passphrase needed' (shown by 'otpbridge status'); pass --passcommand 'pass show backup/otpbridge'"
@@ -441,3 +443,103 @@ def _write_crontab(crontab: str, text: str) -> None:
     proc = _run([crontab, "-"], input_text=text)
     if proc.returncode != 0:
         raise OtpBridgeError(f"'crontab -' failed: {proc.stderr.strip() or proc.returncode}")
+
+
+# -- are the run's secrets reachable from the unit? -------------------------------------
+
+#: the secrets of stores that only the current shell may hold
+STORE_SECRET_ENV = ("OTPBRIDGE_STORE_PASSWORD", "OTPBRIDGE_KEEPASS_PASSWORD")
+#: what a scheduled run may find in a bare environment (cron, systemd)
+BARE_PATH = "/usr/bin:/bin"
+
+
+def _store_options(spec: str) -> tuple[str, dict[str, str]]:
+    from urllib.parse import parse_qsl
+
+    head = spec.split(":", 1)[0].lower() if ":" in spec else ""
+    query = spec.rpartition("?")[2] if "?" in spec else ""
+    try:
+        return head, dict(parse_qsl(query, keep_blank_values=True))
+    except ValueError:
+        return head, {}
+
+
+def _command_found(command: str, environment: Mapping[str, str]) -> bool:
+    try:
+        first = shlex.split(command)[0]
+    except (ValueError, IndexError):
+        return False
+    if os.sep in first:
+        return os.access(os.path.expanduser(first), os.X_OK)
+    return shutil.which(first, path=environment.get("PATH", BARE_PATH)) is not None
+
+
+def unreachable_secrets(
+    plan: Plan,
+    stores: Sequence[str],
+    environ: Mapping[str, str],
+    *,
+    passphrase_file: str | None = None,
+    keyring: bool = False,
+) -> list[str]:
+    """The secrets a scheduled run needs that the unit cannot reach (issue 18), one line each.
+
+    A secret that lives only in this shell (an environment variable) is never copied
+    into a unit or crontab; it must come from a file, a command or the keyring instead.
+    Files and commands are checked to exist. Empty: every secret is reachable.
+    """
+    problems: list[str] = []
+    has_vault_source = (
+        "OTPBRIDGE_PASSCOMMAND" in plan.environment or keyring or passphrase_file is not None
+    )
+    if not has_vault_source and environ.get("OTPBRIDGE_PASSPHRASE"):
+        problems.append(
+            "the backup passphrase comes from OTPBRIDGE_PASSPHRASE, which only this shell has "
+            "(hint: --passcommand 'pass show backup/otpbridge', or the global --passphrase-file PATH or --keyring)"
+        )
+    if passphrase_file is not None and not os.access(os.path.expanduser(passphrase_file), os.R_OK):
+        problems.append(f"the passphrase file {passphrase_file} cannot be read")
+    command = plan.environment.get("OTPBRIDGE_PASSCOMMAND")
+    if command and not _command_found(command, plan.environment):
+        problems.append(f"OTPBRIDGE_PASSCOMMAND {command!r}: its program is not found on the unit's PATH "
+                        f"({plan.environment.get('PATH', BARE_PATH)}); give it by absolute path")
+    for spec in stores:
+        kind, options = _store_options(spec)
+        label = spec.split("?", 1)[0]
+        if options.get("password-env"):
+            name = options["password-env"]
+            problems.append(
+                f"{label}: its password comes from ${name} (?password-env={name}), which only this shell has "
+                f"(hint: change the store to ?password-file=PATH (mode 0600) or "
+                f"?password-command='secret-tool lookup otpbridge kdbx')"
+            )
+        if options.get("password-file") and not os.access(os.path.expanduser(options["password-file"]), os.R_OK):
+            problems.append(f"{label}: the password file {options['password-file']} cannot be read")
+        if options.get("password-command") and not _command_found(options["password-command"], plan.environment):
+            problems.append(f"{label}: the password command {options['password-command']!r} is not found on the "
+                            "unit's PATH; give its program by absolute path")
+        if options.get("keyfile") and not os.access(os.path.expanduser(options["keyfile"]), os.R_OK):
+            problems.append(f"{label}: the key file {options['keyfile']} cannot be read")
+        if kind == "keepass" and not any(options.get(k) for k in ("password-env", "password-file", "password-command")):
+            shell_only = [v for v in STORE_SECRET_ENV if environ.get(v)]
+            if shell_only:
+                problems.append(
+                    f"{label}: its password comes from {shell_only[0]}, which only this shell has "
+                    "(hint: add ?password-file=PATH or ?password-command=COMMAND to the store)"
+                )
+    return problems
+
+
+def check_run(plan: Plan, environ: Mapping[str, str], *, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the unit's command once, in the unit's own environment: a bare PATH, HOME and
+    what the unit sets, no terminal, no inherited variables (``schedule --check``)."""
+    env = {"PATH": BARE_PATH, "HOME": environ.get("HOME", os.path.expanduser("~")), **plan.environment}
+    for var in ("LANG", "LC_ALL", "OTPBRIDGE_ALLOW_INSECURE_KDF", SYSTEMCTL_ENV):  # locale; test seams
+        if var in environ and var not in env:
+            env[var] = environ[var]
+    argv = list(plan.argv)
+    try:
+        return subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout, check=False, start_new_session=True)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OtpBridgeError(f"the scheduled command could not run: {exc}") from None

@@ -28,7 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("otpbridge.cli.vault_admin:status_cmd", "Show the last verified backup and sync state."),
     "verify": ("otpbridge.cli.vault_admin:verify_cmd", "Decrypt and check every object on the remote."),
     "devices": ("otpbridge.cli.vault_admin:devices_grp", "List or remove devices of the vault."),
-    "snapshots": ("otpbridge.cli.vault_admin:snapshots_cmd", "List the vault's snapshots."),
+    "snapshots": ("otpbridge.cli.vault_admin:snapshots_cmd", "List the vault's snapshots, or diff two."),
+    "forget": ("otpbridge.cli.vault_admin:forget_cmd", "Forget this device's older snapshots (--keep-last/daily/…)."),
+    "prune": ("otpbridge.cli.vault_admin:prune_cmd", "The same as forget."),
+    "store": ("otpbridge.cli.store_cmds:store_grp", "List, add or remove this device's stores."),
     "schedule": ("otpbridge.cli.automation:schedule_cmd", "Run sync periodically (systemd timer or cron)."),
     "hook": ("otpbridge.cli.automation:hook_grp", "Install a git hook / pass extension that syncs after changes."),
 }

@@ -65,8 +65,10 @@ def _not_available(name: str) -> click.Command:
 @click.option("--new-passphrase-file", type=click.Path(dir_okay=False), help="Read the new passphrase (passphrase change) from this file.")
 @click.option("--new-passphrase-fd", type=int, help="Read the new passphrase from this file descriptor.")
 @click.option("--keyring", "use_keyring", is_flag=True, help="Take the backup passphrase from the OS keyring (opt-in).")
-@click.option("-q", "--quiet", is_flag=True, help="Print only errors (for cron and hooks).")
-@click.option("-v", "--verbose", is_flag=True, help="Say more about what is done.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors (for cron and hooks); anywhere on the line.")
+@click.option("-v", "--verbose", count=True,
+              help="Say what is done, with times (store reads, remote calls, key derivation); -vv says more. "
+              "Anywhere on the line.")
 @click.option("--stats", "show_stats", is_flag=True, help="At exit, print operation counts (key derivations, gpg calls, remote calls) as JSON on stderr.")
 @click.pass_context
 def cli(ctx: click.Context, show_stats: bool, **options: object) -> None:
@@ -85,8 +87,97 @@ def cli(ctx: click.Context, show_stats: bool, **options: object) -> None:
     """
     state = State(**options)  # type: ignore[arg-type]
     ctx.obj = state
+    _watch_activity(ctx, state)
     if show_stats:
         ctx.call_on_close(lambda: click.echo("otpbridge-stats: " + json.dumps(dict(state.stats), sort_keys=True), err=True))
+
+
+def _watch_activity(ctx: click.Context, state: State) -> None:
+    """-v/-vv: each step with its time on stderr; else, on a terminal, a transient status
+    line (rich, imported on the first step only); on a pipe, nothing."""
+    import logging
+
+    from otpbridge.core import activity
+
+    if state.verbose and not state.quiet:
+        import time
+
+        t0 = time.time()
+        handler = logging.StreamHandler(sys.stderr)
+
+        class _Elapsed(logging.Formatter):
+            def format(self, record: logging.LogRecord) -> str:
+                return f"otpbridge: [{record.created - t0:6.2f}s] {record.getMessage()}"
+
+        handler.setFormatter(_Elapsed())
+        activity.log.addHandler(handler)
+        activity.log.setLevel(logging.DEBUG if state.verbose > 1 else logging.INFO)
+
+        def _off() -> None:
+            activity.log.removeHandler(handler)
+            activity.log.setLevel(logging.NOTSET)
+
+        ctx.call_on_close(_off)
+        return
+    if not state.progress_enabled:
+        return
+    line = _StatusLine()
+    activity.add_listener(line)
+
+    def _stop() -> None:
+        activity.remove_listener(line)
+        line.stop()
+
+    ctx.call_on_close(_stop)
+
+
+class _StatusLine:
+    """A transient rich status line showing the innermost running step."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+        self.status = None
+
+    def __call__(self, what: str, starting: bool) -> None:
+        if starting:
+            self.stack.append(what)
+        elif what in self.stack:
+            self.stack.remove(what)
+        if not self.stack:
+            self.stop()
+            return
+        text = self.stack[-1] + " …"
+        if self.status is None:
+            from rich.console import Console
+
+            self.status = Console(stderr=True, highlight=False).status(text)
+            self.status.start()
+        else:
+            self.status.update(text)
+
+    def stop(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+
+#: global options that may stand anywhere on the line (like restic and git)
+ANYWHERE = {"-q", "--quiet", "-v", "--verbose", "-vv", "-vvv"}
+
+
+def hoist_global_flags(args: list[str]) -> list[str]:
+    """``otpbridge sync -v`` = ``otpbridge -v sync``: -q/-v after the subcommand move to
+    the front (up to a ``--``)."""
+    if "--" in args:
+        cut = args.index("--")
+        head, tail = args[:cut], args[cut:]
+    else:
+        head, tail = args, []
+    flags = [a for a in head if a in ANYWHERE]
+    if not flags:
+        return args
+    rest = [a for a in head if a not in ANYWHERE]
+    return [*flags, *rest, *tail]
 
 
 def run(args: list[str]) -> int:
@@ -97,7 +188,7 @@ def run(args: list[str]) -> int:
 
 def _run(args: list[str]) -> int:
     try:
-        result = cli.main(args=args, prog_name="otpbridge", standalone_mode=False)
+        result = cli.main(args=hoist_global_flags(args), prog_name="otpbridge", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except OtpBridgeError as err:
         render_error(err)

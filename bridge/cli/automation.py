@@ -37,6 +37,8 @@ def _warn_uninitialised(state: State) -> None:
 @click.option("--install", is_flag=True, help="Write and enable the timer (or crontab line).")
 @click.option("--uninstall", is_flag=True, help="Disable and remove it.")
 @click.option("--dry-run", is_flag=True, help="With --install/--uninstall: say what would be done; change nothing.")
+@click.option("--check", is_flag=True,
+              help="Run the scheduled command once, in the unit's own environment, and report the result.")
 @click.option(
     "--method",
     type=click.Choice(["auto", "systemd", "cron"]),
@@ -57,6 +59,7 @@ def schedule_cmd(
     install: bool,
     uninstall: bool,
     dry_run: bool,
+    check: bool,
     method: str,
     name: str,
     passcommand: str | None,
@@ -68,9 +71,16 @@ def schedule_cmd(
     (e.g. 'pass show backup/otpbridge'). A run with nothing to do needs no passphrase.
     Failures go to the log and show up in 'otpbridge status'.
 
+    Every secret a run needs must be reachable from the unit: a store password from
+    ?password-file= or ?password-command=, the passphrase from --passcommand, the global
+    --passphrase-file or --keyring. One that lives only in this shell (?password-env=,
+    OTPBRIDGE_PASSPHRASE) makes --install refuse, with a hint. --check runs the command
+    once as the timer would and says whether it works.
+
     \b
     Examples:
       otpbridge schedule --every 1h
+      otpbridge schedule --check --passcommand 'pass show backup/otpbridge'
       otpbridge schedule --every 30m --passcommand 'pass show backup/otpbridge' --install
       otpbridge --home ~/.otpb-work schedule --name otpbridge-work --install
       otpbridge schedule --uninstall
@@ -86,12 +96,31 @@ def schedule_cmd(
         for line in out.notes:
             state.note(line)
         return
+    global_args: list[str] = []
+    if state.passphrase_file:
+        global_args += ["--passphrase-file", os.path.abspath(os.path.expanduser(state.passphrase_file))]
+    if state.use_keyring:
+        global_args.append("--keyring")
     plan = schedule.make_plan(
-        home=_home(state), every=schedule.parse_every(every), method=method, name=name, passcommand=passcommand, environ=state.environ
+        home=_home(state), every=schedule.parse_every(every), method=method, name=name, passcommand=passcommand,
+        environ=state.environ, global_args=global_args,
     )
     for warning in plan.warnings:
         state.warn(warning)
     _warn_uninitialised(state)
+    problems = schedule.unreachable_secrets(plan, state.config.read().get("stores", []), state.environ,
+                                            passphrase_file=state.passphrase_file, keyring=state.use_keyring)
+    if check:
+        _check_schedule(state, schedule, plan, problems)
+        return
+    if problems and install:
+        raise UsageError(
+            "the scheduled runs could not reach every secret they need:\n  " + "\n  ".join(problems),
+            hint="fix the above, then run 'otpbridge schedule --check' and '--install' again; "
+            "a secret is never copied into a unit file or crontab",
+        )
+    for problem in problems:
+        state.warn("a scheduled run would fail: " + problem)
     if not install or dry_run:
         if install:
             state.note("dry run: this is what --install would write")
@@ -106,6 +135,22 @@ def schedule_cmd(
         state.echo(line)
     for line in out.notes:
         state.note(line)
+
+
+def _check_schedule(state: State, schedule, plan, problems: list[str]) -> None:
+    for problem in problems:
+        state.warn("a scheduled run may fail: " + problem)
+    state.note("running, as the " + ("systemd timer" if plan.method == "systemd" else "cron job") + " would: "
+               + " ".join(plan.argv))
+    proc = schedule.check_run(plan, state.environ)
+    if proc.returncode == 0:
+        state.echo("the scheduled run works (exit 0)")
+        return
+    detail = (proc.stderr or proc.stdout).strip()
+    state.echo(f"the scheduled run FAILS with exit {proc.returncode}:")
+    for line in detail.splitlines():
+        state.echo("  " + line)
+    raise click.exceptions.Exit(proc.returncode)
 
 
 # --- hook ----------------------------------------------------------------------------------

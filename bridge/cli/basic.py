@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from otpbridge.cli.common import State, account_json, errors_json, finish_partial, pass_state
+from otpbridge.cli.completion import lazy
 from otpbridge.core.errors import DataLossRefused, UsageError
 from otpbridge.core.model import Account, Kind, shared_secrets
 
@@ -21,7 +22,10 @@ def _open_source(state: State, text: str):
     kind is detected, not an integrity failure: nothing is corrupt, the name is wrong."""
     store = state.open_store(text)
     if store.kind != "pass" and store.path.parts and not store.path.exists():
-        raise UsageError(f"{store.label}: no such file", hint="check the path (a relative path is read from the current folder)")
+        bak = store.path.with_name(store.path.name + ".bak")
+        keep = f"; otpbridge kept a previous version as {bak}" if bak.is_file() else ""
+        raise UsageError(f"{store.label}: no such file",
+                         hint=f"check the path (a relative path is read from the current folder){keep}")
     return store
 
 
@@ -97,7 +101,7 @@ def formats_cmd(state: State, as_json: bool) -> None:
 
 
 @click.command("list")
-@click.argument("source")
+@click.argument("source", shell_complete=lazy("store_specs"))
 @click.argument("query", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in docs/CLI.md).")
 @click.option("--show-secrets", is_flag=True, help="Include secrets and otpauth URIs in the output.")
@@ -157,20 +161,26 @@ def _note_duplicates(state: State, duplicates: list[Account]) -> None:
 
 
 @click.command("code")
-@click.argument("source")
+@click.argument("source", shell_complete=lazy("store_specs"))
 @click.argument("query", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--advance", is_flag=True, help="HOTP: use the code and store the next counter.")
 @click.option("--dry-run", is_flag=True, help="With --advance: say which counters would move; write nothing.")
+@click.option("-c", "--clip", is_flag=True,
+              help="Copy the code (exactly one account must match) to the clipboard; cleared after 45 s.")
 @pass_state
-def code_cmd(state: State, source: str, query: str | None, as_json: bool, advance: bool, dry_run: bool) -> None:
+def code_cmd(state: State, source: str, query: str | None, as_json: bool, advance: bool, dry_run: bool,
+             clip: bool) -> None:
     """Show the current codes of accounts in SOURCE (matching QUERY).
 
     HOTP codes are shown for the next counter without using it up, unless --advance.
+    With --clip, the one matching code goes to the clipboard instead of the screen and is
+    cleared after 45 seconds (like 'pass -c' and 'keepassxc-cli clip').
 
     \b
     Examples:
       otpbridge code keepass:~/db.kdbx github
+      otpbridge code keepass:~/db.kdbx github --clip
       otpbridge code uris:codes.txt --json
     """
     import time
@@ -182,6 +192,10 @@ def code_cmd(state: State, source: str, query: str | None, as_json: bool, advanc
     accounts = [a for a in result.accounts if _matches(a, query)]
     if query and not accounts:
         raise UsageError(f"no account matches {query!r}", hint=f"'otpbridge list {source}' shows them all")
+    if clip and len(accounts) != 1:
+        labels = ", ".join(a.label for a in accounts[:5]) + (" …" if len(accounts) > 5 else "")
+        raise UsageError(f"--clip copies one code, but {len(accounts)} accounts match" + (f": {labels}" if accounts else ""),
+                         hint="narrow QUERY until one account matches")
     now = time.time()
     out = []
     for acc in accounts:
@@ -193,6 +207,20 @@ def code_cmd(state: State, source: str, query: str | None, as_json: bool, advanc
                 state.note(f"would store the next counter {acc.counter} for {acc.label}")
         elif used:
             store.apply(upserts=used)
+    if clip:
+        from otpbridge.cli.clipboard import CLEAR_AFTER, copy
+
+        acc, code, left = out[0]
+        wait = int(state.environ.get("OTPBRIDGE_CLIP_SECONDS", CLEAR_AFTER))
+        copy(code, state.environ, clear_after=wait)
+        valid = f", valid {left}s more" if left is not None else f" (counter {acc.counter})"
+        if as_json:
+            state.emit_json({"source": str(store.spec), "time": int(now), "copied": account_json(acc),
+                             "clear_after": wait, **({"seconds_left": left} if left is not None else {})})
+        else:
+            state.note(f"copied the code of {acc.label} to the clipboard{valid}; it is cleared in {wait} s")
+        finish_partial(result.errors, "entries")
+        return
     if as_json:
         state.emit_json(
             {
@@ -213,8 +241,8 @@ def code_cmd(state: State, source: str, query: str | None, as_json: bool, advanc
 
 
 @click.command("convert")
-@click.argument("source")
-@click.argument("dest")
+@click.argument("source", shell_complete=lazy("store_specs"))
+@click.argument("dest", shell_complete=lazy("store_specs"))
 @click.option("--dry-run", is_flag=True, help="Show what would be written; change nothing.")
 @click.option("--merge", is_flag=True, help="Merge into an existing destination file instead of refusing.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
@@ -287,6 +315,7 @@ def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool
         )
     result = _read(src)
     report = dst.apply(upserts=result.accounts, dry_run=dry_run)
+    warnings = hotp_warning(dst, [*report.added, *report.updated])
     if as_json:
         state.emit_json(
             {
@@ -299,6 +328,7 @@ def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool
                 "duplicates": [account_json(a) for a in result.duplicates],
                 "backup": str(report.backup) if report.backup else None,
                 "errors": errors_json(result.errors + report.errors),
+                "warnings": warnings,
             }
         )
     else:
@@ -312,4 +342,16 @@ def convert_cmd(state: State, source: str, dest: str, dry_run: bool, merge: bool
         state.note(("dry run, nothing written: " if dry_run else "") + summary + f" in {dst.label}")
         if report.backup:
             state.note(f"previous file kept as {report.backup}")
+        for w in warnings:
+            state.warn(w)
     finish_partial(result.errors + report.errors, "entries")
+
+
+def hotp_warning(store, accounts) -> list[str]:
+    """HOTP accounts that land in a KeePass store: KeePassXC 2.7 and older shows no code
+    for them (issue 18); say so where it happens."""
+    hotp = [a for a in accounts if a.kind is Kind.HOTP]
+    if getattr(store, "kind", "") != "keepass" or not hotp:
+        return []
+    return [f"{len(hotp)} HOTP account(s) went into {store.label}: KeePassXC 2.7 and older cannot show HOTP "
+            "codes (KeePass 2 shows them from HmacOtp-*; 'otpbridge code' always does)"]

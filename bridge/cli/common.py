@@ -54,7 +54,7 @@ class State:
     new_passphrase_fd: int | None = None
     use_keyring: bool = False
     quiet: bool = False
-    verbose: bool = False
+    verbose: int = 0  # -v: 1, -vv: 2
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     stats: Counter = field(default_factory=Counter)
 

@@ -12,6 +12,7 @@ import time
 import click
 
 from otpbridge.cli.common import State
+from otpbridge.cli.completion import lazy
 from otpbridge.cli.vault_common import (
     ask_new_passphrase,
     kdf_params,
@@ -41,12 +42,14 @@ def passphrase_grp() -> None:
               help="Let the first step delete more accounts than the mass-deletion guard allows.")
 @click.option("--kdf", metavar="default|strong", default=None,
               help="Key-derivation cost of the new epoch (default: as configured).")
+@click.option("--accept-weak-passphrase", is_flag=True,
+              help="Use the new passphrase even if zxcvbn scores it below 3 of 4.")
 @click.option("--dry-run", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--accept-rollback", is_flag=True)
 @click.pass_obj
 def passphrase_change_cmd(state: State, discard_remote_only: bool, allow_deletions: bool, kdf: str | None,
-                          dry_run: bool, as_json: bool, accept_rollback: bool) -> None:
+                          accept_weak_passphrase: bool, dry_run: bool, as_json: bool, accept_rollback: bool) -> None:
     """Re-key the vault: afterwards the old passphrase opens nothing on the remote.
 
     The current passphrase comes from the usual sources, the new one from
@@ -65,7 +68,8 @@ def passphrase_change_cmd(state: State, discard_remote_only: bool, allow_deletio
     s.params = kdf_params(state, kdf or settings.get("kdf", "default"))
     try:
         with s.backend:
-            rep = change_passphrase(s, lambda: ask_new_passphrase(state, state.new_passphrase_source()),
+            rep = change_passphrase(s, lambda: ask_new_passphrase(state, state.new_passphrase_source(),
+                                                                         accept_weak=accept_weak_passphrase),
                                     discard_remote_only=discard_remote_only, dry_run=dry_run,
                                     accept_rollback=accept_rollback, allow_deletions=allow_deletions)
     except OtpBridgeError as err:
@@ -186,6 +190,7 @@ def status_cmd(state: State, as_json: bool, max_age: str | None) -> int:
         state.echo(f"stores:   {', '.join(out['stores']) or '(none)'}")
         state.echo(f"accounts: {st.accounts}")
         state.echo(f"last verified backup: {_ago(last, now)}")
+        state.echo(f"last sync: {_ago(st.last_sync, now)}")
         if st.last_error:
             e = st.last_error
             state.echo(f"last error: {_ago(e.get('time'), now)}: {e.get('message')} (exit {e.get('exit')})")
@@ -272,31 +277,38 @@ def devices_list_cmd(state: State, as_json: bool) -> None:
     if as_json:
         state.emit_json(rows)
         return
-    state.table(["id", "name", "last write", "seq", "snapshots", ""],
-                [(r["id"], r["name"], _ts(r["last_write"]), r["seq"], r["views"],
+    state.table(["name", "id", "last seen", "accounts", "snapshots", ""],
+                [(r["name"] or "?", r["id"], _ts(r["last_seen"]) if r["last_seen"] else "never (no upload yet)",
+                  "?" if r["accounts"] is None else r["accounts"], r["views"],
                   "this device" if r["this_device"] else ("removed" if r["removed"] else ""))
                  for r in rows])
 
 
 @devices_grp.command("remove")
-@click.argument("device_id")
+@click.argument("device", shell_complete=lazy("device_names"))
 @click.option("--dry-run", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def devices_remove_cmd(state: State, device_id: str, dry_run: bool, as_json: bool) -> None:
-    """Remove a device: its accounts stay (merged first), its objects go, it may not sync again.
+def devices_remove_cmd(state: State, device: str, dry_run: bool, as_json: bool) -> None:
+    """Remove a device (by name or id): its accounts stay (merged first), its objects go,
+    it may not sync again.
 
     \b
     Examples:
-      otpbridge devices remove 4a731d133733 --dry-run
+      otpbridge devices remove old-laptop --dry-run
+      otpbridge devices remove 4a731d133733
     """
+    from otpbridge.engine.devices import resolve_device
     from otpbridge.engine.fastpath import sync
-    from otpbridge.engine.layout import DEVICE_ID_RE
+    from otpbridge.engine.layout import Listing
+    from otpbridge.engine.state import SyncState
 
     settings = settings_of(state)
     s = session_of(state, settings)
-    if not DEVICE_ID_RE.fullmatch(device_id):
-        raise UsageError(f"{device_id!r} is not a device id", hint="'otpbridge devices' lists them")
+    with s.backend:
+        ids = {v.device for v in Listing.parse(s.backend.list()).views}
+    device_id = resolve_device(SyncState.load(state.config.state_dir), ids, device)
+    name = SyncState.load(state.config.state_dir).device_names.get(device_id, "")
     if device_id == s.device_id:
         raise UsageError("this device cannot remove itself", hint="remove it from another device")
     with s.backend:
@@ -304,20 +316,35 @@ def devices_remove_cmd(state: State, device_id: str, dry_run: bool, as_json: boo
     if as_json:
         state.emit_json(report.to_json(state.stats))
     else:
-        state.echo(f"{'would remove' if dry_run else 'removed'} device {device_id} "
+        state.echo(f"{'would remove' if dry_run else 'removed'} device {name + ' ' if name else ''}({device_id}) "
                    f"({len(report.cleaned)} object(s) deleted)")
 
 
-@click.command("snapshots")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-def snapshots_cmd(state: State, as_json: bool) -> None:
+@click.group("snapshots", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
+@click.pass_context
+def snapshots_cmd(ctx: click.Context, as_json: bool) -> None:
     """List snapshots (each device's retained copies); restore one with 'restore --snapshot ID'.
 
     \b
     Examples:
       otpbridge snapshots
+      otpbridge snapshots diff 195b02700242-3 latest
       otpbridge restore --snapshot ID --into uris:check.txt --dry-run
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(snapshots_list_cmd, as_json=as_json)
+
+
+@snapshots_cmd.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
+@click.pass_obj
+def snapshots_list_cmd(state: State, as_json: bool) -> None:
+    """List snapshots (no passphrase).
+
+    \b
+    Examples:
+      otpbridge snapshots list --json
     """
     from otpbridge.engine.devices import snapshots
     from otpbridge.engine.state import SyncState
@@ -334,4 +361,118 @@ def snapshots_cmd(state: State, as_json: bool) -> None:
                  for r in rows])
 
 
-__all__ = ["devices_grp", "passphrase_grp", "snapshots_cmd", "status_cmd", "verify_cmd"]
+@snapshots_cmd.command("diff")
+@click.argument("first", shell_complete=lazy("snapshot_ids"))
+@click.argument("second", default="latest", shell_complete=lazy("snapshot_ids"))
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+@click.pass_obj
+def snapshots_diff_cmd(state: State, first: str, second: str, as_json: bool) -> None:
+    """What changed between two snapshots (SECOND defaults to 'latest', the vault now).
+
+    Account labels only, never secrets. Needs the passphrase.
+
+    \b
+    Examples:
+      otpbridge snapshots diff 195b02700242-3 195b02700242-7
+      otpbridge snapshots diff laptop-3 --json
+    """
+    from otpbridge.cli.vault_common import snapshot_id
+    from otpbridge.engine.restore import diff_snapshots
+    from otpbridge.engine.state import SyncState
+
+    settings = settings_of(state)
+    s = session_of(state, settings, stores=False)
+    first, second = (x if x == "latest" else snapshot_id(state, x) for x in (first, second))
+    with s.backend:
+        out = diff_snapshots(s, SyncState.load(state.config.state_dir), first, second)
+    if as_json:
+        state.emit_json(out)
+        return
+    for key, sign in (("added", "+"), ("removed", "-"), ("changed", "~"), ("counters", "#")):
+        for label in out[key]:
+            state.echo(f"{sign} {label}")
+    if not any(out[k] for k in ("added", "removed", "changed", "counters")):
+        state.echo(f"no difference between {first} and {second}")
+
+
+def _forget_options(fn):
+    for opt in reversed([
+        click.option("--keep-last", type=int, help="Keep the newest N snapshots."),
+        click.option("--keep-daily", type=int, help="Keep the newest snapshot of each of the last N days."),
+        click.option("--keep-weekly", type=int, help="Keep the newest snapshot of each of the last N ISO weeks."),
+        click.option("--keep-monthly", type=int, help="Keep the newest snapshot of each of the last N months."),
+        click.option("--save", is_flag=True, help="Also make this the retention policy of every later sync (config.toml)."),
+        click.option("--dry-run", is_flag=True, help="List what would be forgotten; delete nothing."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _forget(state: State, keep_last, keep_daily, keep_weekly, keep_monthly, save: bool, dry_run: bool,
+            as_json: bool) -> None:
+    from dataclasses import replace
+
+    from otpbridge.engine.devices import forget
+    from otpbridge.engine.snapshots import Retention
+
+    settings = settings_of(state)
+    policy = Retention.from_config(settings.get("retention"))
+    given = {k: v for k, v in (("recent", keep_last), ("daily", keep_daily), ("weekly", keep_weekly),
+                               ("monthly", keep_monthly)) if v is not None}
+    if any(v < 0 for v in given.values()):
+        raise UsageError("--keep-* must be 0 or more")
+    if given:
+        # Like restic: a --keep-* given alone is the whole policy (the others are 0).
+        policy = replace(Retention(recent=0, daily=0, weekly=0, monthly=0), **given)
+    s = session_of(state, settings, stores=False)
+    with s.backend:
+        out = forget(s, policy, dry_run=dry_run)
+    if save and not dry_run:
+        state.config.write({**settings, "retention": policy.to_config()})
+    if as_json:
+        state.emit_json({**out, "saved": bool(save and not dry_run)})
+        return
+    verb = "would forget" if dry_run else "forgot"
+    for sid in out["forgotten"]:
+        state.echo(f"{verb}: {sid}")
+    p = out["policy"]
+    state.echo(f"{verb} {len(out['forgotten'])} of this device's snapshots, kept {len(out['kept'])} "
+               f"(last {p['last']}, daily {p['daily']}, weekly {p['weekly']}, monthly {p['monthly']}; "
+               "the newest is always kept; other devices' snapshots are theirs to forget)")
+    if save and not dry_run:
+        state.note("saved as this vault's retention policy for every later sync (config.toml [retention])")
+
+
+@click.command("forget")
+@_forget_options
+@click.pass_obj
+def forget_cmd(state: State, keep_last, keep_daily, keep_weekly, keep_monthly, save, dry_run, as_json) -> None:
+    """Forget (delete) this device's older snapshots by a restic-like policy.
+
+    Without --keep-* the configured policy (config.toml [retention]; default last 10,
+    daily 7, weekly 8) is applied now. The newest snapshot is always kept; other
+    devices' snapshots are never touched. No passphrase needed.
+
+    \b
+    Examples:
+      otpbridge forget --keep-last 3 --keep-monthly 6 --dry-run
+      otpbridge forget --keep-daily 14 --save
+    """
+    _forget(state, keep_last, keep_daily, keep_weekly, keep_monthly, save, dry_run, as_json)
+
+
+@click.command("prune")
+@_forget_options
+@click.pass_obj
+def prune_cmd(state: State, keep_last, keep_daily, keep_weekly, keep_monthly, save, dry_run, as_json) -> None:
+    """The same as 'forget' (a snapshot is one object, so forgetting it frees its space).
+
+    \b
+    Examples:
+      otpbridge prune --keep-last 5 --dry-run
+    """
+    _forget(state, keep_last, keep_daily, keep_weekly, keep_monthly, save, dry_run, as_json)
+
+
+__all__ = ["devices_grp", "forget_cmd", "passphrase_grp", "prune_cmd", "snapshots_cmd", "status_cmd", "verify_cmd"]

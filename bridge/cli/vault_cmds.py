@@ -11,12 +11,15 @@ from __future__ import annotations
 import click
 
 from otpbridge.cli.common import State, errors_json, finish_partial
+from otpbridge.cli.completion import lazy
 from otpbridge.cli.vault_common import (
     ask_new_passphrase,
+    clean_home_on_failure,
     kdf_params,
     record_failure,
     session_of,
     settings_of,
+    snapshot_id,
 )
 from otpbridge.core.errors import OtpBridgeError, UsageError
 
@@ -24,24 +27,32 @@ from otpbridge.core.errors import OtpBridgeError, UsageError
 # --- init ----------------------------------------------------------------------------------
 @click.command("init")
 @click.argument("remote")
-@click.option("--store", "stores", multiple=True, help="A local store to sync (repeatable); the first is the primary.")
+@click.option("--store", "stores", multiple=True, shell_complete=lazy("store_specs"), help="A local store to sync (repeatable); the first is the primary.")
 @click.option("--device", "device_name", help="A name for this device (default: the host name).")
 @click.option("--kdf", metavar="default|strong", default="default", show_default=True,
               help="Key-derivation cost of a NEW vault: default (256 MiB Argon2id) or strong (1 GiB).")
+@click.option("--accept-weak-passphrase", is_flag=True,
+              help="Create the vault even if zxcvbn scores the new passphrase below 3 of 4.")
+@click.option("--create", is_flag=True,
+              help="A --store that does not exist yet is made by the first sync or restore (else refused).")
 @click.option("--dry-run", is_flag=True, help="Say what would be done; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
+@clean_home_on_failure
 def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: str | None, kdf: str,
-             dry_run: bool, as_json: bool) -> None:
+             accept_weak_passphrase: bool, create: bool, dry_run: bool, as_json: bool) -> None:
     """Create an encrypted vault on REMOTE (an rclone path or a folder), or join it.
 
-    On an empty REMOTE a new vault is created and the passphrase is asked twice; on a
+    On an empty REMOTE a new vault is created and the passphrase is asked twice (rated
+    by zxcvbn; below score 3 of 4 it is refused unless --accept-weak-passphrase); on a
     vault this device joins (the passphrase is checked). A folder with other files is
-    refused (exit 2).
+    refused (exit 2). Store paths are saved absolute (cron and systemd run elsewhere); a
+    store that does not exist is refused unless --create (or '?create=1') asks for it.
 
     \b
     Examples:
       otpbridge init mydrive:otp --store keepass:~/otp.kdbx --device laptop
+      otpbridge init mydrive:otp --store keepass:~/new.kdbx --create
       otpbridge init /media/usb/otp --store pass: --kdf strong
     """
     from otpbridge.core.remotes import redact_remote
@@ -51,7 +62,7 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
     from otpbridge.engine.state import SyncState
 
     settings = init_settings(settings_of(state, need=False), remote=remote, stores=stores,
-                             device_name=device_name, kdf=kdf, open_store=state.open_store)
+                             device_name=device_name, kdf=kdf, open_store=state.open_store, create=create)
     device = settings["device"]
     params = kdf_params(state, kdf)
     s = session_of(state, settings)
@@ -70,10 +81,19 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
         return
     local_state = SyncState.load(state.config.state_dir)
     check_state_owner(local_state, device["id"])
-    result = init_vault(s, local_state, new_passphrase=lambda: ask_new_passphrase(state, state.passphrase_source()))
+    result = init_vault(s, local_state, new_passphrase=lambda: ask_new_passphrase(
+        state, state.passphrase_source(), accept_weak=accept_weak_passphrase),
+        unique_name=device_name is None and not settings_of(state, need=False).get("device"))
     if result.device_id:  # the configured id is already in use on the remote: joined under a new one
         device = settings["device"] = {**device, "id": result.device_id}
+    if result.device_name:  # the default name was taken in the vault
+        device = settings["device"] = {**device, "name": result.device_name}
     state.config.write(settings)
+    if not result.created:
+        from otpbridge.engine.sync import announce
+
+        with s.backend:
+            announce(s)  # listed by 'devices' everywhere before its first sync
     if as_json:
         state.emit_json({"created": result.created, "vault_id": result.vault_id, "epoch": result.epoch,
                          "device": device, "remote": redact_remote(settings["remote"]), "stores": settings["stores"],
@@ -142,14 +162,32 @@ def _print_sync(state: State, r) -> None:
         for label in items:
             state.echo(f"{pre}{what}: {label}")
     for c in r.conflicts:
-        kept = "this device's" if c.winner == "local" else f"device {c.other_device}'s"
-        state.warn(f"conflict: {c.label} was {c.local} here and {c.remote} on device {c.other_device}; kept {kept}")
+        state.warn(conflict_text(c))
     if r.uploaded and not r.dry_run:
         state.echo(f"uploaded and verified {r.uploaded}")
     if not r.changed and not r.conflicts:
         state.echo(f"{pre}nothing to do ({r.accounts} accounts in step)" if not r.dry_run else "nothing would change")
     elif not r.dry_run:
         state.echo(f"{r.accounts} accounts in the vault")
+
+
+def _when(t) -> str:
+    import time as _time
+
+    return _time.strftime("%Y-%m-%d %H:%M", _time.localtime(t)) if t else "an unknown time"
+
+
+def conflict_text(c) -> str:
+    """Both sides of a conflict, by device name, with both versions' times (issue 18)."""
+    name = c.other_name or c.other_device
+    kept = "this device's version" if c.winner == "local" else f"{name}'s version"
+    lost = f"{name}'s version" if c.winner == "local" else "this device's version"
+    text = (f"conflict: {c.label} was {c.local} here ({_when(c.local_time)}) and {c.remote} on {name} "
+            f"({_when(c.remote_time)}); kept {kept}")
+    if c.restore:
+        how = c.restore if not c.restore.startswith("otpbridge ") else f"to get it back: {c.restore}"
+        text += f"; {lost} stays restorable: {how}"
+    return text
 
 
 @click.command("backup")
@@ -186,15 +224,22 @@ def sync_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, 
 # --- restore -----------------------------------------------------------------------------------
 @click.command("restore")
 @click.argument("remote", required=False)
-@click.option("--into", "into", help="The store to restore into (default: the primary store).")
-@click.option("--snapshot", help="A snapshot id from 'otpbridge snapshots' (default: the latest state).")
+@click.option("--into", "into", shell_complete=lazy("store_specs"), help="The store to restore into (default: the primary store).")
+@click.option("--snapshot", shell_complete=lazy("snapshot_ids"), help="A snapshot id from 'otpbridge snapshots' (default: the latest state).")
+@click.option("--account", "pattern", metavar="PATTERN",
+              help="Restore only the accounts whose issuer, name or folder contains PATTERN (or whose id starts with it).")
 @click.option("--dry-run", is_flag=True, help="Show what would be restored; write nothing.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--accept-rollback", is_flag=True, help="Accept a remote older than the one seen before.")
 @click.pass_obj
-def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: str | None, dry_run: bool,
-                as_json: bool, accept_rollback: bool) -> None:
+@clean_home_on_failure
+def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: str | None, pattern: str | None,
+                dry_run: bool, as_json: bool, accept_rollback: bool) -> None:
     """Restore every account of the vault into a store (adds and updates; never removes).
+
+    Restoring into one of this device's stores is a change: the restored accounts are
+    sent to the vault, so they come back on every device and win over an older deletion
+    (docs/SYNC.md "How to undo a deletion").
 
     On a new machine: 'otpbridge restore REMOTE --into keepass:new.kdbx' needs nothing but
     the passphrase; or 'otpbridge init REMOTE' first and then 'otpbridge restore --into …'.
@@ -203,6 +248,7 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
     Examples:
       otpbridge restore mydrive:otp --into keepass:~/new.kdbx
       otpbridge restore --snapshot 195b02700242-3 --into uris:check.txt --dry-run
+      otpbridge restore --snapshot laptop-3 --account github
     """
     from otpbridge.engine.restore import restore
     from otpbridge.engine.state import SyncState
@@ -212,12 +258,18 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
         raise UsageError("where to? no --into was given and no store is configured",
                          hint="name the target store: otpbridge restore [REMOTE] --into KIND:PATH")
     target_spec = into or settings["stores"][0]
-    s = session_of(state, settings if remote is None else {"remote": remote}, remote=remote, stores=False,
+    target = state.open_store(target_spec)
+    # A store of this device: the restore is sent to the vault as this device's change.
+    own = remote is None and bool(settings.get("stores")) and any(
+        state.open_store(spec).label == target.label for spec in settings["stores"])
+    s = session_of(state, settings if remote is None else {"remote": remote}, remote=remote, stores=own,
                  also=(target_spec,))
     local_state = SyncState.load(state.config.state_dir) if remote is None else SyncState()
-    target = state.open_store(target_spec)
+    snapshot = snapshot_id(state, snapshot)
+    match = (lambda acc: _account_matches(acc, pattern)) if pattern else None
     with s.backend:
-        rep = restore(s, local_state, target, snapshot=snapshot, dry_run=dry_run, accept_rollback=accept_rollback)
+        rep = restore(s, local_state, target, snapshot=snapshot, dry_run=dry_run, accept_rollback=accept_rollback,
+                      match=match, send=own)
     for w in rep.warnings:
         state.warn(w)
     if as_json:
@@ -232,7 +284,19 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
             state.echo(f"{pre}update: {label}")
         state.echo(f"{'would restore' if dry_run else 'restored'} {rep.accounts} accounts into {rep.target} "
                    f"({len(rep.added)} new, {len(rep.updated)} updated, {rep.unchanged} unchanged)")
+        if rep.sent:
+            state.echo(f"sent to the vault as this device's change (wins over older deletions on every device): "
+                       f"{', '.join(rep.sent)}")
+        elif own and dry_run:
+            state.echo("would send what differs from the vault as this device's change")
     finish_partial(rep.errors, "entries")
+
+
+def _account_matches(acc, pattern: str) -> bool:
+    """``--account PATTERN``: in the issuer, name, folder or label (as ``list QUERY``), or
+    the start of the account id."""
+    q = pattern.casefold()
+    return acc.identity.startswith(q) or any(q in f.casefold() for f in (acc.issuer, acc.name, acc.folder, acc.label))
 
 
 __all__ = ["backup_cmd", "init_cmd", "restore_cmd", "sync_cmd"]

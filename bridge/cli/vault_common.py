@@ -4,7 +4,6 @@ strength rating."""
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -73,37 +72,98 @@ def record_failure(state: State, err: OtpBridgeError) -> None:
     record_error(state.config.state_dir, err, time.time())
 
 
+def snapshot_id(state: State, snapshot: str | None) -> str | None:
+    """``NAME-SEQ`` (a device name instead of its id) → ``ID-SEQ``, from the names seen."""
+    if not snapshot or "-" not in snapshot:
+        return snapshot
+    from otpbridge.engine.state import SyncState
+
+    who, _, seq = snapshot.rpartition("-")
+    try:
+        names = SyncState.load(state.config.state_dir).device_names
+    except OtpBridgeError:
+        return snapshot
+    ids = [dev for dev, name in names.items() if name == who and dev != who]
+    return f"{ids[0]}-{seq}" if len(ids) == 1 else snapshot
+
+
+# --- a failed init/restore leaves no half-made home -------------------------------------------
+class CleanHome:
+    """Around ``init`` and ``restore``: the home folders this run created (the lock, the
+    run log, a state) are removed again when the run fails, so a failed first command
+    leaves nothing that looks like a set-up device (issue 18). Folders that existed
+    before are never touched."""
+
+    def __init__(self, state: State) -> None:
+        cfg = state.config
+        candidates = [cfg.config_dir, cfg.state_dir]
+        if cfg.state_dir.parent != cfg.config_dir:
+            candidates.insert(1, cfg.state_dir.parent)
+        self.fresh = [p for p in candidates if not p.exists()]
+
+    def __enter__(self) -> CleanHome:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None or not self.fresh:
+            return
+        import shutil
+
+        for path in self.fresh:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def clean_home_on_failure(fn):
+    """Decorator form of :class:`CleanHome` for a command taking the State first."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(state: State, *args: Any, **kwargs: Any) -> Any:
+        with CleanHome(state):
+            return fn(state, *args, **kwargs)
+
+    return wrapper
+
+
 # --- passphrase strength ------------------------------------------------------------------
-def strength(passphrase: str) -> tuple[int, str]:
-    """A rough entropy estimate in bits (length x log2 of the character classes used).
-
-    Deliberately simple and pessimistic about words: it only decides whether to warn.
-    """
-    import math
-
-    pool = 0
-    for pattern, size in ((r"[a-z]", 26), (r"[A-Z]", 26), (r"[0-9]", 10), (r"[^a-zA-Z0-9]", 33)):
-        if re.search(pattern, passphrase):
-            pool += size
-    distinct = len(set(passphrase))
-    bits = int(len(passphrase) * math.log2(pool)) if pool else 0
-    bits = min(bits, int(distinct * math.log2(max(pool, 2)) * 1.5)) if passphrase else 0
-    verdict = "weak" if bits < 50 else ("fair" if bits < 70 else "strong")
-    return bits, verdict
+#: the lowest zxcvbn score (0-4) a new vault passphrase may have without --accept-weak-passphrase
+MIN_SCORE = 3
+SCORE_WORDS = ("very weak", "weak", "fair", "strong", "very strong")
 
 
-def ask_new_passphrase(state: State, source) -> Any:
-    from otpbridge.core.secrets import has_tty
+def strength(passphrase: str) -> dict[str, Any]:
+    """zxcvbn's estimate (a maintained estimator: dictionaries, keyboard walks, dates,
+    l33t): ``score`` 0-4, ``verdict``, ``crack_time`` (offline, slow hash, 10^4 guesses
+    per second: what someone holding the remote's files faces), ``warning`` and
+    ``suggestions``. zxcvbn is imported only here (init, passphrase change)."""
+    from zxcvbn import zxcvbn
 
+    result = zxcvbn(passphrase[:100])  # zxcvbn is quadratic in the length; 100 is plenty
+    feedback = result.get("feedback") or {}
+    score = int(result["score"])
+    return {
+        "score": score,
+        "verdict": SCORE_WORDS[score],
+        "crack_time": str(result["crack_times_display"]["offline_slow_hashing_1e4_per_second"]),
+        "warning": feedback.get("warning") or "",
+        "suggestions": list(feedback.get("suggestions") or []),
+    }
+
+
+def ask_new_passphrase(state: State, source, *, accept_weak: bool = False) -> Any:
     secret = source.get(confirm=True)
-    bits, verdict = strength(secret.reveal())
-    if verdict == "weak":
-        state.warn(
-            f"this passphrase is weak (about {bits} bits): anyone who gets the remote's files can try to guess it "
-            "offline; four or more random words are much stronger"
-        )
-        if has_tty() and not source.configured() and not click.confirm("Use it anyway?", default=False, err=True):
-            raise UsageError("no passphrase was set")
-    else:
-        state.note(f"passphrase strength: {verdict} (about {bits} bits)")
-    return secret
+    rating = strength(secret.reveal())
+    text = (f"passphrase strength: {rating['verdict']} (zxcvbn score {rating['score']}/4; "
+            f"an offline attacker would need about {rating['crack_time']})")
+    if rating["score"] >= MIN_SCORE:
+        state.note(text)
+        return secret
+    advice = " ".join(x for x in (rating["warning"], *rating["suggestions"]) if x)
+    if accept_weak:
+        state.warn(f"{text}; accepted because of --accept-weak-passphrase" + (f". {advice}" if advice else ""))
+        return secret
+    raise UsageError(
+        f"the new passphrase is too weak: {text}; anyone who gets the remote's files can guess it offline",
+        hint=(advice + " " if advice else "") + "four or more random words are much stronger; "
+        "to use it anyway, add --accept-weak-passphrase",
+    )

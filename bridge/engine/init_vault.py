@@ -34,11 +34,28 @@ class InitResult:
     # views on the remote that this home's fresh state knows nothing of): the caller
     # writes it into config.toml.
     device_id: str = ""
+    # Set when the default device name was taken in the vault: the name given instead.
+    device_name: str = ""
+
+
+def _names_in_use(s: Session, listing: Listing, passphrase: Secret) -> set[str]:
+    """The names of the vault's other devices (from their newest views)."""
+    from otpbridge.engine.remote import load_remote
+
+    try:
+        remote = load_remote(s, SyncState(), passphrase, listing=listing, fallback=True)
+    except (IntegrityError, UsageError):
+        return set()
+    return {name for dev, name in remote.names.items() if dev != s.device_id and dev not in remote.removed}
 
 
 @exclusive
-def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret] | None = None) -> InitResult:
+def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret] | None = None, *,
+               unique_name: bool = False) -> InitResult:
     """Create a vault on an empty remote, or join the one there (passphrase checked).
+
+    ``unique_name``: the device name is a default (the host name); when another device
+    of the vault already has it, a short suffix from the device id is added.
 
     ``new_passphrase`` is asked instead of the usual getter when a vault is created (the
     CLI asks twice on a terminal and rates its strength).
@@ -62,6 +79,16 @@ def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret
             s.note(f"device id {old} already has views on the remote (another copy of this home, or its "
                    f"earlier state): joining as the new device {s.device_id}; 'otpbridge devices remove {old}' "
                    "drops the old id once no copy uses it")
+        taken = _names_in_use(s, listing, passphrase)
+        if s.device_name and s.device_name in taken:
+            if unique_name:
+                taken_name = s.device_name
+                s.device_name = result.device_name = f"{taken_name}-{s.device_id[:4]}"
+                s.note(f"another device of the vault is already named {taken_name!r}: "
+                       f"this one is {s.device_name!r} (choose another with --device NAME)")
+            else:
+                s.warn(f"another device of the vault is already named {s.device_name!r}; messages will show both "
+                       "by that name (choose another with --device NAME)")
     elif not listing.empty:
         raise UsageError(
             f"{s.backend.describe()} is not empty and holds no otpbridge vault",
@@ -88,3 +115,4 @@ def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret
     state.listing = None
     state.save(s.state_dir)
     return result
+

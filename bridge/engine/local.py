@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from otpbridge.core.activity import step
 from otpbridge.core.errors import (
     OtpBridgeError,
     UnreachableError,
@@ -80,7 +81,10 @@ def read_stores(s: Session, state: SyncState, cache: dict[str, bytes] | None = N
                 )
             per_store.append([])
             continue
-        result = store.read()  # raising here aborts the run: an unreadable store deletes nothing
+        with step(f"read {store.label}") as info:
+            result = store.read()  # raising here aborts the run: an unreadable store deletes nothing
+            info["result"] = f"{len(result.accounts)} accounts" + (f", {len(result.errors)} unreadable"
+                                                                   if result.errors else "")
         per_store.append(list(result.accounts))
         errors.extend(result.errors)
     if cache is not None and key is not None and cache != before:

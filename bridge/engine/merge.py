@@ -187,6 +187,12 @@ class Conflict:
     remote: str  # what the other device did
     other_device: str
     winner: str  # "local" or "remote"
+    # Filled in by the sync run (issue 18): the other device's name, when each version
+    # was sent (Unix seconds), and the command that brings the losing version back.
+    other_name: str = ""
+    local_time: int | None = None
+    remote_time: int | None = None
+    restore: str = ""
 
     def to_json(self) -> dict:
         return dict(self.__dict__)

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from otpbridge.core.activity import step
 from otpbridge.core.errors import (
     UsageError,
 )
@@ -36,6 +37,8 @@ class RestoreReport:
     unchanged: int
     dry_run: bool
     epoch: int
+    sent: list[str] = field(default_factory=list)  # restored accounts sent to the vault as a new change
+    uploaded: str | None = None
     warnings: list[str] = field(default_factory=list)
     errors: list[Any] = field(default_factory=list)
 
@@ -69,16 +72,30 @@ def restore(
     snapshot: str | None = None,
     dry_run: bool = False,
     accept_rollback: bool = False,
+    match: Any = None,
+    send: bool = False,
 ) -> RestoreReport:
     """Add every account of the vault to ``target``; never removes anything from it.
 
     An account the target already holds keeps its HOTP counter when that is higher: the
     codes below it were used (SPEC §6, counters never go backwards), maybe after the
     vault's copy (an old snapshot, a device that did not sync since).
+
+    ``match``: a predicate choosing the accounts to restore (``--account PATTERN``).
+    ``send``: the target is one of this device's stores; the restored accounts are then
+    sent to the vault as this device's newest change (a sync run, upload first), so a
+    restore wins over an older deletion on every device (docs/SYNC.md "How to undo a
+    deletion") instead of being deleted again by the next sync.
     """
     from otpbridge.core.model import Kind
 
     by_record, remote = remote_accounts(s, state, snapshot=snapshot, accept_rollback=accept_rollback)
+    if match is not None:
+        by_record = {rid: acc for rid, acc in by_record.items() if match(acc)}
+        if not by_record:
+            raise UsageError("no account of the vault" + (f" (snapshot {snapshot})" if snapshot else "")
+                             + " matches --account",
+                             hint="'otpbridge restore --into uris:check.txt --dry-run' lists what a restore holds")
     accounts = {a.identity: a for a in by_record.values()}  # exact duplicates once (SPEC §3)
     if target.exists():
         # HOTP: codes below the target's counter were used with this secret, whatever the
@@ -92,7 +109,31 @@ def restore(
             if acc.kind is Kind.HOTP and used.get(acc.secret_id, 0) > acc.counter:
                 accounts[ident] = acc.replace(counter=used[acc.secret_id])
     ordered = sorted(accounts.values(), key=lambda a: (a.folder, a.issuer.lower(), a.name.lower()))
-    wr = target.apply(ordered, (), dry_run=dry_run)
+    sent: list[str] = []
+    uploaded = None
+    if send and not dry_run:
+        from otpbridge.engine.sync import sync_changes
+
+        with step(f"read {target.label}"):
+            preview = target.apply(ordered, (), dry_run=True)
+        # Upload first (the restored records win over the deletion), then the primary
+        # store is written by the sync run, then the target (when it is not the primary).
+        rids = {a.identity: rid for rid, a in by_record.items()}
+        rep = sync_changes(s, mode="sync", accept_rollback=accept_rollback,
+                           resurrect=[(rids.get(a.identity, a.identity), a) for a in ordered])
+        sent = rep.added + rep.edited
+        uploaded = rep.uploaded
+        remote.warnings += [w for w in rep.warnings if w not in remote.warnings]
+        if s.stores and s.stores[0].label == target.label:
+            wr = preview  # the sync run wrote the primary
+        else:
+            with step(f"write {len(ordered)} accounts into {target.label}"):
+                wr = target.apply(ordered, (), dry_run=False)
+        wr.added, wr.updated = preview.added, preview.updated
+        wr.unchanged = preview.unchanged
+    else:
+        with step(f"{'check' if dry_run else 'write'} {len(ordered)} accounts into {target.label}"):
+            wr = target.apply(ordered, (), dry_run=dry_run)
     return RestoreReport(
         target=target.label,
         snapshot=snapshot,
@@ -102,6 +143,29 @@ def restore(
         unchanged=wr.unchanged,
         dry_run=dry_run,
         epoch=remote.epoch,
+        sent=sent,
+        uploaded=uploaded,
         warnings=remote.warnings,
         errors=list(wr.errors),
     )
+
+
+def diff_snapshots(s: Session, state: SyncState, first: str, second: str) -> dict[str, Any]:
+    """What changed from snapshot ``first`` to ``second`` (``"latest"``: the vault now):
+    labels added, removed, changed (fields), and HOTP counters moved."""
+    from otpbridge.engine.merge import digest
+
+    a, _r = remote_accounts(s, state, snapshot=None if first == "latest" else first)
+    b, _r = remote_accounts(s, state, snapshot=None if second == "latest" else second)
+    out: dict[str, Any] = {"from": first, "to": second, "added": [], "removed": [], "changed": [], "counters": []}
+    for rid in sorted(set(a) | set(b), key=lambda r: (b.get(r) or a[r]).label.lower()):
+        old, new = a.get(rid), b.get(rid)
+        if old is None:
+            out["added"].append(new.label)
+        elif new is None:
+            out["removed"].append(old.label)
+        elif digest(old) != digest(new):
+            out["changed"].append(old.label if old.label == new.label else f"{old.label} -> {new.label}")
+        elif old.counter != new.counter:
+            out["counters"].append(f"{new.label}: {old.counter} -> {new.counter}")
+    return out

@@ -162,6 +162,25 @@ def check_device(s: Session, state: SyncState) -> None:
         raise UsageError("the sync state belongs to another device id than the config")
 
 
+def check_stores_exist(stores: Sequence[Any]) -> None:
+    """A configured store that is not there is exit 5 naming it: read as empty, a run
+    from another folder (cron, systemd) would silently do nothing. ``?create=1`` (init
+    ``--create``) allows a store that is still to be made."""
+    from otpbridge.core.errors import UnreachableError
+
+    for store in stores:
+        spec = getattr(store, "spec", None)
+        if spec is None or store.exists() or str(spec.options.get("create", "")).lower() in ("1", "yes", "true"):
+            continue
+        bak = store.path.with_name(store.path.name + ".bak") if store.path.parts else None
+        keep = (f"otpbridge kept its previous version as {bak}: copy it back, or "
+                if bak is not None and bak.is_file() else "restore the file, ")
+        raise UnreachableError(
+            f"the configured store {store.label} does not exist",
+            hint=keep + "fix the path in config.toml, or bring the accounts back with 'otpbridge restore'",
+        )
+
+
 def fingerprints(stores: Sequence[Any]) -> dict[str, str | None]:
     return {store.label: store.fingerprint() for store in stores}
 
@@ -173,6 +192,7 @@ def start_run(s: Session, mode: str) -> SyncState:
         raise ValueError(mode)
     state = s.load_state()
     check_device(s, state)
+    check_stores_exist(s.stores)
     primary = s.stores[0] if s.stores else None
     if mode == "sync" and primary is not None and not getattr(primary, "can_write", lambda: True)():
         # Found out only after the upload, this failed every later run half-way through.

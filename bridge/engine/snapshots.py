@@ -20,13 +20,30 @@ class Retention:
     recent: int = 10
     daily: int = 7
     weekly: int = 8
+    monthly: int = 0
+
+    @classmethod
+    def from_config(cls, data: object) -> Retention:
+        """``[retention]`` of config.toml (``last``, ``daily``, ``weekly``, ``monthly``)."""
+        if not isinstance(data, dict):
+            return cls()
+        base = cls()
+        return cls(
+            recent=int(data.get("last", base.recent)),
+            daily=int(data.get("daily", base.daily)),
+            weekly=int(data.get("weekly", base.weekly)),
+            monthly=int(data.get("monthly", base.monthly)),
+        )
+
+    def to_config(self) -> dict[str, int]:
+        return {"last": self.recent, "daily": self.daily, "weekly": self.weekly, "monthly": self.monthly}
 
 
 def keep(views: Sequence[ViewRef], policy: Retention = Retention()) -> set[str]:
     """The names among one device's ``views`` to keep (its newest always)."""
     ordered = sorted(views, key=lambda v: v.seq, reverse=True)
     kept: set[str] = {v.name for v in ordered[: max(1, policy.recent)]}
-    for span, count in (("%Y-%m-%d", policy.daily), ("%G-W%V", policy.weekly)):
+    for span, count in (("%Y-%m-%d", policy.daily), ("%G-W%V", policy.weekly), ("%Y-%m", policy.monthly)):
         buckets: list[str] = []
         for v in ordered:
             bucket = time.strftime(span, time.gmtime(v.time))

@@ -51,6 +51,10 @@ class SyncState:
     # The epoch header this device opened last (its name): tried first, so a planted
     # header costs no key derivation (docs/SYNC.md "Epoch headers").
     header: str = ""
+    #: conflicts other devices reported this device lost, already shown here (keys)
+    conflicts_seen: list[str] = field(default_factory=list)
+    #: accounts in each device's newest view, as seen at the last sync (``devices``)
+    device_accounts: dict[str, int] = field(default_factory=dict)
 
     # -- persistence ---------------------------------------------------------------------
     @classmethod
@@ -106,6 +110,8 @@ class SyncState:
             writes={str(k): str(v) for k, v in (data.get("writes") or {}).items()},
             pending=_pending(data.get("pending")),
             header=str(data.get("header") or ""),
+            conflicts_seen=[str(k) for k in (data.get("conflicts_seen") or [])],
+            device_accounts={str(k): int(v) for k, v in (data.get("device_accounts") or {}).items()},
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -130,6 +136,8 @@ class SyncState:
             "writes": self.writes,
             "pending": self.pending,
             "header": self.header,
+            "conflicts_seen": self.conflicts_seen,
+            "device_accounts": self.device_accounts,
         }
 
     def save(self, folder: Path) -> None:

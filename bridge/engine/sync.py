@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from otpbridge.core.activity import detail, step
 from otpbridge.core.errors import (
     DataLossRefused,
     IntegrityError,
@@ -37,6 +38,7 @@ from otpbridge.engine.merge import (
     alive,
     assign_ids,
     base_entry,
+    digest,
     local_changes,
     max_clock,
     merge_views,
@@ -76,10 +78,17 @@ def sync_changes(
     tombstone_remote_only: bool = False,
     remove_devices: Sequence[str] = (),
     adopt_device: bool = False,
+    resurrect: Sequence[Any] = (),
+    announce: bool = False,
 ) -> SyncReport:
     """A sync or backup run that does the work: no fast path (:func:`otpbridge.engine.fastpath.sync`
     tries that first and passes its ``state`` and ``listing`` on; a passphrase change calls
-    this directly)."""
+    this directly).
+
+    ``resurrect``: accounts a ``restore`` put back into a store of this device. They are
+    sent as this device's new change (a newer clock) wherever the vault holds a deletion
+    or other fields, so the restore wins over the older deletion on every device.
+    """
     if state is None:
         state = start_run(s, mode)
     report = SyncReport(mode=mode, dry_run=dry_run)
@@ -98,7 +107,8 @@ def sync_changes(
     if s.device_id in remote.removed:
         info = remote.removed[s.device_id]
         raise UsageError(
-            f"this device was removed from the vault by {info.get('by', '?')} at {format_time(info.get('at', 0))}",
+            f"this device was removed from the vault by {_name_of(s, state, remote, str(info.get('by', '?')))} "
+            f"at {format_time(info.get('at', 0))}",
             hint="run 'otpbridge init REMOTE' in a fresh OTPBRIDGE_HOME to join again",
         )
     cache = load_store_cache(s, remote.key)
@@ -118,6 +128,10 @@ def sync_changes(
     local_ids = {rid_of[i]: acc for i, acc in local.union.items()}
     changes = local_changes(local_ids, base, remote.records, device=s.device_id, base_clock=state.clock,
                             keep_remote=keep)
+    detail("views merged: %s; local changes: %d added, %d edited, %d deleted, %d counters; %d conflicts",
+           ", ".join(f"{remote.names.get(d, d)} #{ref.seq}" for d, (ref, _v) in sorted(remote.views.items())) or "none",
+           len(changes.added), len(changes.edited), len(changes.deleted), len(changes.counters),
+           len(changes.conflicts))
     if local.errors and changes.deleted:
         report.warnings.append(
             f"{len(changes.deleted)} deletion(s) not sent: some entries of the stores could not be read"
@@ -125,6 +139,8 @@ def sync_changes(
         for rid in changes.deleted:
             changes.records.pop(rid, None)
         changes.deleted = []
+    if resurrect:
+        _resurrect(changes, resurrect, remote.records, s.device_id, state.clock)
     if tombstone_remote_only:
         _tombstone_remote_only(changes, local_ids, remote.records, s.device_id, state.clock)
     # --discard-remote-only deletes on purpose, but no more freely than any other run.
@@ -137,11 +153,16 @@ def sync_changes(
     report.deleted = _labels(changes.deleted, merged, remote)
     report.counters = _labels(changes.counters, merged, remote)
     report.conflicts = changes.conflicts
+    for c in report.conflicts:
+        _describe_conflict(s, state, remote, c)
+    lost = _conflicts_lost_here(s, state, remote)
+    report.conflicts += lost
     final = alive(merged)
     # two records may come to hold one account (renamed here, added the same elsewhere): count it once
     report.accounts = len({a.identity for a in final.values()})
     own_view = remote.views.get(s.device_id)
     need_upload = bool(changes) or bool(remove_devices) or bool(foreign)  # adopting: our view must be newest
+    need_upload = need_upload or announce
     if own_view is None and final and mode == "backup":
         need_upload = True  # a backup run leaves this device's copy on the remote
     listing = remote.listing
@@ -186,6 +207,7 @@ def sync_changes(
             "clock": max_clock(merged),
             "removed": removed,
             "devices": names,
+            "conflicts": _conflicts_to_send(s, remote, report.conflicts, seq),
             "records": [r.to_json() for _id, r in sorted(merged.items())],
         }
         name = upload_view(s, remote.key, payload, listing)
@@ -237,6 +259,9 @@ def sync_changes(
                   for dev, seq in seen.items() if dev != s.device_id}
     state.removed = {d: i for d, i in removed.items()}
     state.device_names.update(remote.names)
+    state.device_accounts = {dev: sum(1 for r in data["_records"].values() if not r.deleted)
+                             for dev, (_ref, data) in remote.views.items() if dev != s.device_id}
+    state.device_accounts[s.device_id] = len(final)
     if s.device_name:
         state.device_names[s.device_id] = s.device_name
     state.fingerprints = {k: v for k, v in fingerprints(s.stores).items() if v is not None}
@@ -249,13 +274,107 @@ def sync_changes(
     state.accounts = report.accounts
     state.token = state.token or new_token()
     state.pending = None
+    state.conflicts_seen = (state.conflicts_seen + [_seen_key(c) for c in lost])[-CONFLICTS_KEPT:]
     keep = sorted((int(k) for k in state.writes), reverse=True)[:WRITES_KEPT]
     state.writes = {str(k): state.writes[str(k)] for k in sorted(keep)}
     state.save(s.state_dir)
     return report
 
 
+def announce(s: Session) -> None:
+    """After joining (``init``): upload this device's first view (the vault as merged,
+    nothing of its stores yet), so every device lists it from now on (``devices``), even
+    before its first sync. The state keeps no base: the first sync is still a join (local
+    accounts kept). A failure only warns: the device has joined all the same."""
+    from otpbridge.core.errors import OtpBridgeError
+
+    stores, s.stores = s.stores, ()
+    try:
+        sync_changes(s, mode="backup", announce=True)
+    except OtpBridgeError as exc:
+        s.warn(f"joined, but this device is not listed on the remote yet (its first sync does that): {exc}")
+        return
+    finally:
+        s.stores = stores
+    state = SyncState.load(s.state_dir)
+    state.base = None
+    state.fingerprints = {}
+    state.save(s.state_dir)
+
+
 WRITES_KEPT = 64  # nonces of own views remembered (only the newest own view is compared)
+
+
+CONFLICTS_KEPT = 256  # conflict keys remembered as shown
+CONFLICT_DAYS = 90  # how long a view keeps telling the losing device about a conflict
+
+
+def _name_of(s: Session, state: SyncState, remote: Remote, dev: str) -> str:
+    return remote.names.get(dev) or state.device_names.get(dev) or dev
+
+
+def _restore_hint(snapshot: str, rid: str) -> str:
+    return f"otpbridge restore --snapshot {snapshot} --account {rid[:16]}"
+
+
+def _describe_conflict(s: Session, state: SyncState, remote: Remote, c: Any) -> None:
+    """Name the other device, date both versions and say how to get the losing one back."""
+    c.other_name = _name_of(s, state, remote, c.other_device)
+    c.local_time = int(s.now())
+    other = remote.views.get(c.other_device)
+    if other is not None:
+        ref, data = other
+        c.remote_time = int(data.get("time") or ref.time)
+        if c.winner == "local":
+            c.restore = _restore_hint(f"{c.other_device}-{ref.seq}", c.id)
+    if c.winner == "remote":
+        c.restore = "this device's version is in the primary store's backup (NAME.bak, beside it)"
+
+
+def _conflicts_to_send(s: Session, remote: Remote, conflicts: Sequence[Any], seq: int) -> list[dict]:
+    """This view tells the losing devices about the conflicts this device won (and keeps
+    telling them, from view to view, for CONFLICT_DAYS)."""
+    now = int(s.now())
+    out: list[dict] = []
+    own = remote.views.get(s.device_id)
+    if own is not None:
+        for entry in own[1].get("conflicts") or []:
+            if isinstance(entry, dict) and now - int(entry.get("at", 0)) < CONFLICT_DAYS * 86400:
+                out.append(entry)
+    for c in conflicts:
+        if c.winner != "local" or c.other_device == s.device_id:
+            continue
+        other = remote.views.get(c.other_device)
+        out.append({"id": c.id, "label": c.label, "loser": c.other_device,
+                    "loser_seq": other[0].seq if other is not None else 0, "loser_did": c.remote,
+                    "loser_time": c.remote_time, "winner_did": c.local, "at": now, "seq": seq})
+    return out
+
+
+def _seen_key(c: Any) -> str:
+    return f"{c.other_device}:{c.id}:{c.remote_time}"
+
+
+def _conflicts_lost_here(s: Session, state: SyncState, remote: Remote) -> list[Any]:
+    """Conflicts another device won against this one, not shown here before."""
+    from otpbridge.engine.merge import Conflict
+
+    out = []
+    for dev, (_ref, data) in sorted(remote.views.items()):
+        if dev == s.device_id:
+            continue
+        for entry in data.get("conflicts") or []:
+            if not isinstance(entry, dict) or entry.get("loser") != s.device_id:
+                continue
+            c = Conflict(str(entry.get("id", "")), str(entry.get("label", "")), str(entry.get("loser_did", "edited")),
+                         str(entry.get("winner_did", "edited")), dev, "remote",
+                         other_name=_name_of(s, state, remote, dev), local_time=entry.get("loser_time"),
+                         remote_time=entry.get("at"))
+            if _seen_key(c) in state.conflicts_seen:
+                continue
+            c.restore = _restore_hint(f"{s.device_id}-{entry.get('loser_seq', 0)}", c.id)
+            out.append(c)
+    return out
 
 
 def _check_removals(remote: Remote, remove_devices: Sequence[str]) -> None:
@@ -281,7 +400,10 @@ def _foreign_own_views(s: Session, state: SyncState, remote: Remote) -> list[Vie
     mine = remote.listing.views_of(remote.epoch, me)
     pending = state.pending or {}
     counts = Counter(v.seq for v in mine)
-    foreign = [v for v in mine if counts[v.seq] > 1 or (v.seq > state.last_seq and v.seq != pending.get("seq"))]
+    # Two views with one sequence number below this home's verified newest view were
+    # merged already (adopted: our newest view could not have been written otherwise).
+    foreign = [v for v in mine if (counts[v.seq] > 1 and v.seq >= state.last_seq)
+               or (v.seq > state.last_seq and v.seq != pending.get("seq"))]
     if me in remote.views:
         ref, data = remote.views[me]
         if ref.seq > state.last_seq and ref.seq == pending.get("seq"):
@@ -395,6 +517,26 @@ def _tombstone_remote_only(
             changes.deleted.append(rid)
 
 
+def _resurrect(changes: Changes, accounts: Sequence[Any], remote: dict[str, Record], device: str,
+               base_clock: int) -> None:
+    """Restored accounts, as ``(record id, account)``, become this device's newest change
+    where the vault differs (the record id is the vault's: a renamed account keeps it)."""
+    clock = max(base_clock, max_clock(remote), max((r.clock for r in changes.records.values()), default=0)) + 1
+    for rid, acc in accounts:
+        rem = remote.get(rid)
+        mine = changes.records.get(rid)
+        if mine is not None and mine.account is not None and mine.device == device:
+            continue  # already sent as a local change of this run
+        if rem is not None and not rem.deleted and rem.digest == digest(acc):
+            continue  # the vault holds it as restored
+        counter = max(acc.counter, rem.counter if rem is not None else 0)
+        changes.records[rid] = Record(rid, clock, device, acc, counter)
+        for lst in (changes.deleted, changes.counters, changes.added, changes.edited):
+            if rid in lst:
+                lst.remove(rid)
+        (changes.edited if rem is not None and not rem.deleted else changes.added).append(rid)
+
+
 def _apply_primary(
     s: Session,
     state: SyncState,
@@ -429,7 +571,9 @@ def _apply_primary(
     removals += [a for rid, a in prim.items() if rid in merged and merged[rid].deleted]
     if not upserts and not removals:
         return None if dry_run else _by_record(local.union, {}, rid_of)
-    wr = primary.apply(upserts, removals, dry_run=dry_run)
+    with step(f"{'check' if dry_run else 'write'} {primary.label} ({len(upserts)} to add or update, "
+              f"{len(removals)} to remove)"):
+        wr = primary.apply(upserts, removals, dry_run=dry_run)
     report.received_added = [a.label for a in wr.added]
     moved = {n.identity for _o, n in wr.renamed}
     report.received_updated = [a.label for a in wr.updated if a.identity not in moved]

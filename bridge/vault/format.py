@@ -486,9 +486,12 @@ class KeyCache:
 def _kek(
     passphrase: Secret, salt: bytes, params: KdfParams, stats: Counter | None
 ) -> tuple[bytes, bytes, bytes]:
+    from otpbridge.core.activity import step
+
     if stats is not None:
         stats["kdf"] += 1
-    master = _derive_master(passphrase, salt, params)
+    with step(f"key derivation (Argon2id, {params.memory_kib // 1024} MiB, {params.iterations} passes)"):
+        master = _derive_master(passphrase, salt, params)
     return _split_keys(_hkdf(master, None, HKDF_INFO_KEK, _OKM_LEN))
 
 
