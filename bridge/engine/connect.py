@@ -54,8 +54,22 @@ def make_session(
         stores=[open_store(spec) for spec in settings.get("stores", [])] if stores else [],
         passphrase=passphrase,
         stats=stats,
+        tombstone_age=_tombstone_age(settings),
         **extra,
     )
+
+
+def _tombstone_age(settings: Mapping[str, Any]) -> float | None:
+    """``[sync] tombstone_age_days`` of config.toml (docs/SYNC.md "Bounded remote")."""
+    from otpbridge.core.errors import UsageError
+
+    section = settings.get("sync")
+    if not isinstance(section, dict) or "tombstone_age_days" not in section:
+        return None
+    days = section["tombstone_age_days"]
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
+        raise UsageError("config.toml: [sync] tombstone_age_days must be a number of days ≥ 0")
+    return float(days) * 86400
 
 
 def init_settings(
