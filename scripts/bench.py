@@ -726,7 +726,7 @@ def _churn(b: Env, devices: int) -> Row:
     bound = devices * recent + 1  # retention (all runs fall in one day and week) + the epoch header
     return Row(
         f"scale: remote after {syncs} change-syncs over {devices} devices: {out['objects']} objects "
-        f"({out['views']} views), {out['bytes']:,} B; {out['purged']} tombstones purged",
+        f"({out['views']} views), {out['bytes']:,} B; {out['purged']} tombstone omissions (summed over devices)",
         out["seconds"] / syncs,
         "-",
         None,
