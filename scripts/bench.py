@@ -70,6 +70,8 @@ COUNT_KEYS = (
     "downloads",
     "deletes",
     "rclone_calls",
+    "download_bytes",
+    "upload_bytes",
 )
 
 
@@ -547,6 +549,245 @@ def bench_sync(b: Env) -> list[Row]:
     return rows
 
 
+def _remote_size(remote: Path) -> tuple[int, int]:
+    files = [p for p in remote.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def bench_scale(b: Env) -> list[Row]:
+    """D devices × N accounts on one local-folder remote (issue 20), beside D = 1 in the same run.
+
+    The one-change sync of device 0 alternates with the same change on a one-device vault;
+    device 1 then pulls the change. Then ``churn`` change-syncs spread over the D devices
+    (small accounts, cheap KDF, tombstone purge age 0) show the remote stays bounded.
+    """
+    d_n, n = b.sizes["scale_devices"], b.sizes["scale_accounts"]
+    kdf = ["--kdf", "insecure-test"] if b.quick else ["--kdf", "default"]
+    senv = dict(b.env, OTPBRIDGE_PASSPHRASE=PASSPHRASE, OTPBRIDGE_ALLOW_INSECURE_KDF="1")
+    uris = random_uris(n)
+
+    def vault(tag: str, devices: int) -> tuple[Path, list[tuple[dict[str, str], Path]]]:
+        remote = b.work / f"remote-scale-{tag}"
+        homes = []
+        for i in range(devices):
+            store = b.work / f"scale-{tag}-{i}.txt"
+            store.write_text("\n".join(uris) + "\n" if i == 0 else "")
+            env = dict(senv, OTPBRIDGE_HOME=str(b.work / f"scale-{tag}-home{i}"))
+            run([OTPBRIDGE, "init", str(remote), "--store", f"uris:{store}", "--device", f"d{i}", *kdf], env)
+            run([OTPBRIDGE, "sync"], env)
+            homes.append((env, store))
+        for env, _store in homes[:2]:
+            run([OTPBRIDGE, "sync"], env)  # device 0 and 1 have read every view once
+        return remote, homes
+
+    _r1, single = vault("d1", 1)
+    remote, homes = vault(f"d{d_n}", d_n)
+    objects0, bytes0 = _remote_size(remote)
+
+    def change(store: Path) -> None:
+        with store.open("a") as fh:
+            fh.write(random_uris(1, tag=f"s{time.monotonic_ns()}", hotp=False)[0] + "\n")
+
+    got: dict[str, dict[str, int]] = {}
+
+    def synced(key: str, env: dict[str, str]) -> Callable[[], None]:
+        def go() -> None:
+            got[key] = stats_of(run([OTPBRIDGE, "--stats", "sync"], env))
+
+        return go
+
+    one_t: list[float] = []
+    many_t: list[float] = []
+    pull_t: list[float] = []
+    problems: list[str] = []
+    for _ in range(b.heavy_runs):
+        change(single[0][1])
+        one_t.append(timed(synced("one", single[0][0])))
+        change(homes[0][1])
+        many_t.append(timed(synced("many", homes[0][0])))
+        pull_t.append(timed(synced("pull", homes[1][0])))
+        problems += expect(got["one"], "scale D=1 one-change", kdf=1, uploads=1, listings=1)
+        problems += expect(got["many"], f"scale D={d_n} one-change", kdf=1, uploads=1, listings=1, downloads=0)
+        problems += expect(got["pull"], f"scale D={d_n} pull", kdf=1, uploads=0, listings=1, downloads=1)
+    t1, t_many, t_pull = (statistics.median(x) for x in (one_t, many_t, pull_t))
+    new_bytes = got["many"].get("upload_bytes", 0)
+    pulled = got["pull"].get("download_bytes", 0)
+    up = got["many"].get("upload_bytes", 0)
+    nopass = {k: v for k, v in homes[1][0].items() if k != "OTPBRIDGE_PASSPHRASE"}
+    last: dict[str, int] = {}
+
+    def nochange() -> None:
+        last.clear()
+        last.update(stats_of(run([OTPBRIDGE, "--stats", "sync"], nopass)))
+
+    lsjson = [RCLONE, "lsjson", "-R", "--files-only", "--no-mimetype", str(remote)]
+    t_no, t_ls = paired(nochange, lambda: run(lsjson, b.env), b.runs)
+    objects, size = _remote_size(remote)
+    label = f"D={d_n} × N={n}"
+    rows = [
+        Row(f"scale: one-change sync, D=1 × N={n}", t1, "-", None, "", counts=dict(got["one"]), runs=len(one_t)),
+        Row(
+            f"scale: one-change sync, {label}",
+            t_many,
+            "one-change sync, D=1 (same run)",
+            t1,
+            "≤ 1.3× D=1",
+            counts=dict(got["many"]),
+            ok=t_many <= 1.3 * t1,
+            problems=sorted(set(problems)),
+            runs=len(many_t),
+        ),
+        Row(
+            f"scale: pull of that change by device 1, {label}",
+            t_pull,
+            "one-change sync, D=1 (same run)",
+            t1,
+            "downloads 1",
+            counts=dict(got["pull"]),
+            runs=len(pull_t),
+        ),
+        Row(
+            f"scale: bytes downloaded by the pull: {pulled:,} B for {new_bytes:,} B of new objects",
+            None, "-", None, "≤ 1.1× new", ok=pulled <= 1.1 * new_bytes,
+        ),
+        Row(
+            f"scale: bytes uploaded by a one-account change: {up:,} B", None, "-", None, "≤ 64 KiB",
+            ok=up <= 64 * 1024,
+        ),
+        Row(
+            f"scale: sync, no change, {label}",
+            t_no,
+            "rclone lsjson -R (same remote)",
+            t_ls,
+            "≤ 2.5×",
+            counts=dict(last),
+            ok=t_ls is not None and t_no <= 2.5 * t_ls,
+            problems=expect(last, "scale no-change", kdf=0, listings=1, downloads=0),
+            runs=b.runs,
+        ),
+        Row(
+            f"scale: remote after setup {objects0} objects, {bytes0:,} B; after the runs {objects} objects, {size:,} B",
+            None, "-", None, "",
+        ),
+    ]
+    rows.append(_churn(b, d_n))
+    return rows
+
+
+CHURN = r"""
+import json, os, random, sys, time
+from pathlib import Path
+from otpbridge.api import Device
+work, remote, devices, syncs, accounts = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+uris = [line for line in sys.stdin.read().splitlines() if line]
+devs, stores = [], []
+for i in range(devices):
+    store = work / f"churn-{i}.txt"
+    store.write_text("\n".join(uris[:accounts]) + "\n" if i == 0 else "")
+    d = Device(work / f"churn-home{i}")
+    d.init(remote, [f"uris:{store}"], device_name=f"c{i}", kdf="insecure-test")
+    settings = d.settings()
+    settings["sync"] = {"tombstone_age_days": 0}
+    d.config.write(settings)
+    d.sync()
+    devs.append(d)
+    stores.append(store)
+spare = iter(uris[accounts:])
+rng = random.Random(20)
+purged = 0
+start = time.perf_counter()
+for k in range(syncs):
+    i = k % devices
+    lines = [line for line in stores[i].read_text().splitlines() if line]
+    if k % 3 == 2 and len(lines) > accounts // 2:
+        lines.remove(rng.choice(lines))  # a deletion: a tombstone to purge later
+    else:
+        lines.append(next(spare))
+    stores[i].write_text("\n".join(lines) + "\n")
+    purged += devs[i].sync().purged
+seconds = time.perf_counter() - start
+files = [p for p in Path(remote).rglob("*") if p.is_file()]
+print(json.dumps({"objects": len(files), "bytes": sum(p.stat().st_size for p in files), "seconds": seconds,
+                  "purged": purged, "views": sum(1 for p in files if p.suffix == ".view")}))
+"""
+
+
+def _churn(b: Env, devices: int) -> Row:
+    syncs, accounts, recent = b.sizes["churn"], 20, 10  # snapshots.Retention().recent
+    remote = b.work / "remote-churn"
+    env = dict(b.env, OTPBRIDGE_PASSPHRASE=PASSPHRASE, OTPBRIDGE_ALLOW_INSECURE_KDF="1")
+    feed = "\n".join(random_uris(accounts + syncs + 10, tag="c", hotp=False)).encode()
+    proc = run(
+        [sys.executable, "-c", CHURN, str(b.work), str(remote), str(devices), str(syncs), str(accounts)],
+        env,
+        input=feed,
+    )
+    out = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    bound = devices * recent + 1  # retention (all runs fall in one day and week) + the epoch header
+    return Row(
+        f"scale: remote after {syncs} change-syncs over {devices} devices: {out['objects']} objects "
+        f"({out['views']} views), {out['bytes']:,} B; {out['purged']} tombstone omissions (summed over devices)",
+        out["seconds"] / syncs,
+        "-",
+        None,
+        f"≤ {bound} objects",
+        ok=out["objects"] <= bound,
+        problems=[] if out["objects"] <= bound else [f"churn: {out['objects']} objects, more than {bound}"],
+        runs=syncs,
+    )
+
+
+def cpu_of(fn: Callable[[], object]) -> float:
+    """CPU seconds (user + system) of the child processes ``fn`` ran and waited for,
+    their own children included (gpg-agent, a daemon, is in neither figure)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    fn()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _pass_cpu_rows(b: Env, penv: dict[str, str], files: list[Path], read_all: Callable[[], None]) -> list[Row]:
+    """Issue 20 item 5: the cold read against ``xargs -P nproc -n 1 gpg -q -d`` (one gpg
+    process per entry, all cores busy: the limit of that design), in time and in CPU."""
+    listing = b.work / "pass-files.txt"
+    listing.write_text("".join(f"{f}\n" for f in files))
+    xargs = ["sh", "-c", f'xargs -P "$(nproc)" -n 1 gpg --batch -q -d < "{listing}" > /dev/null']
+    ours_cpu: list[float] = []
+    base_cpu: list[float] = []
+    ours_t: list[float] = []
+    base_t: list[float] = []
+    for _ in range(b.runs):
+        start = time.perf_counter()
+        base_cpu.append(cpu_of(lambda: run(xargs, penv)))
+        base_t.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        ours_cpu.append(cpu_of(read_all))
+        ours_t.append(time.perf_counter() - start)
+    n = len(files)
+    oc, bc = statistics.median(ours_cpu), statistics.median(base_cpu)
+    return [
+        Row(
+            f"pass read, {n} entries (cold), wall time",
+            statistics.median(ours_t),
+            "xargs -P nproc -n 1 gpg -q -d",
+            statistics.median(base_t),
+            "reference",
+            runs=b.runs,
+        ),
+        Row(
+            f"pass read, {n} entries (cold), CPU: {oc / n * 1000:.2f} ms against {bc / n * 1000:.2f} ms per entry",
+            oc,
+            "CPU of xargs -P nproc -n 1 gpg -q -d",
+            bc,
+            "≤ 1.1× CPU",
+            ok=None if not bc else oc <= 1.1 * bc,
+            runs=b.runs,
+        ),
+    ]
+
+
 def bench_pass(b: Env) -> list[Row]:
     if not GPG:
         return [Row("pass read", None, "gpg -d loop", None, problems=["gpg is not installed"])]
@@ -593,6 +834,7 @@ def bench_pass(b: Env) -> list[Row]:
             runs=b.runs,
         )
     ]
+    rows += _pass_cpu_rows(b, penv, files, read_all)
 
     # Through sync: the engine seals a store cache, so after one change only that entry is decrypted.
     sync_env = dict(penv, OTPBRIDGE_HOME=str(b.work / "pass-sync-home"), OTPBRIDGE_PASSPHRASE=PASSPHRASE)
@@ -784,6 +1026,7 @@ def print_markdown(rows: list[Row]) -> None:
 SCENARIOS: dict[str, Callable[[Env], list[Row]]] = {
     "startup": bench_startup,
     "sync": bench_sync,
+    "scale": bench_scale,
     "pass": bench_pass,
     "keepass": bench_keepass,
 }
@@ -807,9 +1050,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = args.runs or (3 if args.quick else 5)
     sizes = (
-        {"accounts": 50, "pass": 40, "keepass": 200}
+        {"accounts": 50, "pass": 40, "keepass": 200, "scale_devices": 3, "scale_accounts": 50, "churn": 30}
         if args.quick
-        else {"accounts": 1000, "pass": 1000, "keepass": 10000}
+        else {
+            "accounts": 1000, "pass": 1000, "keepass": 10000,
+            "scale_devices": 20, "scale_accounts": 10000, "churn": 1000,
+        }
     )
     only = [name for name in SCENARIOS if name in set(args.only or SCENARIOS)]
     rows: list[Row] = []

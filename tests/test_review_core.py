@@ -148,9 +148,9 @@ def test_restore_accept_rollback_is_honoured(tmp_path):
     b.add(make_account("2"))
     ok(b.sync())
     ok(a.sync())
-    for p in list(old.parent.glob("*.view")):
-        p.unlink()
-    old.write_bytes(saved)  # the provider served an old copy of b's folder
+    for p in list((remote / "devices").rglob("*.view")):
+        p.unlink()  # a's own view too: its first sync uploaded one holding account 2 (issue 20)
+    old.write_bytes(saved)  # the provider served an old copy of the devices' folders
     target = f"uris:{tmp_path / 'out.txt'}"
     assert a.run("restore", "--into", target).code == 4
     res = a.run("restore", "--into", target, "--accept-rollback", "--json")
@@ -611,6 +611,14 @@ def test_listed_object_that_cannot_be_read(tmp_path):
     assert not res["fast_path"]
     assert make_account("5").secret_id in a.accounts()  # now a has verified b's newest view
     a.add(make_account("6"))
+    # Verified and kept in the download cache (issue 20): not downloaded again, so its
+    # disappearance costs nothing while the listing still shows it...
+    ok_rep = sync(engine_session(a, FaultyBackend(LocalBackend(str(remote)), fail_on={"read": vanish})))
+    assert ok_rep.uploaded and not any("skipped" in w for w in ok_rep.warnings)
+    assert newest.exists()  # never read
+    # ...but a run that reads it again (a cold cache) and cannot is exit 4.
+    next(a.home.rglob("remote-cache.sealed")).unlink()
+    a.add(make_account("7"))
     with pytest.raises(OtpBridgeError) as info:
         sync(engine_session(a, FaultyBackend(LocalBackend(str(remote)), fail_on={"read": vanish})))
     assert info.value.exit_code == 4

@@ -7,6 +7,8 @@
   :mod:`.verify`, :mod:`.devices` (devices, snapshots) — the other operations;
 - :mod:`.remote` — opening the vault on the remote, reading/writing views, old epochs;
 - :mod:`.local` — reading the local stores of a run (with their sealed cache);
+- :mod:`.cache` — the download cache: what this device read from the remote, sealed under
+  the vault key, so a sync downloads only new objects; the tombstone purge rule;
 - :mod:`.merge`, :mod:`.state` (the device's sync state), :mod:`.snapshots` (retention),
   :mod:`.layout` (object names on the remote), :mod:`.connect` (building a Session from
   a home's config, for the CLI and the API alike).

@@ -109,6 +109,7 @@ def make_session(
         passphrase=passphrase,
         stats=stats,
         **({"retention": _retention(settings["retention"])} if "retention" in settings else {}),
+        tombstone_age=_tombstone_age(settings),
         **extra,
     )
 
@@ -163,6 +164,19 @@ def absolute_spec(text: str, known_kinds: Iterable[str], cwd: str | None = None,
 
 def wants_create(spec: Any) -> bool:
     return str(spec.options.get("create", "")).lower() in ("1", "yes", "true")
+
+
+def _tombstone_age(settings: Mapping[str, Any]) -> float | None:
+    """``[sync] tombstone_age_days`` of config.toml (docs/SYNC.md "Bounded remote")."""
+    from otpbridge.core.errors import UsageError
+
+    section = settings.get("sync")
+    if not isinstance(section, dict) or "tombstone_age_days" not in section:
+        return None
+    days = section["tombstone_age_days"]
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
+        raise UsageError("config.toml: [sync] tombstone_age_days must be a number of days ≥ 0")
+    return float(days) * 86400
 
 
 def init_settings(

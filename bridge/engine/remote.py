@@ -18,6 +18,7 @@ from otpbridge.core.errors import (
     UsageError,
 )
 from otpbridge.core.secrets import Secret
+from otpbridge.engine import cache
 from otpbridge.engine.layout import (
     VIEW_KIND,
     HeaderRef,
@@ -56,6 +57,7 @@ class Remote:
     skipped: list[ViewRef] = field(default_factory=list)  # listed, but could not be read this run
     own_regressed: bool = False
     warnings: list[str] = field(default_factory=list)
+    cache: Any = None  # engine.cache.RemoteCache after this run's reads (use_cache only)
 
     @property
     def epoch(self) -> int:
@@ -80,11 +82,19 @@ def check_size(name: str, size: int, limit: int) -> None:
         raise IntegrityError(f"{name} is {size} bytes, more than any valid object ({limit})")
 
 
-def read_header(s: Session, ref: HeaderRef, vault_id: str) -> bytes:
+def read_header(s: Session, ref: HeaderRef, vault_id: str, *, cached: bool = False) -> bytes:
     from otpbridge.vault.format import max_header_size, peek_epoch
 
     check_size(ref.name, ref.size, max_header_size())
-    raw = s.backend.read(ref.name)
+    if cached:  # the local copy of this immutable object (engine/cache.py), checked as a download
+        raw = cache.read_header_bytes(s, ref.name, ref.size)
+        try:
+            peek_epoch(raw)
+        except IntegrityError:
+            cache.forget_header(s, ref.name)
+            raw = cache.download(s, ref.name)
+    else:
+        raw = cache.download(s, ref.name)
     try:
         info = peek_epoch(raw)
     except IntegrityError as exc:
@@ -150,7 +160,8 @@ def header_may_be_unfinished(ref: HeaderRef, state: SyncState, exc: Exception) -
 
 
 def open_key(
-    s: Session, listing: Listing, state: SyncState, passphrase: Secret, *, fallback: bool = False
+    s: Session, listing: Listing, state: SyncState, passphrase: Secret, *, fallback: bool = False,
+    cached: bool = False,
 ) -> tuple[Any, HeaderRef]:
     """Unwrap the newest epoch; say who changed the passphrase when it no longer opens.
 
@@ -189,7 +200,7 @@ def open_key(
                     "and docs/SYNC.md 'Epoch headers'), then run again",
                 )
             try:
-                raw = read_header(s, ref, state.vault_id)
+                raw = read_header(s, ref, state.vault_id, cached=cached)
             except UnsafeObject:
                 raise
             except IntegrityError as exc:
@@ -235,7 +246,7 @@ def open_view(s: Session, key: Any, ref: ViewRef) -> dict:
     from otpbridge.vault.format import max_object_size
 
     check_size(ref.name, ref.size, max_object_size())
-    raw = s.backend.read(ref.name)
+    raw = cache.download(s, ref.name)
     plain = key.open(raw, kind=VIEW_KIND, device=ref.device, seq=ref.seq)
     data = decode_view(plain, ref)
     try:
@@ -254,10 +265,14 @@ def load_remote(
     listing: Listing | None = None,
     accept_rollback: bool = False,
     fallback: bool = False,
+    use_cache: bool = False,
 ) -> Remote:
+    """Open the vault: the newest epoch's key, every device's newest view, merged; rollback
+    checks. ``use_cache`` (sync, backup): views this device read before (engine/cache.py)
+    are taken from its sealed cache instead of being downloaded again."""
     if listing is None:
         listing = Listing.parse(s.backend.list())
-    key, header = open_key(s, listing, state, passphrase, fallback=fallback)
+    key, header = open_key(s, listing, state, passphrase, fallback=fallback, cached=use_cache)
     if state.vault_id and key.vault_id.hex() != state.vault_id:
         raise IntegrityError("the remote holds another vault than the one this device joined")
     if state.epoch > key.epoch and not fallback:
@@ -267,9 +282,18 @@ def load_remote(
     if extra := extra_headers(listing, key.epoch):
         remote.warnings.append(extra)
     newest = {dev: ref for dev, ref in listing.newest_views(key.epoch).items()}
+    warm = cache.load(s, key) if use_cache and not epoch_moved else None
+    if warm is not None and not cache.fits(warm, newest):
+        warm = None
+    fresh: dict[str, dict] = {}  # views downloaded by this run
     for dev in sorted(newest):
         candidates = sorted(listing.views_of(key.epoch, dev), key=lambda v: v.seq, reverse=True)
         for ref in candidates:
+            hit = warm.views.get(dev) if warm is not None else None
+            if hit is not None and hit.matches(ref):
+                s.stats["cache_hits"] += 1
+                remote.views[dev] = (ref, dict(hit.meta, device=dev, seq=ref.seq))
+                break
             try:
                 data = open_view(s, key, ref)
             except UnsafeObject:
@@ -302,6 +326,7 @@ def load_remote(
                     ) from None
                 continue
             remote.views[dev] = (ref, data)
+            fresh[dev] = data
             break
     views = [v[1] for v in remote.views.values()]
     for data in views:
@@ -314,7 +339,16 @@ def load_remote(
             remote.names[dev] = str(data["name"])
     for dev, info in state.removed.items():
         remote.removed.setdefault(dev, info)
-    remote.records = merge_views(d["_records"] for dev, (_r, d) in remote.views.items() if dev not in remote.removed)
+    if warm is not None and warm.merged_from & set(remote.removed):
+        # A device whose records the cache merged was removed since: rebuild from the remote.
+        cache.drop(s)
+        return load_remote(
+            s, state, passphrase, listing=listing, accept_rollback=accept_rollback, fallback=fallback, use_cache=True
+        )
+    parts = [d["_records"] for dev, d in fresh.items() if dev not in remote.removed]
+    remote.records = merge_views(([warm.records] if warm is not None else []) + parts)
+    if use_cache:
+        remote.cache = cache.update(warm, key, remote.views, fresh, remote.removed, remote.records, s.now())
     # Rollback: no device may be older than what we verified before.
     for dev, seen in sorted(state.seen.items()):
         if dev in remote.removed:
@@ -380,6 +414,7 @@ def upload_view(s: Session, key: Any, payload: dict, listing: Listing, when: flo
     blob = key.seal(VIEW_KIND, dev, seq, encode_view(payload))
     name = view_name(dev, key.epoch, seq, s.now() if when is None else when)
     s.backend.write(name, blob)
+    s.stats["upload_bytes"] += len(blob)
     back = blob
     ref = ViewRef(name, len(back), dev, key.epoch, seq, 0)
     data = decode_view(key.open(back, kind=VIEW_KIND, device=dev, seq=seq), ref)

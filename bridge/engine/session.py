@@ -64,6 +64,7 @@ class Session:
     progress: Callable[[str, int, int], None] | None = None
     now: Callable[[], float] = time.time
     retention: Retention | None = None  # None: snapshots.Retention()'s defaults (not imported here)
+    tombstone_age: float | None = None  # seconds; None: engine.cache.DEFAULT_TOMBSTONE_AGE (30 days)
     cache: Any = None  # vault.KeyCache; made by key_cache() on first use
     lock_wait: float = 120.0  # seconds to wait for another run of this device (bridge/core/lock.py)
     holds_lock: bool = field(default=False, repr=False)  # re-entry: change_passphrase runs sync
@@ -115,6 +116,7 @@ class SyncReport:
     accounts: int = 0
     epoch: int = 0
     verified_at: float | None = None
+    purged: int = 0  # tombstones left out of the uploaded view (causally stable, old enough)
 
     @property
     def changed(self) -> bool:
@@ -148,6 +150,7 @@ class SyncReport:
             "accounts": self.accounts,
             "epoch": self.epoch,
             "verified_at": self.verified_at,
+            "purged_tombstones": self.purged,
             "stats": {k: int(stats.get(k, 0)) for k in STAT_KEYS},
         }
 

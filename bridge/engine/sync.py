@@ -12,6 +12,7 @@ by the next run (its changes compare equal to the remote and are not repeated).
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,9 @@ from otpbridge.core.errors import (
     UnsafeObject,
     UsageError,
 )
+from otpbridge.engine.cache import DEFAULT_TOMBSTONE_AGE, ViewMeta, purgeable, tidy_headers
+from otpbridge.engine.cache import meta_of as cache_meta_of
+from otpbridge.engine.cache import save as cache_save
 from otpbridge.engine.layout import (
     MAX_VIEW_SEQ,
     Listing,
@@ -93,7 +97,7 @@ def sync_changes(
         state = start_run(s, mode)
     report = SyncReport(mode=mode, dry_run=dry_run)
     passphrase = s.get_passphrase()
-    remote = load_remote(s, state, passphrase, listing=listing, accept_rollback=accept_rollback)
+    remote = load_remote(s, state, passphrase, listing=listing, accept_rollback=accept_rollback, use_cache=True)
     report.warnings += remote.warnings
     report.epoch = remote.epoch
     _check_removals(remote, remove_devices)
@@ -102,8 +106,9 @@ def sync_changes(
     _refuse_junk(s, remote, foreign)
     if foreign and not adopt_device:
         raise _clone_error(s, state, remote, foreign)
+    adopted: list[ViewRef] = []
     if foreign:
-        _adopt(s, state, remote, foreign, report)
+        adopted = _adopt(s, state, remote, foreign, report)
     if s.device_id in remote.removed:
         info = remote.removed[s.device_id]
         raise UsageError(
@@ -163,8 +168,10 @@ def sync_changes(
     own_view = remote.views.get(s.device_id)
     need_upload = bool(changes) or bool(remove_devices) or bool(foreign)  # adopting: our view must be newest
     need_upload = need_upload or announce
-    if own_view is None and final and mode == "backup":
-        need_upload = True  # a backup run leaves this device's copy on the remote
+    if own_view is None and final and (mode == "backup" or s.device_id not in remote.listing.newest_views(remote.epoch)):
+        # A backup run leaves this device's copy on the remote; a sync makes this device
+        # visible, so no tombstone it has not merged is purged (docs/SYNC.md "Bounded remote").
+        need_upload = True
     listing = remote.listing
     if dry_run:
         if need_upload:
@@ -177,6 +184,7 @@ def sync_changes(
         removed[dev] = {"by": s.device_id, "at": int(s.now())}
     seen = {dev: ref.seq for dev, (ref, _d) in remote.views.items()}
     last_seq = state.last_seq
+    own_meta: ViewMeta | None = None
     if need_upload:
         seq = max(state.last_seq, listing.max_seq(s.device_id)) + 1
         if seq > MAX_VIEW_SEQ:  # a name the listing could not read would hide this view from all
@@ -190,6 +198,7 @@ def sync_changes(
         if s.device_name:
             names[s.device_id] = s.device_name
         nonce = new_token()
+        purged = _purgeable(s, state, remote, base)
         # Saved before the upload: a crash after it is then recognised as our own write.
         state.token = state.token or new_token()
         state.pending = {"seq": seq, "w": nonce}
@@ -208,15 +217,26 @@ def sync_changes(
             "removed": removed,
             "devices": names,
             "conflicts": _conflicts_to_send(s, remote, report.conflicts, seq),
-            "records": [r.to_json() for _id, r in sorted(merged.items())],
+            # Version vector: the view of each device this one merged (tombstone purge).
+            "vv": {dev: ref.seq for dev, (ref, _d) in sorted(remote.views.items()) if dev != s.device_id},
+            "records": [r.to_json() for rid, r in sorted(merged.items()) if rid not in purged],
         }
+        started = time.time()
         name = upload_view(s, remote.key, payload, listing)
+        window = [started, time.time()]
+        report.purged = _mark_purged(remote, purged)
+        own_meta = ViewMeta(name, _listed_size(listing, name), seq, cache_meta_of(payload), window=window)
         report.uploaded = name
         seen[s.device_id] = seq
         last_seq = seq
         state.writes[str(seq)] = nonce
     report.verified_at = s.now()
     # Housekeeping: only our own objects (and leftovers nobody can read any more).
+    if report.uploaded:
+        for ref in adopted:  # merged into the view just verified: superseded
+            if ref.name != report.uploaded:
+                delete_object(s, listing, ref.name)
+                report.cleaned.append(ref.name)
     for ref in remote.garbage:
         if ref in foreign:
             continue  # another copy's view that does not open (yet): not ours to delete
@@ -278,6 +298,17 @@ def sync_changes(
     keep = sorted((int(k) for k in state.writes), reverse=True)[:WRITES_KEPT]
     state.writes = {str(k): state.writes[str(k)] for k in sorted(keep)}
     state.save(s.state_dir)
+    if remote.cache is not None:
+        # After the state: a crash in between leaves an older cache (more downloads, no harm).
+        remote.cache.records = merged
+        if own_meta is not None:
+            remote.cache.views[s.device_id] = own_meta
+            remote.cache.merged_from.add(s.device_id)
+            for rid, rec in merged.items():  # deletions made here: first held by this view
+                if rec.deleted and rec.device == s.device_id and remote.cache.tombs.get(rid, [])[:2] != [rec.device, rec.clock]:
+                    remote.cache.tombs[rid] = [rec.device, rec.clock, last_seq, s.now()]
+        cache_save(s, remote.key, remote.cache)
+        tidy_headers(s, {h.name for h in listing.headers})
     return report
 
 
@@ -300,6 +331,29 @@ def announce(s: Session) -> None:
     state.base = None
     state.fingerprints = {}
     state.save(s.state_dir)
+
+
+def _mark_purged(remote: Remote, purged: set[str]) -> int:
+    """How many of ``purged`` this device left out for the first time (the report's count)."""
+    new = 0
+    for rid in purged:
+        entry = remote.cache.tombs[rid]
+        if len(entry) < 5:
+            entry.append(True)
+            new += 1
+    return new
+
+
+def _listed_size(listing: Listing, name: str) -> int:
+    return next(v.size for v in listing.views if v.name == name)
+
+
+def _purgeable(s: Session, state: SyncState, remote: Remote, base: dict[str, BaseEntry] | None) -> set[str]:
+    if remote.cache is None:
+        return set()
+    live = {dev for dev in remote.listing.newest_views(remote.epoch) if dev not in remote.removed}
+    age = s.tombstone_age if s.tombstone_age is not None else DEFAULT_TOMBSTONE_AGE
+    return purgeable(remote.cache, remote.views, live, s.device_id, base, s.now(), age)
 
 
 WRITES_KEPT = 64  # nonces of own views remembered (only the newest own view is compared)
@@ -452,15 +506,22 @@ def _clone_error(s: Session, state: SyncState, remote: Remote, foreign: list[Vie
     )
 
 
-def _adopt(s: Session, state: SyncState, remote: Remote, foreign: list[ViewRef], report: SyncReport) -> None:
+def _adopt(
+    s: Session, state: SyncState, remote: Remote, foreign: list[ViewRef], report: SyncReport
+) -> list[ViewRef]:
     """Merge every view of this id we did not write (not only the newest: two copies may
-    have written the same sequence number), so taking the id over loses nothing."""
+    have written the same sequence number), so taking the id over loses nothing. Returns
+    the views merged: once the new view (which holds them) is verified they are deleted,
+    or their duplicate sequence numbers would refuse every later run of this home."""
     extra = [remote.records]
+    merged: list[ViewRef] = []
     for ref in foreign:
         if remote.views.get(s.device_id, (None,))[0] == ref:
+            merged.append(ref)
             continue  # merged already
         try:
             extra.append(open_view(s, remote.key, ref)["_records"])
+            merged.append(ref)
         except (IntegrityError, ValueError, KeyError, TypeError) as exc:
             report.warnings.append(f"{ref.name} (another copy of this home) does not open and is left alone: {exc}")
     remote.records = merge_views(extra)
@@ -468,6 +529,7 @@ def _adopt(s: Session, state: SyncState, remote: Remote, foreign: list[ViewRef],
         f"{'would take' if report.dry_run else 'took'} over device id {s.device_id}: merged {len(foreign)} "
         "view(s) another copy of this home wrote; that copy is refused from now on"
     )
+    return merged
 
 def _labels(ids: Sequence[str], merged: dict[str, Record], remote: Remote) -> list[str]:
     out = []
