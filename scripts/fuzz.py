@@ -4,8 +4,8 @@
     python scripts/fuzz.py -n 300          # a short run (the test suite runs one)
     python scripts/fuzz.py --only uris,vault-object --seed 7
 
-Inputs are made by hypothesis: mutations of seeds taken from the shared fixtures
-(``$OTPBRIDGE_SHARED/fixtures``, each import format's real export files) and from objects
+Inputs are made by hypothesis: mutations of seeds taken from the fixtures
+(``tests/fixtures``, each import format's real export files) and from objects
 this script makes itself (a vault header, sealed objects and views, a sync state, a
 config), plus raw random bytes. A mutation is byte-level (flip, insert, delete,
 overwrite, duplicate, truncate) or, for JSON seeds, structural (a value anywhere in the
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # `tests.support.paths` finds the shared fixtures
+sys.path.insert(0, str(REPO))  # `tests.support.paths` finds tests/fixtures
 
 INTERESTING = [
     None, True, False, 0, -1, 1, 7, 2**31, -(2**31), 2**63, 2**64 + 1, 1e308, -0.0, float("nan"),
