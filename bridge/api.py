@@ -268,15 +268,8 @@ class Device:
         own = remote is None and any(_open(spec, ctx).label == target.label for spec in settings.get("stores", []))
         s = self._session(settings, remote=remote, stores=own)
         state = SyncState.load(self.config.state_dir) if remote is None else SyncState()
-        match = None
-        if account:
-            q = account.casefold()
-
-            def match(acc: Account) -> bool:
-                return acc.identity.startswith(q) or any(q in f.casefold() for f in (acc.issuer, acc.name, acc.folder, acc.label))
-
         with s.backend:
-            return restore(s, state, target, snapshot=snapshot, dry_run=dry_run, match=match, send=own)
+            return restore(s, state, target, snapshot=snapshot, dry_run=dry_run, account=account, send=own)
 
     def change_passphrase(self, new_passphrase: PassphraseLike, *, kdf: str | None = None,
                           discard_remote_only: bool = False, dry_run: bool = False, accept_weak: bool = False):

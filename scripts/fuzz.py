@@ -289,6 +289,7 @@ def vault_object_parser(_work: Path):
 
 def vault_view_parser(_work: Path):
     """What a device holding the key wrote (a bug, a hostile device): open_view's checks."""
+    from collections import Counter
     from types import SimpleNamespace
 
     from otpbridge.engine.layout import ViewRef
@@ -300,7 +301,7 @@ def vault_view_parser(_work: Path):
     def run(data: bytes):
         blob = key.seal("view", ref.device, ref.seq, data[:60000])
         backend = SimpleNamespace(read=lambda _name: blob)
-        return open_view(SimpleNamespace(backend=backend), key, ViewRef(ref.name, len(blob), ref.device, ref.epoch, ref.seq, 0))
+        return open_view(SimpleNamespace(backend=backend, stats=Counter()), key, ViewRef(ref.name, len(blob), ref.device, ref.epoch, ref.seq, 0))
 
     return [_view_payload("aaaaaaaaaaaa", 1)], run, ()
 

@@ -31,8 +31,8 @@ def test_restore_undoes_a_deletion_for_good_on_every_device(tmp_path):
     h2 = make(tmp_path, "h2")
     ok(h2.init())
     ok(h2.sync())
-    assert x.identity in h2.accounts()
-    h2.remove(x.identity)
+    assert x.secret_id in h2.accounts()
+    h2.remove(x.secret_id)
     ok(h2.sync())
     res = ok(h1.run("sync"))
     assert "remove here: SvcX" in res.out
@@ -40,15 +40,15 @@ def test_restore_undoes_a_deletion_for_good_on_every_device(tmp_path):
     first = min((sn for sn in snaps if sn["device_name"] == "h1"), key=lambda sn: sn["seq"])
     res = ok(h1.run("restore", "--snapshot", first["id"]))
     assert "add: SvcX (user-X)" in res.out and "sent to the vault" in res.out
-    assert x.identity in h1.accounts()
+    assert x.secret_id in h1.accounts()
     res = ok(h1.run("sync"))
     assert "remove" not in res.out, res.out
-    assert x.identity in h1.accounts()
+    assert x.secret_id in h1.accounts()
     res = ok(h2.run("sync"))
     assert "add here: SvcX (user-X)" in res.out
-    assert x.identity in h2.accounts()
+    assert x.secret_id in h2.accounts()
     assert "remove" not in ok(h1.run("sync")).out
-    assert x.identity in h1.accounts()
+    assert x.secret_id in h1.accounts()
 
 
 def test_restore_one_account_by_pattern(tmp_path):
@@ -63,9 +63,9 @@ def test_restore_one_account_by_pattern(tmp_path):
     first = min(snaps, key=lambda sn: sn["seq"])
     res = ok(h1.run("restore", "--snapshot", f"h1-{first['seq']}", "--account", "SvcY"))
     assert "add: SvcY (user-Y)" in res.out and "SvcX" not in res.out
-    assert set(h1.accounts()) == {y.identity}
+    assert set(h1.accounts()) == {y.secret_id}
     assert "remove" not in ok(h1.run("sync")).out
-    assert set(h1.accounts()) == {y.identity}
+    assert set(h1.accounts()) == {y.secret_id}
     res = h1.run("restore", "--snapshot", first["id"], "--account", "nothing-like-it")
     assert res.code == 2 and "matches" in res.err
 
@@ -191,14 +191,14 @@ def test_both_sides_report_a_conflict_by_name_and_the_losing_version_stays_resto
     ok(a.sync())
     ok(b.init())
     ok(b.sync())
-    a.edit(x.identity, name="alpha-edit")
-    b.edit(x.identity, name="beta-edit")
+    a.edit(x.secret_id, name="alpha-edit")
+    b.edit(x.secret_id, name="beta-edit")
     ok(a.sync())
     res = ok(b.run("sync"))  # the winner (newer in Lamport order)
     assert "conflict: SvcX (beta-edit) was edited here (" in res.err and "on alpha (" in res.err
     assert "kept this device's version; alpha's version stays restorable" in res.err
     res = ok(a.run("sync"))  # the loser used to see only "update here"
-    assert "update here: SvcX (beta-edit)" in res.out
+    assert "rename here: SvcX (alpha-edit) → SvcX (beta-edit)" in res.out
     line = [ln for ln in res.err.splitlines() if ln.startswith("otpbridge: conflict") or "conflict:" in ln][0]
     assert "edited here (" in line and "on beta (" in line and "kept beta's version" in line
     assert "this device's version stays restorable: to get it back: otpbridge restore --snapshot" in line
@@ -207,10 +207,13 @@ def test_both_sides_report_a_conflict_by_name_and_the_losing_version_stays_resto
     snapshot, pattern = command[3], command[5]
     assert "conflict" not in ok(a.run("sync")).err  # reported once
     res = ok(a.run("restore", "--snapshot", snapshot, "--account", pattern))
-    assert "update: SvcX (alpha-edit)" in res.out
-    assert a.accounts()[x.identity].name == "alpha-edit"
+    # The restored version is the same record (renames keep their record id): it becomes
+    # the record's newest edit on every device; the winner's version stays in b's snapshot.
+    assert "add: SvcX (alpha-edit)" in res.out
+    names = lambda dev: sorted(ln.split("?")[0] for ln in dev.store_path.read_text().splitlines())  # noqa: E731
+    assert names(a) == ["otpauth://totp/SvcX:alpha-edit"]
     ok(b.run("sync"))
-    assert b.accounts()[x.identity].name == "alpha-edit"
+    assert names(b) == names(a)
     data = ok(b.sync()).json()
     assert data["conflicts"] == []
 
@@ -397,7 +400,7 @@ def test_store_add_list_remove_without_init(tmp_path, monkeypatch):
     assert a.run("store", "add", f"uris:{extra}").code == 2  # already there
     res = ok(a.run("sync"))
     assert "send new: SvcY (user-Y)" in res.out
-    assert y.identity in a.accounts()  # the primary received it
+    assert y.secret_id in a.accounts()  # the primary received it
     ok(a.run("store", "remove", f"uris:{extra}"))
     assert [r["store"] for r in ok(a.run("store", "list", "--json")).json()["stores"]] == [a.store]
     res = ok(a.sync()).json()

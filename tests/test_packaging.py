@@ -123,8 +123,12 @@ def test_wheel_holds_the_package_its_data_and_nothing_else(dists):
     names = [n for n in zipfile.ZipFile(wheel).namelist() if not n.endswith("/")]
     version = wheel.name.split("-")[1]
     dist_info = f"otpbridge-{version}.dist-info/"
-    outside = [n for n in names if not (n.startswith("otpbridge/") or n.startswith(dist_info))]
+    # The man pages are installed deliberately to <prefix>/share/man/man1 (pyproject's
+    # data-files), so `man otpbridge` works in a venv or pipx install.
+    man = f"otpbridge-{version}.data/data/share/man/man1/"
+    outside = [n for n in names if not (n.startswith(("otpbridge/", dist_info)) or (n.startswith(man) and n.endswith(".1")))]
     assert not outside, f"outside the package: {outside}"
+    assert f"{man}otpbridge.1" in names, "the man pages are not installed"
     for part in ("tests", "fixtures", "scripts", "__pycache__", ".ci", "docs"):
         assert not [n for n in names if part in n.split("/")], part
     # every module of the source tree is in the wheel (no subpackage left out of the list)
@@ -133,6 +137,7 @@ def test_wheel_holds_the_package_its_data_and_nothing_else(dists):
     # every package-data file (the pass extension; shell completion comes from click)
     data = resources.files("otpbridge").joinpath("data")
     expected = {f"otpbridge/data/{f.name}" for f in data.iterdir() if f.is_file() and f.name != "__pycache__"}
+    expected |= {f"otpbridge/data/man/{f.name}" for f in data.joinpath("man").iterdir() if f.name.endswith(".1")}
     assert expected and expected <= set(names)
     assert {n for n in names if n.startswith("otpbridge/") and not n.endswith(".py")} == expected
     # metadata: licence, console script, plugin entry points

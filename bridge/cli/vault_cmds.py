@@ -266,10 +266,9 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
                  also=(target_spec,))
     local_state = SyncState.load(state.config.state_dir) if remote is None else SyncState()
     snapshot = snapshot_id(state, snapshot)
-    match = (lambda acc: _account_matches(acc, pattern)) if pattern else None
     with s.backend:
         rep = restore(s, local_state, target, snapshot=snapshot, dry_run=dry_run, accept_rollback=accept_rollback,
-                      match=match, send=own)
+                      account=pattern, send=own)
     for w in rep.warnings:
         state.warn(w)
     if as_json:
@@ -290,13 +289,6 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
         elif own and dry_run:
             state.echo("would send what differs from the vault as this device's change")
     finish_partial(rep.errors, "entries")
-
-
-def _account_matches(acc, pattern: str) -> bool:
-    """``--account PATTERN``: in the issuer, name, folder or label (as ``list QUERY``), or
-    the start of the account id."""
-    q = pattern.casefold()
-    return acc.identity.startswith(q) or any(q in f.casefold() for f in (acc.issuer, acc.name, acc.folder, acc.label))
 
 
 __all__ = ["backup_cmd", "init_cmd", "restore_cmd", "sync_cmd"]

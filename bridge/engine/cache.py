@@ -201,7 +201,20 @@ def fits(warm: RemoteCache, newest: dict[str, Any]) -> bool:
 
 
 def meta_of(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: data[k] for k in META_KEYS if k in data}
+    meta = {k: data[k] for k in META_KEYS if k in data}
+    if "_records" in data:
+        # `devices` shows each device's account count; a cache hit has no records to count.
+        meta["live"] = live_accounts(data)
+    return meta
+
+
+def live_accounts(data: dict[str, Any]) -> int | None:
+    """The accounts alive in one view: counted from its records, or from the cached count
+    when the view came from the cache (None for a cache written before the count)."""
+    if "_records" in data:
+        return sum(1 for r in data["_records"].values() if not r.deleted)
+    live = data.get("live")
+    return int(live) if isinstance(live, int) else None
 
 
 def update(

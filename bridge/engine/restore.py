@@ -63,6 +63,15 @@ def remote_accounts(
     raise UsageError(f"no snapshot {snapshot!r} on the remote", hint="'otpbridge snapshots' lists them")
 
 
+def account_matches(rid: str, acc: Any, pattern: str) -> bool:
+    """``--account PATTERN``: in the issuer, name, folder or label (as ``list QUERY``), or
+    the start of the record id (what a conflict's "to get it back" command names; it stays
+    the same across renames) or of the account id."""
+    q = pattern.casefold()
+    return (rid.startswith(q) or acc.identity.startswith(q)
+            or any(q in f.casefold() for f in (acc.issuer, acc.name, acc.folder, acc.label)))
+
+
 @exclusive
 def restore(
     s: Session,
@@ -72,7 +81,7 @@ def restore(
     snapshot: str | None = None,
     dry_run: bool = False,
     accept_rollback: bool = False,
-    match: Any = None,
+    account: str | None = None,
     send: bool = False,
 ) -> RestoreReport:
     """Add every account of the vault to ``target``; never removes anything from it.
@@ -81,7 +90,8 @@ def restore(
     codes below it were used (SPEC §6, counters never go backwards), maybe after the
     vault's copy (an old snapshot, a device that did not sync since).
 
-    ``match``: a predicate choosing the accounts to restore (``--account PATTERN``).
+    ``account``: restore only the accounts it matches (``--account PATTERN``, see
+    account_matches).
     ``send``: the target is one of this device's stores; the restored accounts are then
     sent to the vault as this device's newest change (a sync run, upload first), so a
     restore wins over an older deletion on every device (docs/SYNC.md "How to undo a
@@ -90,8 +100,8 @@ def restore(
     from otpbridge.core.model import Kind
 
     by_record, remote = remote_accounts(s, state, snapshot=snapshot, accept_rollback=accept_rollback)
-    if match is not None:
-        by_record = {rid: acc for rid, acc in by_record.items() if match(acc)}
+    if account:
+        by_record = {rid: acc for rid, acc in by_record.items() if account_matches(rid, acc, account)}
         if not by_record:
             raise UsageError("no account of the vault" + (f" (snapshot {snapshot})" if snapshot else "")
                              + " matches --account",

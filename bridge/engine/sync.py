@@ -24,7 +24,7 @@ from otpbridge.core.errors import (
     UnsafeObject,
     UsageError,
 )
-from otpbridge.engine.cache import DEFAULT_TOMBSTONE_AGE, ViewMeta, purgeable, tidy_headers
+from otpbridge.engine.cache import DEFAULT_TOMBSTONE_AGE, ViewMeta, live_accounts, purgeable, tidy_headers
 from otpbridge.engine.cache import meta_of as cache_meta_of
 from otpbridge.engine.cache import save as cache_save
 from otpbridge.engine.layout import (
@@ -279,8 +279,8 @@ def sync_changes(
                   for dev, seq in seen.items() if dev != s.device_id}
     state.removed = {d: i for d, i in removed.items()}
     state.device_names.update(remote.names)
-    state.device_accounts = {dev: sum(1 for r in data["_records"].values() if not r.deleted)
-                             for dev, (_ref, data) in remote.views.items() if dev != s.device_id}
+    counts = {dev: live_accounts(data) for dev, (_ref, data) in remote.views.items() if dev != s.device_id}
+    state.device_accounts = {dev: n for dev, n in counts.items() if n is not None}
     state.device_accounts[s.device_id] = len(final)
     if s.device_name:
         state.device_names[s.device_id] = s.device_name
