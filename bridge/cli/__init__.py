@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("otpbridge.cli.vault_cmds:sync_cmd", "Two-way sync between local stores and the vault."),
     "restore": ("otpbridge.cli.vault_cmds:restore_cmd", "Restore accounts from the vault into a store."),
     "passphrase": ("otpbridge.cli.vault_admin:passphrase_grp", "Change or check the backup passphrase."),
+    "key": ("otpbridge.cli.key_cmds:key_grp", "List, add or remove the keys that open the vault (recovery code, key files)."),
     "status": ("otpbridge.cli.vault_admin:status_cmd", "Show the last verified backup and sync state."),
     "verify": ("otpbridge.cli.vault_admin:verify_cmd", "Decrypt and check every object on the remote."),
     "devices": ("otpbridge.cli.vault_admin:devices_grp", "List or remove devices of the vault."),

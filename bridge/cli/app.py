@@ -65,6 +65,14 @@ def _not_available(name: str) -> click.Command:
 @click.option("--new-passphrase-file", type=click.Path(dir_okay=False), help="Read the new passphrase (passphrase change) from this file.")
 @click.option("--new-passphrase-fd", type=int, help="Read the new passphrase from this file descriptor.")
 @click.option("--keyring", "use_keyring", is_flag=True, help="Take the backup passphrase from the OS keyring (opt-in).")
+@click.option("--recovery-key-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Open the vault with the recovery code in this file instead of the passphrase.")
+@click.option("--recovery-key-fd", type=int, metavar="N", help="Read the recovery code from this file descriptor.")
+@click.option("--use-recovery-key", "recovery_key", is_flag=True,
+              help="Open the vault with the recovery code, asked at a prompt.")
+@click.option("--identity", type=click.Path(dir_okay=False), metavar="FILE", envvar="OTPBRIDGE_IDENTITY",
+              help="Open the vault with this age identity or OpenSSH ed25519 key file (env OTPBRIDGE_IDENTITY): "
+              "no passphrase needed.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (for cron and hooks); anywhere on the line.")
 @click.option("-v", "--verbose", count=True,
               help="Say what is done, with times (store reads, remote calls, key derivation); -vv says more. "

@@ -18,9 +18,9 @@ from typing import Any
 import click
 
 from otpbridge.core.config import Config
-from otpbridge.core.errors import EntryError, OtpBridgeError, PartialError
+from otpbridge.core.errors import EntryError, OtpBridgeError, PartialError, UsageError
 from otpbridge.core.model import Account
-from otpbridge.core.secrets import SecretSource, has_tty
+from otpbridge.core.secrets import Secret, SecretSource, has_tty
 from otpbridge.stores.base import Context, Store
 from otpbridge.stores.registry import open_store
 
@@ -53,6 +53,10 @@ class State:
     new_passphrase_file: str | None = None
     new_passphrase_fd: int | None = None
     use_keyring: bool = False
+    recovery_key_file: str | None = None
+    recovery_key_fd: int | None = None
+    recovery_key: bool = False
+    identity: str | None = None
     quiet: bool = False
     verbose: int = 0  # -v: 1, -vv: 2
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
@@ -72,6 +76,36 @@ class State:
             keyring=self.use_keyring,
             environ=self.environ,
         )
+
+    def credential(self) -> Secret:
+        """What opens the vault this run: a key file (--identity, OTPBRIDGE_IDENTITY), a
+        recovery code (--recovery-key-file/-fd/--recovery-key), else the passphrase."""
+        from otpbridge.core.secrets import (
+            RecoveryKey,
+            prompt_secret,
+            read_identity_file,
+            read_secret_fd,
+            read_secret_file,
+        )
+
+        identity = self.identity or self.environ.get("OTPBRIDGE_IDENTITY")
+        recovery = [x for x in (self.recovery_key_file is not None, self.recovery_key_fd is not None,
+                                self.recovery_key) if x]
+        if len(recovery) > 1 or (recovery and identity):
+            raise UsageError("more than one key to open the vault was given (identity, recovery code file, fd or prompt)",
+                             hint="keep exactly one")
+        if identity:
+            return read_identity_file(os.path.expanduser(identity))
+        if self.recovery_key_file is not None:
+            return RecoveryKey(read_secret_file(self.recovery_key_file, "recovery code").reveal())
+        if self.recovery_key_fd is not None:
+            return RecoveryKey(read_secret_fd(self.recovery_key_fd, "recovery code").reveal())
+        if self.recovery_key:
+            if not has_tty():
+                raise UsageError("--use-recovery-key asks at a prompt, and there is no terminal",
+                                 hint="use --recovery-key-file FILE or --recovery-key-fd N")
+            return RecoveryKey(prompt_secret("Recovery code").reveal())
+        return self.passphrase_source().get()
 
     def new_passphrase_source(self) -> SecretSource:
         return SecretSource(

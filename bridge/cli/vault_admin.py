@@ -44,22 +44,28 @@ def passphrase_grp() -> None:
               help="Key-derivation cost of the new epoch (default: as configured).")
 @click.option("--accept-weak-passphrase", is_flag=True,
               help="Use the new passphrase even if zxcvbn scores it below 3 of 4.")
+@click.option("--key", "slot", metavar="ID|NAME", default="",
+              help="Which passphrase of a vault with several (default: the one given, or this device's).")
 @click.option("--dry-run", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--accept-rollback", is_flag=True)
 @click.pass_obj
 def passphrase_change_cmd(state: State, discard_remote_only: bool, allow_deletions: bool, kdf: str | None,
-                          accept_weak_passphrase: bool, dry_run: bool, as_json: bool, accept_rollback: bool) -> None:
+                          accept_weak_passphrase: bool, slot: str, dry_run: bool, as_json: bool,
+                          accept_rollback: bool) -> None:
     """Re-key the vault: afterwards the old passphrase opens nothing on the remote.
 
     The current passphrase comes from the usual sources, the new one from
     OTPBRIDGE_NEW_PASSPHRASE, OTPBRIDGE_NEW_PASSCOMMAND, --new-passphrase-file/-fd or a
-    prompt. Interrupted? Run the same command again: it finishes the job.
+    prompt. Interrupted? Run the same command again: it finishes the job. Forgot the
+    passphrase? Open with the recovery code instead (--recovery-key-file, or
+    --use-recovery-key for a prompt) and set a new one.
 
     \b
     Examples:
       otpbridge passphrase change
       otpbridge passphrase change --discard-remote-only --dry-run
+      otpbridge --recovery-key-file code.txt passphrase change
     """
     from otpbridge.engine.rotation import change_passphrase
 
@@ -71,7 +77,7 @@ def passphrase_change_cmd(state: State, discard_remote_only: bool, allow_deletio
             rep = change_passphrase(s, lambda: ask_new_passphrase(state, state.new_passphrase_source(),
                                                                          accept_weak=accept_weak_passphrase),
                                     discard_remote_only=discard_remote_only, dry_run=dry_run,
-                                    accept_rollback=accept_rollback, allow_deletions=allow_deletions)
+                                    accept_rollback=accept_rollback, allow_deletions=allow_deletions, slot=slot)
     except OtpBridgeError as err:
         if not dry_run:
             record_failure(state, err)
@@ -96,15 +102,21 @@ def passphrase_change_cmd(state: State, discard_remote_only: bool, allow_deletio
 
 
 @passphrase_grp.command("check")
+@click.option("--recovery", is_flag=True,
+              help="Check the recovery code instead (from --recovery-key-file/-fd, else asked at a prompt).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def passphrase_check_cmd(state: State, as_json: bool) -> None:
-    """Prove you still know the passphrase (nothing changes).
+def passphrase_check_cmd(state: State, recovery: bool, as_json: bool) -> None:
+    """Prove you still know the passphrase, recovery code or key file (nothing changes).
 
     \b
     Examples:
       otpbridge passphrase check
+      otpbridge passphrase check --recovery
+      otpbridge --identity ~/.config/otpbridge/age.key passphrase check
     """
+    if recovery and state.recovery_key_file is None and state.recovery_key_fd is None:
+        state.recovery_key = True
     from otpbridge.engine.layout import Listing
     from otpbridge.engine.remote import open_key
     from otpbridge.engine.state import SyncState
@@ -114,10 +126,15 @@ def passphrase_check_cmd(state: State, as_json: bool) -> None:
     with s.backend:
         listing = Listing.parse(s.backend.list())
         key, _ref = open_key(s, listing, SyncState.load(state.config.state_dir), s.get_passphrase())
+    what = {"recovery": "recovery code", "identity": "key file"}.get(s.get_passphrase().kind, "passphrase")
+    if recovery and what != "recovery code":
+        raise UsageError("--recovery checks a recovery code; a key file was given (--identity)")
     if as_json:
-        state.emit_json({"ok": True, "epoch": key.epoch, "vault_id": key.vault_id.hex()})
+        state.emit_json({"ok": True, "epoch": key.epoch, "vault_id": key.vault_id.hex(), "key": key.slot or None,
+                         "checked": what})
     else:
-        state.echo(f"the passphrase is correct (vault {key.vault_id.hex()}, epoch {key.epoch})")
+        state.echo(f"the {what} is correct (vault {key.vault_id.hex()}, epoch {key.epoch}"
+                   + (f", key {key.slot})" if key.slot else ")"))
 
 
 # --- status / verify ------------------------------------------------------------------------------

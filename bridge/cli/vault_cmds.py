@@ -35,12 +35,14 @@ from otpbridge.core.errors import OtpBridgeError, UsageError
               help="Create the vault even if zxcvbn scores the new passphrase below 3 of 4.")
 @click.option("--create", is_flag=True,
               help="A --store that does not exist yet is made by the first sync or restore (else refused).")
+@click.option("--recovery-key", "recovery", is_flag=True,
+              help="A new vault also gets a recovery code, printed once: it opens the vault without the passphrase.")
 @click.option("--dry-run", is_flag=True, help="Say what would be done; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 @clean_home_on_failure
 def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: str | None, kdf: str,
-             accept_weak_passphrase: bool, create: bool, dry_run: bool, as_json: bool) -> None:
+             accept_weak_passphrase: bool, create: bool, recovery: bool, dry_run: bool, as_json: bool) -> None:
     """Create an encrypted vault on REMOTE (an rclone path or a folder), or join it.
 
     On an empty REMOTE a new vault is created and the passphrase is asked twice (rated
@@ -83,7 +85,7 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
     check_state_owner(local_state, device["id"])
     result = init_vault(s, local_state, new_passphrase=lambda: ask_new_passphrase(
         state, state.passphrase_source(), accept_weak=accept_weak_passphrase),
-        unique_name=device_name is None and not settings_of(state, need=False).get("device"))
+        unique_name=device_name is None and not settings_of(state, need=False).get("device"), recovery=recovery)
     if result.device_id:  # the configured id is already in use on the remote: joined under a new one
         device = settings["device"] = {**device, "id": result.device_id}
     if result.device_name:  # the default name was taken in the vault
@@ -95,12 +97,19 @@ def init_cmd(state: State, remote: str, stores: tuple[str, ...], device_name: st
         with s.backend:
             announce(s)  # listed by 'devices' everywhere before its first sync
     if as_json:
-        state.emit_json({"created": result.created, "vault_id": result.vault_id, "epoch": result.epoch,
-                         "device": device, "remote": redact_remote(settings["remote"]), "stores": settings["stores"],
-                         "dry_run": False})
+        out = {"created": result.created, "vault_id": result.vault_id, "epoch": result.epoch,
+               "device": device, "remote": redact_remote(settings["remote"]), "stores": settings["stores"],
+               "dry_run": False}
+        if result.recovery_key:
+            out["recovery_key"] = result.recovery_key
+        state.emit_json(out)
         return
     verb = "created a new vault" if result.created else "joined the vault"
     state.echo(f"{verb} {result.vault_id} at {s.backend.describe()} as device {device['name']!r} ({device['id']})")
+    if result.recovery_key:
+        click.echo("\nRecovery code (shown once; write it down and keep it offline, like a spare house key):\n\n"
+                   f"    {result.recovery_key}\n\n"
+                   "It opens the vault without the passphrase: otpbridge --use-recovery-key restore REMOTE --into ...")
     if not settings["stores"]:
         state.note("no store configured yet: add one with 'otpbridge init REMOTE --store KIND:PATH', "
                    "or use 'otpbridge restore --into KIND:PATH'")

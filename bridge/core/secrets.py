@@ -24,6 +24,7 @@ class Secret:
     """A passphrase or password. ``repr``/``str`` are hidden; call :meth:`reveal` to use it."""
 
     __slots__ = ("_value",)
+    kind = "passphrase"  # which kind of vault key slot it opens (docs/FORMAT.md §12)
 
     def __init__(self, value: str) -> None:
         if not isinstance(value, str):
@@ -44,7 +45,8 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         import hmac
 
-        return isinstance(other, Secret) and hmac.compare_digest(self.encode(), other.encode())
+        return (isinstance(other, Secret) and self.kind == other.kind
+                and hmac.compare_digest(self.encode(), other.encode()))
 
     def __hash__(self) -> int:  # pragma: no cover - secrets are not dict keys
         raise TypeError("Secret is not hashable")
@@ -54,6 +56,56 @@ class Secret:
 
     def __reduce__(self):  # never pickle a secret by accident
         raise TypeError("Secret cannot be pickled")
+
+
+class RecoveryKey(Secret):
+    """A recovery code (``init --recovery-key``): opens the vault's recovery slot."""
+
+    __slots__ = ()
+    kind = "recovery"
+
+    def __repr__(self) -> str:
+        return "RecoveryKey('***')"
+
+    __str__ = __repr__
+
+
+class IdentityKey(Secret):
+    """The text of an age identity file or an OpenSSH ed25519 private key (``--identity``)."""
+
+    __slots__ = ("path",)
+    kind = "identity"
+
+    def __init__(self, value: str, path: str = "") -> None:
+        super().__init__(value)
+        self.path = path  # named in messages; never the key
+
+    def __repr__(self) -> str:
+        return f"IdentityKey({self.path!r}, '***')"
+
+    __str__ = __repr__
+
+
+def read_identity_file(path: str | os.PathLike[str]) -> IdentityKey:
+    """An age identity or OpenSSH private key file for a key slot (``--identity``).
+
+    Refused when others may read it (as ssh refuses such keys): the file alone opens the
+    vault, so it must be as private as the passphrase it replaces."""
+    import stat
+
+    where = os.fspath(path)
+    try:
+        info = os.stat(where)
+        if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise UsageError(f"the identity file {where} can be read by other users (mode {stat.S_IMODE(info.st_mode):o})",
+                             hint=f"chmod 600 {where}")
+        with open(where, encoding="utf-8") as fh:
+            text = fh.read(64 * 1024)
+    except OSError as exc:
+        raise UsageError(f"cannot read the identity file {where}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the identity file {where} is not text (an age identity or OpenSSH private key)") from None
+    return IdentityKey(text, where)
 
 
 def _strip_newline(text: str) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from otpbridge.core.errors import (
     IntegrityError,
@@ -36,6 +37,8 @@ class InitResult:
     device_id: str = ""
     # Set when the default device name was taken in the vault: the name given instead.
     device_name: str = ""
+    # A new vault made with a recovery code (init --recovery-key): shown once, never stored.
+    recovery_key: str = field(default="", repr=False)
 
 
 def _names_in_use(s: Session, listing: Listing, passphrase: Secret) -> set[str]:
@@ -51,7 +54,7 @@ def _names_in_use(s: Session, listing: Listing, passphrase: Secret) -> set[str]:
 
 @exclusive
 def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret] | None = None, *,
-               unique_name: bool = False) -> InitResult:
+               unique_name: bool = False, recovery: bool = False) -> InitResult:
     """Create a vault on an empty remote, or join the one there (passphrase checked).
 
     ``unique_name``: the device name is a default (the host name); when another device
@@ -59,14 +62,22 @@ def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret
 
     ``new_passphrase`` is asked instead of the usual getter when a vault is created (the
     CLI asks twice on a terminal and rates its strength).
+
+    ``recovery``: the new vault gets key slots (docs/FORMAT.md §12): the passphrase and a
+    recovery code, returned once in the result.
     """
     from otpbridge.vault.format import create_epoch, open_epoch
+    from otpbridge.vault.keyring import hint_of
 
     listing = Listing.parse(s.backend.list())
     if listing.is_vault:
+        if recovery:
+            raise UsageError("the remote already holds a vault: a recovery code is added to it with "
+                             "'otpbridge key add --recovery' (after joining)")
         passphrase = s.get_passphrase()
         key, ref = open_key(s, listing, SyncState(), passphrase)
         state.header = ref.name
+        state.slot = hint_of(key, state.slot)
         result = InitResult(False, key.vault_id.hex(), key.epoch)
         if not state.vault_id and any(v.device == s.device_id for v in listing.views):
             # A fresh state (lost, or a config.toml copied without it) would share the id
@@ -98,14 +109,32 @@ def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret
         if s.params is None:
             raise UsageError("no KDF parameters were chosen for the new vault")
         passphrase = new_passphrase() if new_passphrase is not None else s.get_passphrase()
-        header, key = create_epoch(passphrase, params=s.params, epoch=1, stats=s.stats, cache=s.key_cache())
+        code = None
+        if recovery:
+            from otpbridge.vault.format import VAULT_ID_LEN, VaultKey, peek_epoch
+            from otpbridge.vault.keyring import NewSlot, create_header, new_recovery_code
+
+            code = new_recovery_code()
+            raw, vid = os.urandom(32), os.urandom(VAULT_ID_LEN)
+            header, ring, made = create_header(
+                raw, vault_id=vid, epoch=1, created=int(s.now()), keep=[], now=int(s.now()), stats=s.stats,
+                new=[NewSlot("passphrase", "", passphrase, params=s.params, device=s.device_id),
+                     NewSlot("recovery", "recovery", code, device=s.device_id)])
+            key = VaultKey(vid, 1, raw, peek_epoch(header).digest)
+            key.keyring, key.slot = ring, made["0"]
+            with s.key_cache().lock:
+                s.key_cache().put(key.header_digest, passphrase, key)
+        else:
+            header, key = create_epoch(passphrase, params=s.params, epoch=1, stats=s.stats, cache=s.key_cache())
         name = header_name(1, s.device_id, s.now())
         s.backend.write(name, header)
         state.header = name
+        state.slot = hint_of(key, state.slot)
         back = s.backend.read(name)
         if back != header or open_epoch(back, passphrase, cache=s.key_cache()) != key:
             raise IntegrityError(f"{name} did not read back as written")
         result = InitResult(True, key.vault_id.hex(), 1)
+        result.recovery_key = code.reveal() if code is not None else ""
     state.vault_id = result.vault_id
     state.device = s.device_id
     state.token = state.token or new_token()

@@ -213,7 +213,7 @@ def open_key(
                 refused = refused or exc  # one of several (a planted one): the others may open
                 continue
             try:
-                key = open_epoch(raw, passphrase, stats=s.stats, cache=s.key_cache())
+                key = open_epoch(raw, passphrase, stats=s.stats, cache=s.key_cache(), hint=state.slot)
             except WrongPassphrase as exc:
                 first_error = first_error or exc
                 wrong = True

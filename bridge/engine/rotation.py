@@ -65,6 +65,7 @@ def change_passphrase(
     dry_run: bool = False,
     accept_rollback: bool = False,
     allow_deletions: bool = False,
+    slot: str = "",
 ) -> RotationReport:
     """Re-key the vault under a new passphrase (SPEC §6); resumable at every step.
 
@@ -74,8 +75,99 @@ def change_passphrase(
        read back and decrypted; 3. the new header — the commit point; 4. views written
        meanwhile under the old epoch folded in; 5. the old header deleted first, then
        the old views. A crash before 3 leaves the old epoch whole, after 3 the new one.
+
+    A vault with key slots (docs/FORMAT.md §12) keeps every other slot: only the slot
+    that opened (or, opened with a recovery code or key file, the vault's one passphrase
+    slot) gets the new passphrase; ``slot`` (an id, its start, or a name) chooses another.
     """
-    from otpbridge.vault.format import WrongPassphrase, create_epoch, open_epoch
+    remembered = s.load_state().slot  # this device's slot, before this run opens with another
+    old = s.get_passphrase()
+    new = new_passphrase()
+    if not new:
+        raise UsageError("the new passphrase is empty")
+    if new == old:
+        raise UsageError("the new passphrase is the same as the current one")
+
+    def build(old_key: Any, epoch: int) -> tuple[bytes, Any]:
+        from otpbridge.vault.format import create_epoch
+        from otpbridge.vault.keyring import NewSlot
+
+        ring = old_key.keyring
+        if ring is None:  # a version-1 vault: still one passphrase, still a version-1 header
+            return create_epoch(new, params=s.params, vault_id=old_key.vault_id, epoch=epoch,
+                                stats=s.stats, cache=s.key_cache())
+        target = _passphrase_slot_to_change(ring, slot, (old_key.slot, remembered))
+        keep = [x for x in ring.slots if x.id != target.id]
+        spec = NewSlot("passphrase", target.name, new, params=s.params, device=s.device_id, id=target.id)
+        return new_keyring_epoch(s, old_key, epoch, keep, [spec], opens_with=new)
+
+    return rekey(s, build, opens_new=new, kind="change", discard_remote_only=discard_remote_only,
+                 dry_run=dry_run, accept_rollback=accept_rollback, allow_deletions=allow_deletions)
+
+
+def _passphrase_slot_to_change(ring: Any, chosen: str, used: tuple[str, ...]) -> Any:
+    """The slot given by ``chosen``, else the one that opened (or this device opened last)."""
+    slots = [x for x in ring.slots if x.type == "passphrase"]
+    if chosen:
+        found = [x for x in ring.find(chosen) if x.type == "passphrase"]
+        if len(found) != 1:
+            raise UsageError(f"{chosen!r} names {len(found)} passphrase slots of the vault",
+                             hint="'otpbridge key list' shows their ids and names")
+        return found[0]
+    for want in used:
+        mine = [x for x in slots if want and x.id == want]
+        if mine:
+            return mine[0]
+    if len(slots) == 1:
+        return slots[0]
+    if not slots:
+        raise UsageError("the vault has no passphrase slot to change", hint="add one: otpbridge key add")
+    names = ", ".join(x.describe() for x in slots)
+    raise UsageError(f"which passphrase? the vault has {len(slots)} passphrase slots ({names})",
+                     hint="name it: otpbridge passphrase change --key ID|NAME")
+
+
+def new_keyring_epoch(s: Session, old_key: Any, epoch: int, keep: list, new: list,
+                      opens_with: Secret) -> tuple[bytes, Any]:
+    """A version-2 header for a fresh vault key of ``epoch``: ``keep`` slots re-wrapped from
+    their public keys, ``new`` ones made; the key is cached for ``opens_with``."""
+    import os
+
+    from otpbridge.vault.format import VaultKey, peek_epoch
+    from otpbridge.vault.keyring import create_header
+
+    raw = os.urandom(32)
+    header, ring, made = create_header(raw, vault_id=old_key.vault_id, epoch=epoch, created=int(s.now()),
+                                       keep=keep, new=new, stats=s.stats, now=int(s.now()))
+    key = VaultKey(old_key.vault_id, epoch, raw, peek_epoch(header).digest)
+    key.keyring = ring
+    kind = getattr(opens_with, "kind", "passphrase")
+    key.slot = next((x.id for x in ring.slots if x.id == old_key.slot), "")
+    if not key.slot and kind == "passphrase" and made:
+        key.slot = next(iter(made.values()))
+    cache = s.key_cache()
+    with cache.lock:
+        cache.put(key.header_digest, opens_with, key)
+    return header, key
+
+
+@exclusive
+def rekey(
+    s: Session,
+    build: Callable[[Any, int], tuple[bytes, Any]],
+    *,
+    opens_new: Secret,
+    kind: str = "keys",
+    discard_remote_only: bool = False,
+    dry_run: bool = False,
+    accept_rollback: bool = False,
+    allow_deletions: bool = False,
+) -> RotationReport:
+    """A new epoch whose header ``build(old_key, epoch)`` writes, everything re-sealed under
+    its key, the old epoch deleted: a passphrase change (``kind="change"``; the old
+    credential opens the old epoch, ``opens_new`` the new) or a change of the key slots
+    (``kind="keys"``; the credential in use opens both). Resumable at every step."""
+    from otpbridge.vault.format import WrongPassphrase, open_epoch
 
     state = s.load_state()
     check_device(s, state)
@@ -85,31 +177,31 @@ def change_passphrase(
     if not epochs:
         raise UsageError("the remote holds no vault")
     newest = epochs[-1]
-    new = new_passphrase()
-    if not new:
-        raise UsageError("the new passphrase is empty")
-    if new == old:
-        raise UsageError("the new passphrase is the same as the current one")
-    # Resume? The newest epoch opens with the NEW passphrase and an older one with the old.
+    # Resume? The newest epoch opens with the new credential and an older one with the old
+    # (a slot change: the same credential opens both, so only when two epochs are left).
     # Each lookup tries at most KDF_BUDGET headers: planted ones must not cost minutes.
     resume_key = None
-    for ref in header_order(s, listing.headers_of(newest), state)[:KDF_BUDGET]:
-        try:
-            resume_key = open_epoch(read_header(s, ref, state.vault_id), new, stats=s.stats, cache=s.key_cache())
-            break
-        except WrongPassphrase:
-            continue
-        except IntegrityError as exc:
-            if not header_may_be_unfinished(ref, state, exc):
-                raise
-            continue  # cut short before the commit point: this run starts the change afresh
+    candidates = header_order(s, listing.headers_of(newest), state)[:KDF_BUDGET]
+    if kind == "change" or len(epochs) > 1:
+        for ref in candidates:
+            try:
+                resume_key = open_epoch(read_header(s, ref, state.vault_id), opens_new, stats=s.stats,
+                                        cache=s.key_cache(), hint=state.slot)
+                break
+            except WrongPassphrase:
+                continue
+            except IntegrityError as exc:
+                if not header_may_be_unfinished(ref, state, exc):
+                    raise
+                continue  # cut short before the commit point: this run starts the change afresh
     if resume_key is not None:
         older = [e for e in epochs if e < newest]
         old_key = None
         for epoch in list(reversed(older))[:KDF_BUDGET]:
             for ref in header_order(s, listing.headers_of(epoch), state)[:KDF_BUDGET]:
                 try:
-                    old_key = open_epoch(read_header(s, ref, state.vault_id), old, stats=s.stats, cache=s.key_cache())
+                    old_key = open_epoch(read_header(s, ref, state.vault_id), old, stats=s.stats,
+                                         cache=s.key_cache(), hint=state.slot)
                     break
                 except WrongPassphrase:
                     continue
@@ -120,7 +212,7 @@ def change_passphrase(
             # not folded in yet: never call the job done (and delete them) on a typo.
             raise AuthenticationError(
                 f"the current passphrase does not open epoch {older[-1]}, which the interrupted "
-                f"passphrase change to epoch {newest} still has to fold in",
+                f"change of keys to epoch {newest} still has to fold in",
                 hint="give the OLD passphrase as the current one and the new one as the new passphrase",
             )
         rep = RotationReport(old_epoch=old_key.epoch if old_key else newest, new_epoch=newest, resumed=True)
@@ -155,14 +247,13 @@ def change_passphrase(
     if s.params is None:
         raise UsageError("no KDF parameters were chosen for the new epoch")
     new_epoch = max(listing.epochs() + [v.epoch for v in listing.views]) + 1
-    header, new_key = create_epoch(new, params=s.params, vault_id=old_key.vault_id, epoch=new_epoch,
-                                   stats=s.stats, cache=s.key_cache())
+    header, new_key = build(old_key, new_epoch)
     rep = RotationReport(old_epoch=old_key.epoch, new_epoch=new_epoch, lost=pre.deleted if discard_remote_only else [])
     _reencrypt(s, listing, old_key, new_key, rep)
     hname = header_name(new_epoch, s.device_id, s.now())
     s.backend.write(hname, header)  # the commit point
     back = s.backend.read(hname)
-    if back != header or open_epoch(back, new, cache=s.key_cache()) != new_key:
+    if back != header or open_epoch(back, opens_new, cache=s.key_cache(), hint=new_key.slot) != new_key:
         raise IntegrityError(f"{hname} did not read back as written")
     listing.add(hname, len(header))
     _finish_rotation(s, state, listing, old_key, new_key, rep)
@@ -216,4 +307,7 @@ def _finish_rotation(
     if s.device_id in own:
         state.last_seq = max(state.last_seq, own[s.device_id].seq)
     state.listing = final.signature()
+    from otpbridge.vault.keyring import hint_of
+
+    state.slot = hint_of(new_key, state.slot)
     state.save(s.state_dir)

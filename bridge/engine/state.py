@@ -51,6 +51,9 @@ class SyncState:
     # The epoch header this device opened last (its name): tried first, so a planted
     # header costs no key derivation (docs/SYNC.md "Epoch headers").
     header: str = ""
+    # The key slot that opened it (a version-2 header, vault/keyring.py): tried first, so
+    # a member of a shared vault pays one key derivation, not one per passphrase slot.
+    slot: str = ""
     #: conflicts other devices reported this device lost, already shown here (keys)
     conflicts_seen: list[str] = field(default_factory=list)
     #: accounts in each device's newest view, as seen at the last sync (``devices``)
@@ -110,6 +113,7 @@ class SyncState:
             writes={str(k): str(v) for k, v in (data.get("writes") or {}).items()},
             pending=_pending(data.get("pending")),
             header=str(data.get("header") or ""),
+            slot=str(data.get("slot") or ""),
             conflicts_seen=[str(k) for k in (data.get("conflicts_seen") or [])],
             device_accounts={str(k): int(v) for k, v in (data.get("device_accounts") or {}).items()},
         )
@@ -136,6 +140,7 @@ class SyncState:
             "writes": self.writes,
             "pending": self.pending,
             "header": self.header,
+            "slot": self.slot,
             "conflicts_seen": self.conflicts_seen,
             "device_accounts": self.device_accounts,
         }
@@ -151,7 +156,7 @@ _SHAPES: dict[str, type | tuple[type, ...]] = {
     "vault_id": str, "device": str, "epoch": int, "last_seq": int, "seen": dict, "clock": int, "base": dict,
     "fingerprints": dict, "listing": list, "device_names": dict, "removed": dict,
     "last_verified_backup": (int, float), "last_sync": (int, float), "last_error": dict, "accounts": int,
-    "token": str, "writes": dict, "header": str,
+    "token": str, "writes": dict, "header": str, "slot": str,
 }
 
 

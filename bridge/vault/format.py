@@ -104,7 +104,7 @@ class VaultIntegrityError(IntegrityError):
     """Damaged, tampered, truncated, out-of-bounds or misplaced vault data (exit 4)."""
 
 
-def _integrity(reason: str) -> VaultIntegrityError:
+def integrity_error(reason: str) -> VaultIntegrityError:
     return VaultIntegrityError(
         f"vault data failed the integrity check: {reason}",
         hint="the remote copy is damaged or was tampered with; run 'otpbridge verify'",
@@ -164,7 +164,7 @@ def choose_params(preset: str = "default", environ: Mapping[str, str] | None = N
     return PRESETS[preset]
 
 
-def _derive_master(passphrase: Secret, salt: bytes, params: KdfParams) -> bytes:
+def derive_master(passphrase: Secret, salt: bytes, params: KdfParams) -> bytes:
     try:
         from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
@@ -193,14 +193,14 @@ def _derive_master(passphrase: Secret, salt: bytes, params: KdfParams) -> bytes:
         ) from None
 
 
-def _hkdf(ikm: bytes, salt: bytes | None, info: bytes, length: int) -> bytes:
+def hkdf(ikm: bytes, salt: bytes | None, info: bytes, length: int) -> bytes:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
 
 
-def _split_keys(okm: bytes) -> tuple[bytes, bytes, bytes]:
+def split_keys(okm: bytes) -> tuple[bytes, bytes, bytes]:
     """key (32) | nonce (12) | key-commitment check value (32)."""
     return okm[:32], okm[32:44], okm[44:76]
 
@@ -241,37 +241,37 @@ def _header_len(salt_len: int) -> int:
 
 def _parse_header(header: bytes) -> _Header:
     if not isinstance(header, (bytes, bytearray, memoryview)):
-        raise _integrity("epoch header is not bytes")
+        raise integrity_error("epoch header is not bytes")
     header = bytes(header)
     if len(header) < _FIXED.size or not header.startswith(HEADER_MAGIC):
-        raise _integrity("not an otpbridge epoch header")
+        raise integrity_error("not an otpbridge epoch header")
     magic, version, kdf_id, memory, iterations, lanes, salt_len = _FIXED.unpack_from(header)
     if version != FORMAT_VERSION:
-        raise _integrity(
+        raise integrity_error(
             f"epoch header format version {version} is not supported (this reads {FORMAT_VERSION})"
         )
     if not MIN_SALT_LEN <= salt_len <= MAX_SALT_LEN:
-        raise _integrity(f"epoch header salt length {salt_len} outside {MIN_SALT_LEN}..{MAX_SALT_LEN}")
+        raise integrity_error(f"epoch header salt length {salt_len} outside {MIN_SALT_LEN}..{MAX_SALT_LEN}")
     if len(header) != _header_len(salt_len):
-        raise _integrity(
+        raise integrity_error(
             f"epoch header is {len(header)} bytes, expected {_header_len(salt_len)} (truncated or extended)"
         )
     digest_at = len(header) - 32
     if not hmac.compare_digest(hashlib.sha256(header[:digest_at]).digest(), header[digest_at:]):
-        raise _integrity("epoch header checksum mismatch (corrupted)")
+        raise integrity_error("epoch header checksum mismatch (corrupted)")
     if kdf_id != KDF_ARGON2ID:
-        raise _integrity(f"unknown KDF id {kdf_id}")
+        raise integrity_error(f"unknown KDF id {kdf_id}")
     params = KdfParams(memory_kib=memory, iterations=iterations, lanes=lanes)
     bad = params.problems()
     if bad:  # before any derivation: a hostile header must not cost us memory or time
-        raise _integrity("KDF parameters out of bounds: " + "; ".join(bad))
+        raise integrity_error("KDF parameters out of bounds: " + "; ".join(bad))
     off = _FIXED.size
     salt = header[off : off + salt_len]
     off += salt_len
     vault_id, epoch, created = _TAIL.unpack_from(header, off)
     off += _TAIL.size
     if not 1 <= epoch <= MAX_EPOCH:
-        raise _integrity(f"epoch number {epoch} out of range")
+        raise integrity_error(f"epoch number {epoch} out of range")
     check = header[off : off + CHECK_LEN]
     off += CHECK_LEN
     ad = header[:off]
@@ -287,7 +287,14 @@ def _parse_header(header: bytes) -> _Header:
 
 
 def peek_epoch(header: bytes) -> EpochInfo:
-    """Read a header's public fields (checksum and bounds verified, nothing decrypted)."""
+    """Read a header's public fields (checksum and bounds verified, nothing decrypted).
+    For a version-2 header (key slots), ``params`` are its costliest passphrase slot's."""
+    from otpbridge.vault import keyring
+
+    if isinstance(header, (bytes, bytearray)) and keyring.is_v2(bytes(header)):
+        parsed = keyring.parse_header(bytes(header))
+        return EpochInfo(parsed.vault_id, parsed.epoch, parsed.strongest or PRESETS["insecure-test"],
+                         parsed.created, parsed.digest)
     return _parse_header(header).info
 
 
@@ -322,7 +329,9 @@ def max_object_size() -> int:
 
 
 def max_header_size() -> int:
-    return _header_len(MAX_SALT_LEN)
+    """The largest epoch header of either version: a version-2 header with its most key
+    slots and largest keyring (vault/keyring.py) stays under 32 KiB."""
+    return max(_header_len(MAX_SALT_LEN), 32 * 1024)
 
 
 def padded_size(plaintext_len: int) -> int:
@@ -344,25 +353,25 @@ def peek_object(blob: bytes) -> ObjectInfo:
 
 def _parse_object(blob: bytes):
     if not isinstance(blob, (bytes, bytearray, memoryview)):
-        raise _integrity("object is not bytes")
+        raise integrity_error("object is not bytes")
     blob = bytes(blob)
     if len(blob) < _OBJ_PREFIX.size or not blob.startswith(OBJECT_MAGIC):
-        raise _integrity("not an otpbridge vault object")
+        raise integrity_error("not an otpbridge vault object")
     magic, version, aead, vault_id, epoch, salt, check = _OBJ_PREFIX.unpack_from(blob)
     if version != FORMAT_VERSION:
-        raise _integrity(f"object format version {version} is not supported (this reads {FORMAT_VERSION})")
+        raise integrity_error(f"object format version {version} is not supported (this reads {FORMAT_VERSION})")
     if aead != AEAD_AES256GCM:
-        raise _integrity(f"unknown cipher id {aead}")
+        raise integrity_error(f"unknown cipher id {aead}")
     body = len(blob) - _OBJ_PREFIX.size - TAG_LEN
     if body < PAD_MIN or body > PAD_MAX or body & (body - 1):
-        raise _integrity("object has an impossible length (truncated or extended)")
+        raise integrity_error("object has an impossible length (truncated or extended)")
     return blob, version, aead, vault_id, epoch, salt, check
 
 
 class VaultKey:
     """The unwrapped per-epoch key. Its repr names the vault and epoch, never the key."""
 
-    __slots__ = ("vault_id", "epoch", "_key", "header_digest")
+    __slots__ = ("vault_id", "epoch", "_key", "header_digest", "slot", "keyring")
 
     def __init__(self, vault_id: bytes, epoch: int, key: bytes, header_digest: str = "") -> None:
         if len(vault_id) != VAULT_ID_LEN or len(key) != VAULT_KEY_LEN:
@@ -371,6 +380,13 @@ class VaultKey:
         self.epoch = int(epoch)
         self._key = bytes(key)
         self.header_digest = header_digest
+        self.slot = ""  # the key slot that opened a version-2 header (vault/keyring.py)
+        self.keyring = None  # its keyring; None for a version-1 header (one passphrase)
+
+    def rewrap(self, build):
+        """Hand the raw key to ``build`` (vault/keyring.py writing a version-2 header for
+        this epoch's key, e.g. at re-key); the key never leaves through an attribute."""
+        return build(self._key)
 
     def __repr__(self) -> str:
         return f"VaultKey(vault_id={self.vault_id.hex()}, epoch={self.epoch})"
@@ -390,7 +406,7 @@ class VaultKey:
     __hash__ = None  # type: ignore[assignment]
 
     def _object_keys(self, salt: bytes) -> tuple[bytes, bytes, bytes]:
-        return _split_keys(_hkdf(self._key, salt, HKDF_INFO_OBJECT, _OKM_LEN))
+        return split_keys(hkdf(self._key, salt, HKDF_INFO_OBJECT, _OKM_LEN))
 
     def seal(self, kind: str, device: str, seq: int, plaintext: bytes, *, rng: Rng = os.urandom) -> bytes:
         """Encrypt one object bound to (vault, epoch, kind, device, seq)."""
@@ -422,27 +438,27 @@ class VaultKey:
         try:
             context = _context(kind, device, seq)
         except ValueError as exc:
-            raise _integrity(f"impossible object name ({exc})") from None
+            raise integrity_error(f"impossible object name ({exc})") from None
         blob, _, _, vault_id, epoch, salt, check = _parse_object(blob)
         if vault_id != self.vault_id:
-            raise _integrity("object belongs to another vault")
+            raise integrity_error("object belongs to another vault")
         if epoch != self.epoch:
-            raise _integrity(f"object belongs to epoch {epoch}, not {self.epoch}")
+            raise integrity_error(f"object belongs to epoch {epoch}, not {self.epoch}")
         key, nonce, want = self._object_keys(salt)
         if not hmac.compare_digest(check, want):  # key commitment, before any decryption
-            raise _integrity("object key check failed (tampered, or sealed under another key)")
+            raise integrity_error("object key check failed (tampered, or sealed under another key)")
         prefix = blob[: _OBJ_PREFIX.size]
         try:
             padded = AESGCM(key).decrypt(nonce, blob[_OBJ_PREFIX.size :], prefix + context)
         except InvalidTag:
-            raise _integrity(
+            raise integrity_error(
                 f"object did not authenticate as {kind} #{seq} of device {device!r} (tampered or swapped)"
             ) from None
         (n,) = struct.unpack_from(">I", padded)
         end = LEN_PREFIX + n
         # Authenticated already, so a bad length or non-zero padding means a writer bug.
         if end > len(padded) or padded[end:].count(0) != len(padded) - end:
-            raise _integrity("object padding is malformed")
+            raise integrity_error("object padding is malformed")
         return padded[LEN_PREFIX:end]
 
 
@@ -462,7 +478,8 @@ class KeyCache:
         self.lock = threading.Lock()
 
     def _slot(self, header_digest: str, passphrase: Secret) -> tuple[str, bytes]:
-        return header_digest, hmac.new(self._secret, passphrase.encode(), hashlib.sha256).digest()
+        kind = getattr(passphrase, "kind", "passphrase").encode() + b"\0"
+        return header_digest, hmac.new(self._secret, kind + passphrase.encode(), hashlib.sha256).digest()
 
     def get(self, header_digest: str, passphrase: Secret) -> VaultKey | None:
         return self._keys.get(self._slot(header_digest, passphrase))
@@ -491,8 +508,8 @@ def _kek(
     if stats is not None:
         stats["kdf"] += 1
     with step(f"key derivation (Argon2id, {params.memory_kib // 1024} MiB, {params.iterations} passes)"):
-        master = _derive_master(passphrase, salt, params)
-    return _split_keys(_hkdf(master, None, HKDF_INFO_KEK, _OKM_LEN))
+        master = derive_master(passphrase, salt, params)
+    return split_keys(hkdf(master, None, HKDF_INFO_KEK, _OKM_LEN))
 
 
 def create_epoch(
@@ -561,19 +578,37 @@ def open_epoch(
     *,
     stats: Counter | None = None,
     cache: KeyCache | None = None,
+    hint: str = "",
 ) -> VaultKey:
-    """Parse, bound-check, derive (at most once per cache), check commitment, unwrap."""
-    parsed = _parse_header(header)
-    info = parsed.info
+    """Parse, bound-check, derive (at most once per cache), check commitment, unwrap.
+
+    A version-2 header (key slots, vault/keyring.py) opens with a passphrase, a recovery
+    code (RecoveryKey) or a key file (IdentityKey); ``hint`` is the slot id to try first.
+    A version-1 header opens with its one passphrase only."""
+    from otpbridge.vault import keyring
+
+    v2 = isinstance(header, (bytes, bytearray)) and keyring.is_v2(bytes(header))
+    parsed = keyring.parse_header(bytes(header)) if v2 else _parse_header(header)
+    digest = parsed.digest if v2 else parsed.info.digest
+
+    def unwrap() -> VaultKey:
+        if v2:
+            return keyring.open_header(parsed, passphrase, hint=hint, stats=stats)
+        if getattr(passphrase, "kind", "passphrase") != "passphrase":
+            raise WrongPassphrase(
+                f"this vault opens with its passphrase only (epoch {parsed.info.epoch}): it has no recovery "
+                "code or key file", hint="'otpbridge key add' gives it more keys")
+        return _unwrap(parsed, passphrase, stats)
+
     if cache is not None:
         with cache.lock:
-            hit = cache.get(info.digest, passphrase)
+            hit = cache.get(digest, passphrase)
             if hit is not None:
                 return hit
-            key = _unwrap(parsed, passphrase, stats)
-            cache.put(info.digest, passphrase, key)
+            key = unwrap()
+            cache.put(digest, passphrase, key)
             return key
-    return _unwrap(parsed, passphrase, stats)
+    return unwrap()
 
 
 def _unwrap(parsed: _Header, passphrase: Secret, stats: Counter | None) -> VaultKey:
@@ -591,7 +626,7 @@ def _unwrap(parsed: _Header, passphrase: Secret, stats: Counter | None) -> Vault
         vault_key = AESGCM(wrap_key).decrypt(nonce, parsed.wrapped, parsed.ad)
     except InvalidTag:
         # The passphrase is right (the check value matched), so the header was altered.
-        raise _integrity("epoch header did not authenticate (tampered)") from None
+        raise integrity_error("epoch header did not authenticate (tampered)") from None
     return VaultKey(info.vault_id, info.epoch, vault_key, info.digest)
 
 
