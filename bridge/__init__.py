@@ -13,9 +13,10 @@ __version__ = "0.1.0"
 _API = ("Device", "backup", "codes", "convert", "init", "open_store", "read", "read_accounts", "restore", "sync")
 # Loaded on first use too: even errors/model cost ~20 ms (dataclasses pulls in inspect),
 # which `otpbridge --version` does not need (docs/PERFORMANCE.md).
-_LAZY = {"OtpBridgeError": "core.errors", "Account": "core.model", "Algorithm": "core.model", "Kind": "core.model"}
+_LAZY = {"OtpBridgeError": "core.errors", "Account": "core.model", "Algorithm": "core.model", "Kind": "core.model",
+         "RecoveryKey": "core.secrets", "IdentityKey": "core.secrets"}
 
-__all__ = ["Account", "Algorithm", "Kind", "OtpBridgeError", "__version__", *_API]
+__all__ = ["Account", "Algorithm", "IdentityKey", "Kind", "OtpBridgeError", "RecoveryKey", "__version__", *_API]
 
 
 def __dir__() -> list[str]:  # dir(otpbridge): the public names, loaded or not

@@ -359,6 +359,53 @@ class Device:
                 raise UsageError("this device cannot remove itself")
             return sync(s, mode="sync", dry_run=dry_run, remove_devices=[dev])
 
+    def keys(self):
+        """The vault's keys (``otpbridge key list``): a ``KeyList`` with ``.keys``."""
+        from otpbridge.engine.keys import list_keys
+
+        s = self._session(self._need(), stores=False)
+        with s.backend:
+            return list_keys(s)
+
+    def add_key(self, *, name: str = "", passphrase: PassphraseLike = None, recovery: bool = False,
+                age_recipient: str | None = None, ssh_recipient: str | None = None, kdf: str | None = None,
+                dry_run: bool = False):
+        """``otpbridge key add``: another passphrase, a recovery code (returned once as
+        ``.recovery_key``) or an age/ssh public key. A re-key: the vault's new epoch."""
+        from otpbridge.engine.keys import add_key
+        from otpbridge.vault.format import choose_params
+        from otpbridge.vault.keyring import NewSlot, parse_recipient
+
+        if sum(map(bool, (passphrase, recovery, age_recipient, ssh_recipient))) != 1:
+            raise UsageError("give exactly one of passphrase, recovery, age_recipient, ssh_recipient")
+        settings = self._need()
+        s = self._session(settings)
+        s.params = choose_params(kdf or settings.get("kdf", "default"), self.environ)
+        if recovery:
+            spec = NewSlot("recovery", name)
+        elif age_recipient or ssh_recipient:
+            kind = "age" if age_recipient else "ssh"
+            text = str(age_recipient or ssh_recipient)
+            parse_recipient(kind, text)
+            spec = NewSlot(kind, name, recipient=text)
+        else:
+            secret = _passphrase_getter(passphrase, self.environ)()
+            _check_strength(secret)
+            spec = NewSlot("passphrase", name, secret, params=s.params)
+        with s.backend:
+            return add_key(s, spec, dry_run=dry_run)
+
+    def remove_key(self, key: str, *, dry_run: bool = False):
+        """``otpbridge key remove ID|NAME``: re-key without it; it opens nothing afterwards."""
+        from otpbridge.engine.keys import remove_key
+        from otpbridge.vault.format import choose_params
+
+        settings = self._need()
+        s = self._session(settings)
+        s.params = choose_params(settings.get("kdf", "default"), self.environ)
+        with s.backend:
+            return remove_key(s, key, dry_run=dry_run)
+
     def accounts(self, *, snapshot: str | None = None) -> list[Account]:
         """Every live account in the vault (or in one snapshot), decrypted in memory only."""
         from otpbridge.engine.restore import remote_accounts

@@ -199,7 +199,9 @@ def test_mutated_backups_fail_cleanly(tmp_path, data):
     path.write_bytes(F.mutate_bytes(data, _DATA, truncate=True))
     result = assert_clean_read(store(path, "test"), codes=(3, 4))
     if result is not None:
-        assert len(result.accounts) + len(result.errors) <= 6
+        # Never more accounts than the file's six tokens; a flipped byte in a token's name
+        # may split it into a key without settings and settings without a key (two errors).
+        assert len(result.accounts) <= 6 and len(result.accounts) + len(result.errors) <= 7
 
 
 @F.examples(60)

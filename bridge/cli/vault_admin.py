@@ -294,9 +294,10 @@ def devices_list_cmd(state: State, as_json: bool) -> None:
     if as_json:
         state.emit_json(rows)
         return
-    state.table(["name", "id", "last seen", "accounts", "snapshots", ""],
+    keys = any(r["key"] for r in rows)  # a vault with key slots: whose is each device
+    state.table(["name", "id", "last seen", "accounts", "snapshots"] + (["key"] if keys else []) + [""],
                 [(r["name"] or "?", r["id"], _ts(r["last_seen"]) if r["last_seen"] else "never (no upload yet)",
-                  "?" if r["accounts"] is None else r["accounts"], r["views"],
+                  "?" if r["accounts"] is None else r["accounts"], r["views"], *([r["key"] or "?"] if keys else []),
                   "this device" if r["this_device"] else ("removed" if r["removed"] else ""))
                  for r in rows])
 

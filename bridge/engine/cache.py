@@ -37,7 +37,7 @@ CACHE_FILE = "remote-cache.sealed"
 CACHE_KIND = "remote-cache"
 HEADER_DIR = "remote-headers"
 VERSION = 1
-META_KEYS = ("w", "name", "devices", "removed", "vv", "time", "clock")
+META_KEYS = ("w", "name", "devices", "removed", "vv", "time", "clock", "key")
 
 
 @dataclass

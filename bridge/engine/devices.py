@@ -31,6 +31,7 @@ def devices(s: Session, state: SyncState) -> list[dict[str, Any]]:
                 "removed": dev in state.removed,
                 "last_seen": ref.time,
                 "accounts": state.device_accounts.get(dev),
+                "key": _key_label(state, dev),
             }
         )
     listed = {d["id"] for d in out}
@@ -42,8 +43,15 @@ def devices(s: Session, state: SyncState) -> list[dict[str, Any]]:
         mine = dev == s.device_id
         out.append({"id": dev, "name": s.device_name if mine else state.device_names.get(dev, ""),
                     "this_device": mine, "seq": 0, "last_write": None, "views": 0,
-                    "removed": dev in state.removed, "last_seen": None, "accounts": state.device_accounts.get(dev)})
+                    "removed": dev in state.removed, "last_seen": None, "accounts": state.device_accounts.get(dev),
+                    "key": _key_label(state, dev)})
     return out
+
+
+def _key_label(state: SyncState, dev: str) -> str | None:
+    """The key a device opened the vault with at its last upload (a shared vault: whose)."""
+    slot = state.device_keys.get(dev)
+    return state.key_names.get(slot, slot) if slot else None
 
 
 def resolve_device(state: SyncState, listing_ids: set[str], text: str) -> str:

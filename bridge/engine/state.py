@@ -58,6 +58,10 @@ class SyncState:
     conflicts_seen: list[str] = field(default_factory=list)
     #: accounts in each device's newest view, as seen at the last sync (``devices``)
     device_accounts: dict[str, int] = field(default_factory=dict)
+    #: the key slot each device's newest view says it opened with, and the vault's key
+    #: slots as "type 'name' (id)", as of the last sync (``devices`` in a shared vault)
+    device_keys: dict[str, str] = field(default_factory=dict)
+    key_names: dict[str, str] = field(default_factory=dict)
 
     # -- persistence ---------------------------------------------------------------------
     @classmethod
@@ -116,6 +120,8 @@ class SyncState:
             slot=str(data.get("slot") or ""),
             conflicts_seen=[str(k) for k in (data.get("conflicts_seen") or [])],
             device_accounts={str(k): int(v) for k, v in (data.get("device_accounts") or {}).items()},
+            device_keys={str(k): str(v) for k, v in (data.get("device_keys") or {}).items()},
+            key_names={str(k): str(v) for k, v in (data.get("key_names") or {}).items()},
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -143,6 +149,8 @@ class SyncState:
             "slot": self.slot,
             "conflicts_seen": self.conflicts_seen,
             "device_accounts": self.device_accounts,
+            "device_keys": self.device_keys,
+            "key_names": self.key_names,
         }
 
     def save(self, folder: Path) -> None:

@@ -219,6 +219,9 @@ def sync_changes(
             "conflicts": _conflicts_to_send(s, remote, report.conflicts, seq),
             # Version vector: the view of each device this one merged (tombstone purge).
             "vv": {dev: ref.seq for dev, (ref, _d) in sorted(remote.views.items()) if dev != s.device_id},
+            # The key slot this run opened with ("" for a version-1 vault): `devices` shows
+            # whose each device is in a shared vault (docs/SYNC.md "Shared vaults").
+            "key": remote.key.slot,
             "records": [r.to_json() for rid, r in sorted(merged.items()) if rid not in purged],
         }
         started = time.time()
@@ -282,6 +285,12 @@ def sync_changes(
                   for dev, seq in seen.items() if dev != s.device_id}
     state.removed = {d: i for d, i in removed.items()}
     state.device_names.update(remote.names)
+    state.device_keys = {dev: str(data["key"]) for dev, (_ref, data) in remote.views.items()
+                         if dev != s.device_id and data.get("key")}
+    if remote.key.slot:
+        state.device_keys[s.device_id] = remote.key.slot
+    ring = getattr(remote.key, "keyring", None)
+    state.key_names = {x.id: x.describe() for x in ring.slots} if ring is not None else {}
     counts = {dev: live_accounts(data) for dev, (_ref, data) in remote.views.items() if dev != s.device_id}
     state.device_accounts = {dev: n for dev, n in counts.items() if n is not None}
     state.device_accounts[s.device_id] = len(final)
