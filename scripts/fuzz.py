@@ -261,7 +261,37 @@ def vault_header_parser(_work: Path):
     from otpbridge.vault.format import peek_epoch
 
     header, _key = _vault()
-    return [header], peek_epoch, ()
+    return [header, _v2_header()], peek_epoch, ()
+
+
+def _v2_header() -> bytes:
+    """A version-2 header (key slots): a passphrase and a recovery code."""
+    from otpbridge.vault.format import PRESETS
+    from otpbridge.vault.keyring import NewSlot, create_header, new_recovery_code
+
+    header, _ring, _made = create_header(
+        b"k" * 32, vault_id=b"v" * 16, epoch=2, created=1, keep=[],
+        new=[NewSlot("passphrase", "fuzz", __import__("otpbridge.core.secrets", fromlist=["Secret"]).Secret("fuzz passphrase"),
+                     params=PRESETS["insecure-test"]),
+             NewSlot("recovery", "paper", new_recovery_code())])
+    return header
+
+
+def vault_keyring_parser(_work: Path):
+    """Opening a version-2 header with the right passphrase: every slot, the keyring."""
+    from otpbridge.core.secrets import Secret
+    from otpbridge.vault.format import open_epoch
+
+    def run(data: bytes):
+        import hashlib
+
+        # Re-checksummed, as a hostile remote would: the mutation reaches the slot table,
+        # the wraps and the keyring instead of stopping at the checksum.
+        if len(data) > 32:
+            data = data[:-32] + hashlib.sha256(data[:-32]).digest()
+        return open_epoch(data, Secret("fuzz passphrase"))
+
+    return [_v2_header()], run, ()
 
 
 def _view_payload(device: str, seq: int) -> bytes:
@@ -352,6 +382,7 @@ def parsers(work: Path) -> dict[str, Callable[[], tuple[list[bytes], Callable[[b
         "vault-header": lambda: vault_header_parser(work),
         "vault-object": lambda: vault_object_parser(work),
         "vault-view": lambda: vault_view_parser(work),
+        "vault-keyring": lambda: vault_keyring_parser(work),
         "sync-state": lambda: sync_state_parser(work),
         "config": lambda: config_parser(work),
     })  # fmt: skip

@@ -15,7 +15,7 @@ from tests.support.paths import REPO
 PARSERS = {
     "format:aegis", "format:andotp", "format:authy", "format:bitwarden", "format:ente", "format:freeotp+",
     "format:gauth", "format:2fas", "format:uris", "otpauth-uri", "keepass-fields", "pass-entry",
-    "vault-header", "vault-object", "vault-view", "sync-state", "config",
+    "vault-header", "vault-object", "vault-view", "vault-keyring", "sync-state", "config",
 }  # fmt: skip
 
 

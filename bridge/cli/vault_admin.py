@@ -125,8 +125,9 @@ def passphrase_check_cmd(state: State, recovery: bool, as_json: bool) -> None:
     s = session_of(state, settings, stores=False)
     with s.backend:
         listing = Listing.parse(s.backend.list())
-        key, _ref = open_key(s, listing, SyncState.load(state.config.state_dir), s.get_passphrase())
-    what = {"recovery": "recovery code", "identity": "key file"}.get(s.get_passphrase().kind, "passphrase")
+        credential = s.get_passphrase()  # once: a file descriptor reads only once
+        key, _ref = open_key(s, listing, SyncState.load(state.config.state_dir), credential)
+    what = {"recovery": "recovery code", "identity": "key file"}.get(credential.kind, "passphrase")
     if recovery and what != "recovery code":
         raise UsageError("--recovery checks a recovery code; a key file was given (--identity)")
     if as_json:

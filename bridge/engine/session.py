@@ -68,6 +68,9 @@ class Session:
     cache: Any = None  # vault.KeyCache; made by key_cache() on first use
     lock_wait: float = 120.0  # seconds to wait for another run of this device (bridge/core/lock.py)
     holds_lock: bool = field(default=False, repr=False)  # re-entry: change_passphrase runs sync
+    # The credential, asked once per session: a prompt must not ask twice, and a file
+    # descriptor can be read only once (a passphrase change asks, then its sync does).
+    credential: Any = field(default=None, repr=False)
 
     def key_cache(self) -> Any:
         """This session's vault.KeyCache (one KDF per passphrase and header per session).
@@ -81,9 +84,12 @@ class Session:
         return self.cache
 
     def get_passphrase(self) -> Secret:
-        if self.passphrase is None:
-            raise UsageError("the backup passphrase is needed")
-        return self.passphrase()
+        """The passphrase, recovery code or key file that opens the vault (core/secrets)."""
+        if self.credential is None:
+            if self.passphrase is None:
+                raise UsageError("the backup passphrase is needed")
+            self.credential = self.passphrase()
+        return self.credential
 
     def load_state(self) -> SyncState:
         return SyncState.load(self.state_dir)
