@@ -29,7 +29,10 @@ DEFAULT_NAME = "otpbridge-sync"
 UNATTENDED_VALUE_TIMER = "systemd-timer"
 UNATTENDED_VALUE_CRON = "cron"
 #: copied from the current environment into the unit when set: paths and commands, never secrets
-PASSTHROUGH_ENV = ("OTPBRIDGE_PASSCOMMAND", "OTPBRIDGE_RCLONE", "RCLONE_CONFIG", "PASSWORD_STORE_DIR", "GNUPGHOME")
+# OTPBRIDGE_IDENTITY names a key file (a path, not a secret): a server's timer opens the
+# vault with it and needs no passphrase (docs/SYNC.md "Keys").
+PASSTHROUGH_ENV = ("OTPBRIDGE_PASSCOMMAND", "OTPBRIDGE_IDENTITY", "OTPBRIDGE_RCLONE", "RCLONE_CONFIG",
+                   "PASSWORD_STORE_DIR", "GNUPGHOME")
 #: secrets that must not be written anywhere; their presence earns a warning instead
 SECRET_ENV = ("OTPBRIDGE_PASSPHRASE", "OTPBRIDGE_STORE_PASSWORD", "OTPBRIDGE_KEEPASS_PASSWORD")
 # Test and packaging seams: which systemctl / crontab binary to run.
@@ -214,7 +217,7 @@ def make_plan(
             f"{', '.join(present)} is set here but is not copied into the schedule (it would sit in a file); "
             "use OTPBRIDGE_PASSCOMMAND / ?password-file= instead"
         )
-    if "OTPBRIDGE_PASSCOMMAND" not in environment and not global_args:
+    if "OTPBRIDGE_PASSCOMMAND" not in environment and "OTPBRIDGE_IDENTITY" not in environment and not global_args:
         plan.warnings.append(
             "no OTPBRIDGE_PASSCOMMAND: runs with nothing to do succeed, but a change will fail with "
             "'passphrase needed' (shown by 'otpbridge status'); pass --passcommand 'pass show backup/otpbridge'"
@@ -489,9 +492,13 @@ def unreachable_secrets(
     Files and commands are checked to exist. Empty: every secret is reachable.
     """
     problems: list[str] = []
+    identity = plan.environment.get("OTPBRIDGE_IDENTITY") or next(
+        (plan.argv[i + 1] for i, a in enumerate(plan.argv[:-1]) if a == "--identity"), None)
     has_vault_source = (
-        "OTPBRIDGE_PASSCOMMAND" in plan.environment or keyring or passphrase_file is not None
+        "OTPBRIDGE_PASSCOMMAND" in plan.environment or keyring or passphrase_file is not None or identity is not None
     )
+    if identity is not None and not os.access(os.path.expanduser(identity), os.R_OK):
+        problems.append(f"the identity file {identity} cannot be read")
     if not has_vault_source and environ.get("OTPBRIDGE_PASSPHRASE"):
         problems.append(
             "the backup passphrase comes from OTPBRIDGE_PASSPHRASE, which only this shell has "

@@ -101,6 +101,8 @@ def schedule_cmd(
         global_args += ["--passphrase-file", os.path.abspath(os.path.expanduser(state.passphrase_file))]
     if state.use_keyring:
         global_args.append("--keyring")
+    if state.identity:  # a key file (a path): the timer needs no passphrase
+        global_args += ["--identity", os.path.abspath(os.path.expanduser(state.identity))]
     plan = schedule.make_plan(
         home=_home(state), every=schedule.parse_every(every), method=method, name=name, passcommand=passcommand,
         environ=state.environ, global_args=global_args,
