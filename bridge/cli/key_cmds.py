@@ -7,8 +7,8 @@ import time
 import click
 
 from otpbridge.cli.common import State
-from otpbridge.cli.vault_common import ask_new_passphrase, kdf_params, record_failure, session_of, settings_of
-from otpbridge.core.errors import OtpBridgeError, UsageError
+from otpbridge.cli.vault_common import ask_new_passphrase, kdf_params, run_recorded, session_of, settings_of
+from otpbridge.core.errors import UsageError
 
 REVOKE_NOTE = ("if the remote keeps file versions or a trash (Google Drive, Dropbox, OneDrive, S3 versioning, "
                "Nextcloud), old copies there still open with the removed key: empty them (e.g. 'rclone cleanup REMOTE')")
@@ -112,13 +112,7 @@ def key_add_cmd(state: State, name: str, recovery: bool, age_recipient: str | No
         spec = NewSlot("passphrase", name, params=s.params)
         if not dry_run:
             spec.secret = ask_new_passphrase(state, state.new_passphrase_source(), accept_weak=accept_weak_passphrase)
-    try:
-        with s.backend:
-            rep = add_key(s, spec, dry_run=dry_run)
-    except OtpBridgeError as err:
-        if not dry_run:
-            record_failure(state, err)
-        raise
+    rep = run_recorded(state, s, dry_run, lambda: add_key(s, spec, dry_run=dry_run))
     if as_json:
         out = rep.to_json(state.stats)
         out.pop("recovery_key", None)
@@ -163,13 +157,7 @@ def key_remove_cmd(state: State, key_ref: str, dry_run: bool, as_json: bool) -> 
     settings = settings_of(state)
     s = session_of(state, settings)
     s.params = kdf_params(state, settings.get("kdf", "default"))
-    try:
-        with s.backend:
-            rep = remove_key(s, key_ref, dry_run=dry_run)
-    except OtpBridgeError as err:
-        if not dry_run:
-            record_failure(state, err)
-        raise
+    rep = run_recorded(state, s, dry_run, lambda: remove_key(s, key_ref, dry_run=dry_run))
     if as_json:
         out = rep.to_json(state.stats)
         out.pop("recovery_key", None)

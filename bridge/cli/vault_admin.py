@@ -16,11 +16,11 @@ from otpbridge.cli.completion import lazy
 from otpbridge.cli.vault_common import (
     ask_new_passphrase,
     kdf_params,
-    record_failure,
+    run_recorded,
     session_of,
     settings_of,
 )
-from otpbridge.core.errors import OtpBridgeError, UsageError
+from otpbridge.core.errors import UsageError
 
 
 # --- passphrase ----------------------------------------------------------------------------------
@@ -72,16 +72,10 @@ def passphrase_change_cmd(state: State, discard_remote_only: bool, allow_deletio
     settings = settings_of(state)
     s = session_of(state, settings)
     s.params = kdf_params(state, kdf or settings.get("kdf", "default"))
-    try:
-        with s.backend:
-            rep = change_passphrase(s, lambda: ask_new_passphrase(state, state.new_passphrase_source(),
-                                                                         accept_weak=accept_weak_passphrase),
-                                    discard_remote_only=discard_remote_only, dry_run=dry_run,
-                                    accept_rollback=accept_rollback, allow_deletions=allow_deletions, slot=slot)
-    except OtpBridgeError as err:
-        if not dry_run:
-            record_failure(state, err)
-        raise
+    rep = run_recorded(state, s, dry_run, lambda: change_passphrase(
+        s, lambda: ask_new_passphrase(state, state.new_passphrase_source(), accept_weak=accept_weak_passphrase),
+        discard_remote_only=discard_remote_only, dry_run=dry_run, accept_rollback=accept_rollback,
+        allow_deletions=allow_deletions, slot=slot))
     if as_json:
         state.emit_json(rep.to_json(state.stats))
         return

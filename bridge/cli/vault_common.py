@@ -5,6 +5,7 @@ strength rating."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -70,6 +71,18 @@ def record_failure(state: State, err: OtpBridgeError) -> None:
     from otpbridge.engine.session import record_error
 
     record_error(state.config.state_dir, err, time.time())
+
+
+def run_recorded(state: State, s: Any, dry_run: bool, operation: Callable[[], Any]) -> Any:
+    """Run one engine operation with the remote open; a failure of a real run (not a dry
+    run) is recorded for ``status`` (a silent cron failure shows up) and re-raised."""
+    try:
+        with s.backend:
+            return operation()
+    except OtpBridgeError as err:
+        if not dry_run:
+            record_failure(state, err)
+        raise
 
 
 def snapshot_id(state: State, snapshot: str | None) -> str | None:

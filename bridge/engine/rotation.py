@@ -167,7 +167,7 @@ def rekey(
     its key, the old epoch deleted: a passphrase change (``kind="change"``; the old
     credential opens the old epoch, ``opens_new`` the new) or a change of the key slots
     (``kind="keys"``; the credential in use opens both). Resumable at every step."""
-    from otpbridge.vault.format import WrongPassphrase, open_epoch
+    from otpbridge.vault.format import open_epoch
 
     state = s.load_state()
     check_device(s, state)
@@ -181,30 +181,13 @@ def rekey(
     # (a slot change: the same credential opens both, so only when two epochs are left).
     # Each lookup tries at most KDF_BUDGET headers: planted ones must not cost minutes.
     resume_key = None
-    candidates = header_order(s, listing.headers_of(newest), state)[:KDF_BUDGET]
     if kind == "change" or len(epochs) > 1:
-        for ref in candidates:
-            try:
-                resume_key = open_epoch(read_header(s, ref, state.vault_id), opens_new, stats=s.stats,
-                                        cache=s.key_cache(), hint=state.slot)
-                break
-            except WrongPassphrase:
-                continue
-            except IntegrityError as exc:
-                if not header_may_be_unfinished(ref, state, exc):
-                    raise
-                continue  # cut short before the commit point: this run starts the change afresh
+        resume_key = _open_epoch_with(s, state, listing, newest, opens_new, unfinished_ok=True)
     if resume_key is not None:
         older = [e for e in epochs if e < newest]
         old_key = None
         for epoch in list(reversed(older))[:KDF_BUDGET]:
-            for ref in header_order(s, listing.headers_of(epoch), state)[:KDF_BUDGET]:
-                try:
-                    old_key = open_epoch(read_header(s, ref, state.vault_id), old, stats=s.stats,
-                                         cache=s.key_cache(), hint=state.slot)
-                    break
-                except WrongPassphrase:
-                    continue
+            old_key = _open_epoch_with(s, state, listing, epoch, old)
             if old_key is not None:
                 break
         if old_key is None and any(h.epoch < newest for h in listing.headers):
@@ -258,6 +241,25 @@ def rekey(
     listing.add(hname, len(header))
     _finish_rotation(s, state, listing, old_key, new_key, rep)
     return rep
+
+
+def _open_epoch_with(s: Session, state: SyncState, listing: Listing, epoch: int, credential: Secret, *,
+                     unfinished_ok: bool = False) -> Any:
+    """The key of ``epoch`` if ``credential`` opens one of its headers (at most KDF_BUDGET
+    tried), else None. ``unfinished_ok``: a header cut short before a re-key's commit point
+    is skipped (that run starts afresh) instead of being an integrity failure."""
+    from otpbridge.vault.format import WrongPassphrase, open_epoch
+
+    for ref in header_order(s, listing.headers_of(epoch), state)[:KDF_BUDGET]:
+        try:
+            return open_epoch(read_header(s, ref, state.vault_id), credential, stats=s.stats,
+                              cache=s.key_cache(), hint=state.slot)
+        except WrongPassphrase:
+            continue
+        except IntegrityError as exc:
+            if not (unfinished_ok and header_may_be_unfinished(ref, state, exc)):
+                raise
+    return None
 
 
 def _reencrypt(s: Session, listing: Listing, old_key: Any, new_key: Any, rep: RotationReport) -> None:
