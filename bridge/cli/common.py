@@ -97,15 +97,20 @@ class State:
         if identity:
             return read_identity_file(os.path.expanduser(identity))
         if self.recovery_key_file is not None:
-            return RecoveryKey(read_secret_file(self.recovery_key_file, "recovery code").reveal())
-        if self.recovery_key_fd is not None:
-            return RecoveryKey(read_secret_fd(self.recovery_key_fd, "recovery code").reveal())
-        if self.recovery_key:
+            code = RecoveryKey(read_secret_file(self.recovery_key_file, "recovery code").reveal())
+        elif self.recovery_key_fd is not None:
+            code = RecoveryKey(read_secret_fd(self.recovery_key_fd, "recovery code").reveal())
+        elif self.recovery_key:
             if not has_tty():
                 raise UsageError("--use-recovery-key asks at a prompt, and there is no terminal",
                                  hint="use --recovery-key-file FILE or --recovery-key-fd N")
-            return RecoveryKey(prompt_secret("Recovery code").reveal())
-        return self.passphrase_source().get()
+            code = RecoveryKey(prompt_secret("Recovery code").reveal())
+        else:
+            return self.passphrase_source().get()
+        from otpbridge.vault.keyring import recovery_bytes
+
+        recovery_bytes(code)  # a typo is exit 2 here, before the remote is even listed
+        return code
 
     def new_passphrase_source(self) -> SecretSource:
         return SecretSource(

@@ -57,7 +57,72 @@ def _open(s: Session):
     check_device(s, state)
     listing = Listing.parse(s.backend.list())
     key, _ref = open_key(s, listing, state, s.get_passphrase())
-    return state, key
+    return state, key, listing
+
+
+def _interrupted(s: Session, state: Any, listing: Listing, key: Any) -> Any:
+    """The key of the older epoch a re-key interrupted after its commit point left on the
+    remote (this run opened the newest epoch, and an older one still opens with the same
+    credential), or None. Bounded like every opening (KDF_BUDGET); the key goes to the
+    cache the re-key's resume uses too, so finishing the change costs no second derivation."""
+    from otpbridge.core.errors import IntegrityError
+    from otpbridge.engine.remote import KDF_BUDGET, header_order, read_header
+    from otpbridge.vault.format import WrongPassphrase, open_epoch
+
+    epochs = listing.epochs()
+    if len(epochs) < 2 or key.epoch != epochs[-1]:
+        return None
+    for epoch in list(reversed(epochs[:-1]))[:KDF_BUDGET]:
+        for ref in header_order(s, listing.headers_of(epoch), state)[:KDF_BUDGET]:
+            try:
+                return open_epoch(read_header(s, ref, state.vault_id), s.get_passphrase(), stats=s.stats,
+                                  cache=s.key_cache(), hint=state.slot)
+            except (WrongPassphrase, IntegrityError):
+                continue
+    return None
+
+
+def _pending(listing: Listing, key: Any) -> bool:
+    """Whether an interrupted re-key left older objects: an older epoch's header, or (cut
+    short between deleting the old header and its views) header-less older views."""
+    return any(h.epoch < key.epoch for h in listing.headers) or any(v.epoch < key.epoch for v in listing.views)
+
+
+def _finish(s: Session, listing: Listing, key: Any, *, dry_run: bool) -> RotationReport:
+    """The change asked for is already in the newest epoch (an interrupted run of the same
+    command made it, or another device did): finish what an interrupted re-key left, so
+    nothing older - which a removed key may still open - stays on the remote."""
+    if any(h.epoch < key.epoch for h in listing.headers):
+        def keep_all(old_key: Any, epoch: int):  # only if the interrupted change cannot resume
+            return new_keyring_epoch(s, old_key, epoch, list(old_key.keyring.slots), [],
+                                     opens_with=s.get_passphrase())
+
+        rep = rekey(s, keep_all, opens_new=s.get_passphrase(), dry_run=dry_run)
+    else:  # header-less leftovers of an older epoch: nobody opens them with a key of the vault
+        rep = RotationReport(old_epoch=key.epoch, new_epoch=key.epoch, dry_run=dry_run)
+        for ref in [v for v in listing.views if v.epoch < key.epoch]:
+            if not dry_run:
+                s.backend.delete(ref.name)
+            rep.deleted += 1
+    rep.resumed, rep.already_done = False, True
+    return rep
+
+
+def _removed_already(s: Session, state: Any, listing: Listing, key: Any, ref: str) -> str:
+    """The id of the key ``ref`` names that is no longer in the vault but was: in the older
+    epoch an interrupted re-key left, or among the keys this device saw at its last sync
+    (``key_names``). "" when ``ref`` names no key this device knew (a typo)."""
+    ring = key.keyring
+    now = {x.id for x in ring.slots} if ring is not None else set()
+    if _pending(listing, key):
+        older = _interrupted(s, state, listing, key)
+        was = older.keyring.find(ref) if older is not None and older.keyring is not None else []
+        if len(was) == 1 and was[0].id not in now:
+            return was[0].id
+    ref = ref.strip()
+    known = [i for i, text in state.key_names.items()
+             if i not in now and ref and (text.endswith(f" {ref!r} ({i})") or i.startswith(ref.lower()))]
+    return known[0] if len(known) == 1 else ""
 
 
 def _describe(key: Any, names: dict[str, str]) -> KeyList:
@@ -72,10 +137,32 @@ def _describe(key: Any, names: dict[str, str]) -> KeyList:
     return out
 
 
+def _already_added(s: Session, key: Any, spec: Any) -> str | None:
+    """The id of a slot of the newest epoch that is the key ``spec`` would add (same type
+    and name, same recipient or passphrase): an interrupted run of this very ``key add``
+    made it (also when the interruption came after the last remote step, so nothing tells
+    it apart), or it was there before - adding it again would only duplicate it. A
+    passphrase costs one derivation per slot of that name (at most four). None for a
+    recovery code: a new one is drawn each time (a lost one was never shown)."""
+    from otpbridge.vault.keyring import slot_holds
+
+    ring = key.keyring
+    if ring is None or spec.type == "recovery":
+        return None
+    name = spec.name.strip()
+    candidates = [x for x in ring.slots if x.type == spec.type and x.name == name]
+    if not candidates:
+        return None
+    for slot in candidates:
+        if slot_holds(slot, spec, stats=s.stats):
+            return slot.id
+    return None
+
+
 @exclusive
 def list_keys(s: Session) -> KeyList:
     """The vault's keys: type, name, id, who added it, and the one this run opened with."""
-    state, key = _open(s)
+    state, key, _listing = _open(s)
     return _describe(key, state.device_names)
 
 
@@ -85,8 +172,13 @@ def add_key(s: Session, spec: Any, *, dry_run: bool = False) -> KeyChange:
     the old one and ``spec``. A recovery slot's code is drawn here and returned once."""
     from otpbridge.vault.keyring import MAX_RECOVERY_SLOTS, new_recovery_code
 
-    _state, key = _open(s)
+    _state, key, listing = _open(s)
     ring = key.keyring
+    done = _already_added(s, key, spec)
+    if done is not None:  # e.g. this very key add, interrupted after its commit point
+        change = KeyChange(**_finish(s, listing, key, dry_run=dry_run).__dict__)
+        change.key = done
+        return change
     if spec.type == "recovery":
         if ring is not None and sum(x.type == "recovery" for x in ring.slots) >= MAX_RECOVERY_SLOTS:
             raise UsageError(f"the vault already has {MAX_RECOVERY_SLOTS} recovery codes",
@@ -126,12 +218,17 @@ def add_key(s: Session, spec: Any, *, dry_run: bool = False) -> KeyChange:
 def remove_key(s: Session, ref: str, *, dry_run: bool = False) -> KeyChange:
     """Remove a slot by id (or its start) or name: a re-key without it. The last key and
     the key this run opened with are refused (the vault would lock this device out)."""
-    _state, key = _open(s)
+    state, key, listing = _open(s)
     ring = key.keyring
     if ring is None:
         raise UsageError("this vault has one key, its passphrase: the last key cannot be removed")
     found = ring.find(ref)
     if not found:
+        gone = _removed_already(s, state, listing, key, ref)
+        if gone:  # e.g. this very removal, interrupted after its commit point
+            change = KeyChange(**_finish(s, listing, key, dry_run=dry_run).__dict__)
+            change.key = gone
+            return change
         raise UsageError(f"no key {ref!r} in the vault", hint="'otpbridge key list' shows ids and names")
     if len(found) > 1:
         raise UsageError(f"{ref!r} names {len(found)} keys: {', '.join(x.id for x in found)}",

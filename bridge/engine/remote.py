@@ -38,6 +38,9 @@ from otpbridge.engine.state import SyncState
 # Mass-deletion guard (SPEC §6): more than this many, or more than this share of the
 # accounts (when at least two), needs --allow-deletions. An unreadable store looks empty.
 
+# Key derivations one opening may spend over every header it tries: KDF_BUDGET headers
+# of a version-1 vault, or the passphrase slots of a version-2 header (vault/keyring.py).
+RUN_KDF_LIMIT = 4
 ORPHAN_GRACE = 3600  # a header-less newer epoch younger than this may be a rotation in flight
 UPLOAD_GRACE = 900  # another device's view that does not open yet may be an upload in flight
 
@@ -213,7 +216,10 @@ def open_key(
                 refused = refused or exc  # one of several (a planted one): the others may open
                 continue
             try:
-                key = open_epoch(raw, passphrase, stats=s.stats, cache=s.key_cache(), hint=state.slot)
+                # A version-2 header tries up to one derivation per passphrase slot: all
+                # headers of a run share RUN_KDF_LIMIT (docs/SYNC.md "Epoch headers").
+                key = open_epoch(raw, passphrase, stats=s.stats, cache=s.key_cache(), hint=state.slot,
+                                 max_derivations=RUN_KDF_LIMIT - (s.stats["kdf"] - spent_before))
             except WrongPassphrase as exc:
                 first_error = first_error or exc
                 wrong = True

@@ -579,6 +579,7 @@ def open_epoch(
     stats: Counter | None = None,
     cache: KeyCache | None = None,
     hint: str = "",
+    max_derivations: int = 4,
 ) -> VaultKey:
     """Parse, bound-check, derive (at most once per cache), check commitment, unwrap.
 
@@ -593,7 +594,8 @@ def open_epoch(
 
     def unwrap() -> VaultKey:
         if v2:
-            return keyring.open_header(parsed, passphrase, hint=hint, stats=stats)
+            return keyring.open_header(parsed, passphrase, hint=hint, stats=stats,
+                                       max_derivations=max(1, min(max_derivations, keyring.MAX_PASSPHRASE_SLOTS)))
         if getattr(passphrase, "kind", "passphrase") != "passphrase":
             raise WrongPassphrase(
                 f"this vault opens with its passphrase only (epoch {parsed.info.epoch}): it has no recovery "

@@ -525,6 +525,31 @@ def _make_slot(spec: NewSlot, rng: Rng, stats: Counter | None, now: int) -> Slot
     raise UsageError(f"unknown key type {spec.type!r}")
 
 
+def slot_holds(slot: Slot, spec: NewSlot, *, stats: Counter | None = None) -> bool:
+    """Whether ``slot`` is the key ``spec`` would add: the same recipient (age, ssh), or a
+    passphrase that derives the slot's public key (one derivation at the slot's own
+    parameters, which this vault's own keyring set). A recovery code never matches."""
+    if slot.type != spec.type:
+        return False
+    if spec.type in ("age", "ssh"):
+        want = spec.recipient.strip()
+        if spec.type == "ssh":
+            want = " ".join(want.split()[:2])
+        return hmac.compare_digest(want.encode(), slot.public.encode())
+    if spec.type != "passphrase" or not spec.secret or slot.params is None or not slot.salt:
+        return False
+    if slot.params.problems():  # never derive at parameters a reader would refuse
+        return False
+    from otpbridge.core.activity import step
+
+    salt = bytes.fromhex(slot.salt)
+    if stats is not None:
+        stats["kdf"] += 1
+    with step(f"key derivation ({slot.params.describe()})"):
+        master = derive_master(spec.secret, salt, slot.params)
+    return hmac.compare_digest(_raw(_slot_private(master, salt).public_key()).hex().encode(), slot.public.encode())
+
+
 def open_header(
     parsed: ParsedHeader,
     credential: Secret,
@@ -617,4 +642,5 @@ __all__ = [
     "parse_header",
     "parse_recipient",
     "recovery_bytes",
+    "slot_holds",
 ]
