@@ -858,8 +858,6 @@ def test_a_planted_newer_header_costs_at_most_four_derivations(tmp_path, vault):
     assert remote_ids(remote) == everything
 
 
-@pytest.mark.xfail(strict=True, reason="bug (engine/remote.py open_key): the KDF budget of one opening is "
-                   "spent on the planted header's passphrase slots, so restore never falls back to the older epoch")
 def test_a_fresh_restore_falls_back_past_one_planted_header_with_several_slots(tmp_path, vault):
     """docs/SYNC.md "Epoch headers": a restore (no remembered header) meets a refusal only
     with two or more planted headers; past ONE planted newer header it uses the epoch that

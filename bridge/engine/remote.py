@@ -39,8 +39,9 @@ from otpbridge.engine.state import SyncState
 # accounts (when at least two), needs --allow-deletions. An unreadable store looks empty.
 
 # Key derivations one opening may spend over every header it tries: KDF_BUDGET headers
-# of a version-1 vault, or the passphrase slots of a version-2 header (vault/keyring.py).
-RUN_KDF_LIMIT = 4
+# of a version-1 vault, or the (at most four) passphrase slots of a version-2 header plus
+# one kept for a second header (a restore falling back past a planted one).
+RUN_KDF_LIMIT = 5
 ORPHAN_GRACE = 3600  # a header-less newer epoch younger than this may be a rotation in flight
 UPLOAD_GRACE = 900  # another device's view that does not open yet may be an upload in flight
 
@@ -188,11 +189,12 @@ def open_key(
     refused: IntegrityError | None = None
     damaged: list[str] = []
     spent_before = s.stats["kdf"]
+    tried = 0  # headers a key derivation was spent on (KDF_BUDGET of them at most)
     for epoch in reversed(epochs):
         refs = header_order(s, listing.headers_of(epoch), state)
         wrong = damaged_here = False
         for i, ref in enumerate(refs):
-            if s.stats["kdf"] - spent_before >= KDF_BUDGET:
+            if tried >= KDF_BUDGET:
                 if len(refs) < 2:
                     break
                 # More headers than a run may derive for: only a planted one makes that.
@@ -218,9 +220,14 @@ def open_key(
             try:
                 # A version-2 header tries up to one derivation per passphrase slot: all
                 # headers of a run share RUN_KDF_LIMIT (docs/SYNC.md "Epoch headers").
+                # Each header still allowed keeps one derivation in reserve, so a planted
+                # many-slot header cannot stop a restore from falling back to the real one.
+                spent = s.stats["kdf"] - spent_before
                 key = open_epoch(raw, passphrase, stats=s.stats, cache=s.key_cache(), hint=state.slot,
-                                 max_derivations=RUN_KDF_LIMIT - (s.stats["kdf"] - spent_before))
+                                 max_derivations=RUN_KDF_LIMIT - spent - (KDF_BUDGET - tried - 1))
             except WrongPassphrase as exc:
+                if s.stats["kdf"] - spent_before > spent:
+                    tried += 1
                 first_error = first_error or exc
                 wrong = True
                 continue
@@ -230,7 +237,7 @@ def open_key(
             elif epoch != newest:
                 s.warn(f"using epoch {epoch}: the newer epoch {newest} does not open with this passphrase")
             return key, ref
-        if s.stats["kdf"] - spent_before >= KDF_BUDGET:
+        if tried >= KDF_BUDGET:
             break
         if not fallback and (wrong or not damaged_here):
             break  # an older epoch is tried only past an unfinished header, or for restore
