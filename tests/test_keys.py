@@ -899,3 +899,86 @@ def test_eight_slots_of_other_kinds_are_the_limit(tmp_path, vault):
     last = home(tmp_path, "last", str(remote), passphrase=f"{CAROL} number 2")
     res = last.run("--stats", "restore", str(remote), "--into", f"uris:{tmp_path / 'out.txt'}")
     assert res.code == 0 and 1 <= kdf_of(res) <= 4, res.err
+
+
+# --- forged headers (FORMAT.md §12.1: the vault authentication secret) --------------------------
+def _forged_header(vault_id: bytes, epoch: int, public_line: str, attacker_key: bytes) -> bytes:
+    """A version-2 header made from an ssh PUBLIC key alone (e.g. github.com/USER.keys) by
+    someone who never held a vault key: a one-slot keyring sealed under a key of their own.
+    Written from FORMAT.md §12, not with otpbridge's writer."""
+    import json as _json
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    slot_id = os.urandom(8)
+    body = pyrage.encrypt(attacker_key, [pyrage.ssh.Recipient.from_str(" ".join(public_line.split()[:2]))])
+    prefix = b"otpbEPCH" + bytes([2]) + vault_id + struct.pack(">QQ", epoch, int(time.time())) + bytes([1])
+    slots = bytes([4]) + slot_id + struct.pack(">H", len(body)) + body
+    ring = _json.dumps({"slots": [{"id": slot_id.hex(), "type": "ssh", "name": "server", "public": public_line,
+                                   "created": 0, "device": ""}]}).encode()
+    salt = os.urandom(32)
+    okm = HKDF(algorithm=hashes.SHA256(), length=76, salt=salt, info=b"otpbridge/vault/v2/keyring").derive(attacker_key)
+    sealed = salt + AESGCM(okm[:32]).encrypt(okm[32:44], ring, prefix + slots)
+    unsigned = prefix + slots + struct.pack(">I", len(sealed)) + sealed
+    return unsigned + hashlib.sha256(unsigned).digest()
+
+
+@needs_ssh_keygen
+def test_a_header_forged_from_a_published_ssh_key_is_refused_by_a_device_that_knows_the_vault(tmp_path, vault):
+    """An ssh public key is public; a header wrapping the forger's own key to it must not
+    make the server seal its accounts under that key: exit 4, nothing uploaded, and the
+    forger opens nothing on the remote. Key changes made by the vault's holders still pass."""
+    a, remote, _code = vault
+    public = ssh_key(tmp_path / "id_server")
+    ok(a.run("key", "add", "--name", "server", "--ssh-recipient", public))
+    server = home(tmp_path, "server", str(remote), passphrase=None)
+    pre = ("--identity", str(tmp_path / "id_server"))
+    server.write_accounts([make_account("on-server")])
+    ok(server.run(*pre, "init", str(remote), "--store", server.store, "--kdf", "insecure-test"))
+    ok(server.run(*pre, "sync"))
+    # a holder of the vault's keys changes them twice: the server follows (linked headers)
+    ok(a.run("key", "add", "--recovery"))
+    ok(a.run("key", "add", "--name", "bob", env={"OTPBRIDGE_NEW_PASSPHRASE": BOB}))
+    ok(a.run("key", "remove", "bob"))
+    ok(a.sync())
+    server.add(make_account("server-2"))
+    ok(server.run(*pre, "sync"))
+    # the forger plants a newer epoch made from the public key alone
+    key = header_key(remote, Secret(PASS))
+    attacker = os.urandom(32)
+    forged = remote / "epochs" / f"{key.epoch + 1:010d}-0badc0ffee00-{int(time.time())}.hdr"
+    forged.write_bytes(_forged_header(key.vault_id, key.epoch + 1, public, attacker))
+    before = sorted(p.name for p in remote.rglob("*") if p.is_file())
+    server.add(make_account("server-3"))
+    res = server.run(*pre, "sync")
+    assert res.code == 4, res.err
+    assert "not linked to the vault this device knows" in res.err
+    assert sorted(p.name for p in remote.rglob("*") if p.is_file()) == before, "nothing was uploaded"
+    for path in remote.rglob("*.view"):
+        seq, device = int(_VIEW.fullmatch(path.name).group(2)), path.parent.name
+        with pytest.raises(IntegrityError):
+            VaultKey(key.vault_id, key.epoch + 1, attacker).open(path.read_bytes(), kind="view", device=device, seq=seq)
+    # the real epoch is untouched: with the forgery gone, the server syncs again
+    forged.unlink()
+    ok(server.run(*pre, "sync"))
+    assert make_account("server-3").secret_id in remote_ids(remote)
+
+
+def test_a_device_that_missed_more_key_changes_than_headers_link_needs_accept_new_keys(tmp_path, vault):
+    a, remote, _code = vault
+    b = home(tmp_path, "b", str(remote))
+    ok(b.init())
+    ok(b.sync())
+    for i in range(4):  # each removal gives the vault a fresh authentication secret
+        ok(a.run("key", "add", "--name", f"p{i}", env={"OTPBRIDGE_NEW_PASSPHRASE": f"{CAROL} round {i}"}))
+        ok(a.run("key", "remove", f"p{i}"))
+    a.add(make_account("late"))
+    ok(a.sync())
+    res = b.sync()
+    assert res.code == 4 and "missed more than 3 key changes" in res.err, res.err
+    assert "--accept-new-keys" in res.err
+    ok(b.sync("--accept-new-keys"))
+    assert make_account("late").secret_id in b.accounts()
+    ok(b.sync())  # trusted from now on

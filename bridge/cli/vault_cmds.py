@@ -126,13 +126,16 @@ def _sync_options(fn):
         click.option("--accept-rollback", is_flag=True, help="Accept a remote older than the one seen before."),
         click.option("--adopt-device", is_flag=True,
                      help="Another copy of this home used its device id: merge everything, then take the id over."),
+        click.option("--accept-new-keys", is_flag=True,
+                     help="Trust a key-slot header not linked to the vault this device knows (only after key "
+                     "changes you know of; docs/SYNC.md 'Keys')."),
     ]):
         fn = opt(fn)
     return fn
 
 
 def _run_sync(state: State, mode: str, dry_run: bool, as_json: bool, allow_deletions: bool,
-              accept_rollback: bool, adopt_device: bool = False) -> None:
+              accept_rollback: bool, adopt_device: bool = False, accept_new_keys: bool = False) -> None:
     from otpbridge.engine.fastpath import sync
 
     settings = settings_of(state)
@@ -140,6 +143,7 @@ def _run_sync(state: State, mode: str, dry_run: bool, as_json: bool, allow_delet
         s = session_of(state, settings)
         if not s.stores:
             raise UsageError("no store is configured", hint="add one: otpbridge init REMOTE --store KIND:PATH")
+        s.accept_new_keys = accept_new_keys
         with s.backend:
             report = sync(s, mode=mode, dry_run=dry_run, allow_deletions=allow_deletions,
                           accept_rollback=accept_rollback, adopt_device=adopt_device)
@@ -203,7 +207,7 @@ def conflict_text(c) -> str:
 @_sync_options
 @click.pass_obj
 def backup_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, accept_rollback: bool,
-               adopt_device: bool) -> None:
+               adopt_device: bool, accept_new_keys: bool) -> None:
     """Back up the local stores to the vault (one way; nothing local changes).
 
     \b
@@ -211,14 +215,14 @@ def backup_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool
       otpbridge backup
       otpbridge backup --dry-run --json
     """
-    _run_sync(state, "backup", dry_run, as_json, allow_deletions, accept_rollback, adopt_device)
+    _run_sync(state, "backup", dry_run, as_json, allow_deletions, accept_rollback, adopt_device, accept_new_keys)
 
 
 @click.command("sync")
 @_sync_options
 @click.pass_obj
 def sync_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, accept_rollback: bool,
-             adopt_device: bool) -> None:
+             adopt_device: bool, accept_new_keys: bool) -> None:
     """Two-way sync: local changes to the vault, other devices' changes into the primary store.
 
     \b
@@ -227,7 +231,7 @@ def sync_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, 
       OTPBRIDGE_PASSCOMMAND='pass show backup/otpbridge' otpbridge --quiet sync
       otpbridge sync --dry-run --json
     """
-    _run_sync(state, "sync", dry_run, as_json, allow_deletions, accept_rollback, adopt_device)
+    _run_sync(state, "sync", dry_run, as_json, allow_deletions, accept_rollback, adopt_device, accept_new_keys)
 
 
 # --- restore -----------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret
     recovery code, returned once in the result.
     """
     from otpbridge.vault.format import create_epoch, open_epoch
-    from otpbridge.vault.keyring import hint_of
+    from otpbridge.vault.keyring import auth_of, hint_of
 
     listing = Listing.parse(s.backend.list())
     if listing.is_vault:
@@ -78,6 +78,7 @@ def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret
         key, ref = open_key(s, listing, SyncState(), passphrase)
         state.header = ref.name
         state.slot = hint_of(key, state.slot)
+        state.vault_auth = auth_of(key, state.vault_auth)
         result = InitResult(False, key.vault_id.hex(), key.epoch)
         if not state.vault_id and any(v.device == s.device_id for v in listing.views):
             # A fresh state (lost, or a config.toml copied without it) would share the id
@@ -130,6 +131,7 @@ def init_vault(s: Session, state: SyncState, new_passphrase: Callable[[], Secret
         s.backend.write(name, header)
         state.header = name
         state.slot = hint_of(key, state.slot)
+        state.vault_auth = auth_of(key, state.vault_auth)
         back = s.backend.read(name)
         if back != header or open_epoch(back, passphrase, cache=s.key_cache()) != key:
             raise IntegrityError(f"{name} did not read back as written")

@@ -95,7 +95,7 @@ def _finish(s: Session, listing: Listing, key: Any, *, dry_run: bool) -> Rotatio
     if any(h.epoch < key.epoch for h in listing.headers):
         def keep_all(old_key: Any, epoch: int):  # only if the interrupted change cannot resume
             return new_keyring_epoch(s, old_key, epoch, list(old_key.keyring.slots), [],
-                                     opens_with=s.get_passphrase())
+                                     opens_with=s.get_passphrase(), rotate_auth=False)
 
         rep = rekey(s, keep_all, opens_new=s.get_passphrase(), dry_run=dry_run)
     else:  # header-less leftovers of an older epoch: nobody opens them with a key of the vault
@@ -199,7 +199,7 @@ def add_key(s: Session, spec: Any, *, dry_run: bool = False) -> KeyChange:
         keep = list(old_ring.slots) if old_ring is not None else []
         if old_ring is None:  # version 1: its passphrase becomes the first slot
             new = [NewSlot("passphrase", "", current, params=s.params, device=s.device_id), spec]
-        header, new_key = new_keyring_epoch(s, old_key, epoch, keep, new, opens_with=current)
+        header, new_key = new_keyring_epoch(s, old_key, epoch, keep, new, opens_with=current, rotate_auth=False)
         ids = [x.id for x in new_key.keyring.slots]
         made["id"] = ids[-1]
         if old_ring is None:

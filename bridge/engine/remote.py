@@ -224,7 +224,8 @@ def open_key(
                 # many-slot header cannot stop a restore from falling back to the real one.
                 spent = s.stats["kdf"] - spent_before
                 key = open_epoch(raw, passphrase, stats=s.stats, cache=s.key_cache(), hint=state.slot,
-                                 max_derivations=RUN_KDF_LIMIT - spent - (KDF_BUDGET - tried - 1))
+                                 max_derivations=RUN_KDF_LIMIT - spent - (KDF_BUDGET - tried - 1),
+                                 known_auth="" if s.accept_new_keys else state.vault_auth)
             except WrongPassphrase as exc:
                 if s.stats["kdf"] - spent_before > spent:
                     tried += 1

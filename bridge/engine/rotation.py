@@ -128,9 +128,11 @@ def _passphrase_slot_to_change(ring: Any, chosen: str, used: tuple[str, ...]) ->
 
 
 def new_keyring_epoch(s: Session, old_key: Any, epoch: int, keep: list, new: list,
-                      opens_with: Secret) -> tuple[bytes, Any]:
+                      opens_with: Secret, *, rotate_auth: bool = True) -> tuple[bytes, Any]:
     """A version-2 header for a fresh vault key of ``epoch``: ``keep`` slots re-wrapped from
-    their public keys, ``new`` ones made; the key is cached for ``opens_with``."""
+    their public keys, ``new`` ones made; the key is cached for ``opens_with``.
+    ``rotate_auth``: a fresh vault authentication secret (a key removed or changed; a key
+    only added keeps it), linked back to the old one (vault/keyring.create_header)."""
     import os
 
     from otpbridge.vault.format import VaultKey, peek_epoch
@@ -138,7 +140,8 @@ def new_keyring_epoch(s: Session, old_key: Any, epoch: int, keep: list, new: lis
 
     raw = os.urandom(32)
     header, ring, made = create_header(raw, vault_id=old_key.vault_id, epoch=epoch, created=int(s.now()),
-                                       keep=keep, new=new, stats=s.stats, now=int(s.now()))
+                                       keep=keep, new=new, stats=s.stats, now=int(s.now()),
+                                       auth_from=old_key.keyring, rotate_auth=rotate_auth)
     key = VaultKey(old_key.vault_id, epoch, raw, peek_epoch(header).digest)
     key.keyring = ring
     kind = getattr(opens_with, "kind", "passphrase")
@@ -309,7 +312,8 @@ def _finish_rotation(
     if s.device_id in own:
         state.last_seq = max(state.last_seq, own[s.device_id].seq)
     state.listing = final.signature()
-    from otpbridge.vault.keyring import hint_of
+    from otpbridge.vault.keyring import auth_of, hint_of
 
     state.slot = hint_of(new_key, state.slot)
+    state.vault_auth = auth_of(new_key, state.vault_auth)
     state.save(s.state_dir)

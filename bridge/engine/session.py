@@ -71,6 +71,9 @@ class Session:
     # The credential, asked once per session: a prompt must not ask twice, and a file
     # descriptor can be read only once (a passphrase change asks, then its sync does).
     credential: Any = field(default=None, repr=False)
+    # Trust a version-2 header not linked to the vault authentication secret this device
+    # knows (sync --accept-new-keys, after more key changes than headers keep links for).
+    accept_new_keys: bool = False
 
     def key_cache(self) -> Any:
         """This session's vault.KeyCache (one KDF per passphrase and header per session).

@@ -54,6 +54,9 @@ class SyncState:
     # The key slot that opened it (a version-2 header, vault/keyring.py): tried first, so
     # a member of a shared vault pays one key derivation, not one per passphrase slot.
     slot: str = ""
+    # The vault's authentication secret from the last version-2 header opened (hex; the
+    # file is 0600): a newer header must link to it (vault/keyring.py, docs/SYNC.md "Keys").
+    vault_auth: str = field(default="", repr=False)
     #: conflicts other devices reported this device lost, already shown here (keys)
     conflicts_seen: list[str] = field(default_factory=list)
     #: accounts in each device's newest view, as seen at the last sync (``devices``)
@@ -118,6 +121,7 @@ class SyncState:
             pending=_pending(data.get("pending")),
             header=str(data.get("header") or ""),
             slot=str(data.get("slot") or ""),
+            vault_auth=str(data.get("vault_auth") or ""),
             conflicts_seen=[str(k) for k in (data.get("conflicts_seen") or [])],
             device_accounts={str(k): int(v) for k, v in (data.get("device_accounts") or {}).items()},
             device_keys={str(k): str(v) for k, v in (data.get("device_keys") or {}).items()},
@@ -147,6 +151,7 @@ class SyncState:
             "pending": self.pending,
             "header": self.header,
             "slot": self.slot,
+            "vault_auth": self.vault_auth,
             "conflicts_seen": self.conflicts_seen,
             "device_accounts": self.device_accounts,
             "device_keys": self.device_keys,
@@ -164,7 +169,7 @@ _SHAPES: dict[str, type | tuple[type, ...]] = {
     "vault_id": str, "device": str, "epoch": int, "last_seq": int, "seen": dict, "clock": int, "base": dict,
     "fingerprints": dict, "listing": list, "device_names": dict, "removed": dict,
     "last_verified_backup": (int, float), "last_sync": (int, float), "last_error": dict, "accounts": int,
-    "token": str, "writes": dict, "header": str, "slot": str,
+    "token": str, "writes": dict, "header": str, "slot": str, "vault_auth": str,
 }
 
 

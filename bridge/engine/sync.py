@@ -275,9 +275,10 @@ def sync_changes(
     state.clock = max(state.clock, max_clock(merged))
     state.epoch = remote.epoch
     state.header = remote.header.name
-    from otpbridge.vault.keyring import hint_of
+    from otpbridge.vault.keyring import auth_of, hint_of
 
     state.slot = hint_of(remote.key, state.slot)
+    state.vault_auth = auth_of(remote.key, state.vault_auth)
     state.last_seq = last_seq
     # An accepted rollback is the new truth: remembering the newer numbers would refuse
     # (and make verify fail) again on every later run.

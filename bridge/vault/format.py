@@ -580,6 +580,7 @@ def open_epoch(
     cache: KeyCache | None = None,
     hint: str = "",
     max_derivations: int = 4,
+    known_auth: str = "",
 ) -> VaultKey:
     """Parse, bound-check, derive (at most once per cache), check commitment, unwrap.
 
@@ -594,7 +595,7 @@ def open_epoch(
 
     def unwrap() -> VaultKey:
         if v2:
-            return keyring.open_header(parsed, passphrase, hint=hint, stats=stats,
+            return keyring.open_header(parsed, passphrase, hint=hint, stats=stats, known_auth=known_auth,
                                        max_derivations=max(1, min(max_derivations, keyring.MAX_PASSPHRASE_SLOTS)))
         if getattr(passphrase, "kind", "passphrase") != "passphrase":
             raise WrongPassphrase(

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from otpbridge.core.errors import MissingDependencyError, UsageError
+from otpbridge.core.errors import IntegrityError, MissingDependencyError, UsageError
 from otpbridge.core.secrets import IdentityKey, RecoveryKey, Secret
 from otpbridge.vault.format import (
     CHECK_LEN,
@@ -80,6 +80,8 @@ OPENS = {"passphrase": (SLOT_PASSPHRASE,), "recovery": (SLOT_RECOVERY,), "identi
 HKDF_INFO_SLOT = b"otpbridge/vault/v2/slot"
 HKDF_INFO_WRAP = b"otpbridge/vault/v2/wrap"
 HKDF_INFO_KEYRING = b"otpbridge/vault/v2/keyring"
+LINK_INFO = b"otpbridge/vault/v2/link"
+AUTH_KEPT = 3  # earlier authentication secrets a header still links under (devices that missed changes)
 
 SLOT_ID_LEN = 8
 SALT_LEN = 32
@@ -299,6 +301,12 @@ class NewSlot:
 @dataclass
 class Keyring:
     slots: list[Slot] = field(default_factory=list)
+    # The vault's authentication secret and up to AUTH_KEPT earlier ones (hex): a new
+    # header carries a link (an HMAC) under each, so a device that knew one of them
+    # accepts only headers made by a holder of the vault key (open_header, FORMAT.md §12).
+    auth: str = field(default="", repr=False)
+    prev_auth: list[str] = field(default_factory=list, repr=False)
+    links: dict[str, str] = field(default_factory=dict, repr=False)
 
     def find(self, ref: str) -> list[Slot]:
         """Slots whose id starts with ``ref`` or whose name is ``ref``."""
@@ -311,7 +319,10 @@ def _seal_keyring(vault_key: bytes, salt: bytes, keyring: Keyring, ad: bytes) ->
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     key, nonce, _check = split_keys(hkdf(vault_key, salt, HKDF_INFO_KEYRING, 32 + NONCE_LEN + CHECK_LEN))
-    plain = json.dumps({"slots": [s.to_json() for s in keyring.slots]}, sort_keys=True, separators=(",", ":"))
+    doc: dict[str, Any] = {"slots": [s.to_json() for s in keyring.slots]}
+    if keyring.auth:
+        doc.update(auth=keyring.auth, prev_auth=keyring.prev_auth, links=keyring.links)
+    plain = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return salt + AESGCM(key).encrypt(nonce, plain.encode(), ad)
 
 
@@ -323,7 +334,9 @@ def _open_keyring(vault_key: bytes, blob: bytes, ad: bytes) -> Keyring:
     key, nonce, _check = split_keys(hkdf(vault_key, salt, HKDF_INFO_KEYRING, 32 + NONCE_LEN + CHECK_LEN))
     try:
         data = json.loads(AESGCM(key).decrypt(nonce, sealed, ad))
-        return Keyring([Slot.from_json(x) for x in data["slots"]])
+        return Keyring([Slot.from_json(x) for x in data["slots"]], str(data.get("auth", "")),
+                       [str(x) for x in data.get("prev_auth", [])][:AUTH_KEPT],
+                       {str(k): str(v) for k, v in (data.get("links") or {}).items()})
     except InvalidTag:
         raise integrity_error("the header's keyring did not authenticate (tampered, or planted by someone "
                          "who never held the vault key)") from None
@@ -437,6 +450,15 @@ def _parse_slot(stype: int, sid: bytes, body: bytes) -> ClearSlot:
     raise integrity_error(f"unknown key slot type {stype}")
 
 
+def auth_id(auth_hex: str) -> str:
+    """The public name of an authentication secret (which link to check)."""
+    return hashlib.sha256(bytes.fromhex(auth_hex)).hexdigest()[:16]
+
+
+def _link(auth_hex: str, prefix: bytes, slot_bytes: bytes) -> str:
+    return hmac.new(bytes.fromhex(auth_hex), LINK_INFO + prefix + slot_bytes, hashlib.sha256).hexdigest()
+
+
 def create_header(
     vault_key: bytes,
     *,
@@ -448,25 +470,34 @@ def create_header(
     rng: Rng = os.urandom,
     stats: Counter | None = None,
     now: int = 0,
+    auth_from: Keyring | None = None,
+    rotate_auth: bool = True,
 ) -> tuple[bytes, Keyring, dict[str, str]]:
     """A version-2 header for ``vault_key``: the ``keep`` slots re-wrapped from their public
     keys (no secret needed), the ``new`` ones made from their secrets or recipients.
 
+    ``auth_from``: the keyring of the epoch this one replaces; its authentication secret
+    is kept (``rotate_auth=False``: a key was only added) or replaced by a fresh one that
+    links back to it (a key removed or a passphrase changed: what a removed holder knew
+    must not authenticate the next header). The new header links under the current secret
+    and up to AUTH_KEPT earlier ones.
+
     Returns the header, its keyring and the ids given to the new slots (by position)."""
     if len(vault_id) != VAULT_ID_LEN or len(vault_key) != VAULT_KEY_LEN:
         raise ValueError("bad vault id or key length")
+    # The bounds first: no derivation for a slot that could not be written anyway.
+    kinds = Counter([s.type for s in keep] + [n.type for n in new])
+    if not 1 <= len(keep) + len(new) <= MAX_SLOTS:
+        raise UsageError(f"a vault holds 1 to {MAX_SLOTS} keys ({len(keep) + len(new)} asked for)")
+    if kinds["passphrase"] > MAX_PASSPHRASE_SLOTS or kinds["recovery"] > MAX_RECOVERY_SLOTS:
+        raise UsageError(f"a vault holds at most {MAX_PASSPHRASE_SLOTS} passphrases and {MAX_RECOVERY_SLOTS} "
+                         "recovery codes", hint="remove one first: otpbridge key remove ID")
     slots: list[Slot] = list(keep)
     made: dict[str, str] = {}
     for i, spec in enumerate(new):
         slot = _make_slot(spec, rng, stats, now)
         slots.append(slot)
         made[str(i)] = slot.id
-    if not 1 <= len(slots) <= MAX_SLOTS:
-        raise UsageError(f"a vault holds 1 to {MAX_SLOTS} keys ({len(slots)} asked for)")
-    kinds = Counter(s.type for s in slots)
-    if kinds["passphrase"] > MAX_PASSPHRASE_SLOTS or kinds["recovery"] > MAX_RECOVERY_SLOTS:
-        raise UsageError(f"a vault holds at most {MAX_PASSPHRASE_SLOTS} passphrases and {MAX_RECOVERY_SLOTS} "
-                         "recovery codes", hint="remove one first: otpbridge key remove ID")
     if len({s.id for s in slots}) != len(slots):
         raise UsageError("two keys share an id")
     prefix = _PREFIX.pack(HEADER_MAGIC, VERSION, vault_id, epoch, created, len(slots))
@@ -486,7 +517,14 @@ def create_header(
             body = _age_wrap(slot.type, slot.public, vault_key)
         parts.append(_SLOT_HEAD.pack(stype, sid, len(body)) + body)
     slot_bytes = b"".join(parts)
-    keyring = Keyring(slots)
+    old_auth = auth_from.auth if auth_from is not None else ""
+    if old_auth and not rotate_auth:
+        auth, prev = old_auth, list(auth_from.prev_auth)[:AUTH_KEPT]  # type: ignore[union-attr]
+    else:
+        auth = rng(32).hex()
+        prev = ([old_auth] + list(auth_from.prev_auth) if old_auth else [])[:AUTH_KEPT]  # type: ignore[union-attr]
+    links = {auth_id(a): _link(a, prefix, slot_bytes) for a in [auth, *prev]}
+    keyring = Keyring(slots, auth, prev, links)
     sealed = _seal_keyring(vault_key, rng(SALT_LEN), keyring, prefix + slot_bytes)
     body = prefix + slot_bytes + struct.pack(">I", len(sealed)) + sealed
     return body + hashlib.sha256(body).digest(), keyring, made
@@ -557,10 +595,19 @@ def open_header(
     hint: str = "",
     max_derivations: int = MAX_PASSPHRASE_SLOTS,
     stats: Counter | None = None,
+    known_auth: str = "",
 ) -> VaultKey:
     """Unwrap with whichever slot of the credential's kind opens; ``hint`` (a slot id this
-    device used before) is tried first. Raises WrongPassphrase when none does."""
+    device used before) is tried first. Raises WrongPassphrase when none does.
+
+    ``known_auth``: the vault's authentication secret this device learnt from an earlier
+    header (hex). The header must then carry a valid link under it: anyone who knows a
+    slot's public key (an age or ssh public key is often published) could otherwise wrap
+    a key of their own choosing to it, and this device would seal its secrets under a key
+    the forger knows. A first opening (no secret known yet) trusts the header, as a first
+    ssh connection trusts the host key."""
     kind = getattr(credential, "kind", "passphrase")
+    secret = recovery_bytes(credential) if isinstance(credential, RecoveryKey) else None  # a typo: exit 2 first
     candidates = [s for s in parsed.slots if s.type in OPENS.get(kind, ())]
     candidates.sort(key=lambda s: s.id.hex() != hint)
     what = {"passphrase": "passphrase", "recovery": "recovery code", "identity": "key file"}.get(kind, kind)
@@ -571,7 +618,6 @@ def open_header(
     vault_key = None
     opened: ClearSlot | None = None
     identities = parse_identities(credential) if isinstance(credential, IdentityKey) else None
-    secret = recovery_bytes(credential) if isinstance(credential, RecoveryKey) else None
     for slot in candidates:
         ad = _slot_ad(parsed.prefix, slot.type, slot.id)
         if slot.type == SLOT_PASSPHRASE:
@@ -607,10 +653,30 @@ def open_header(
     if [s.id for s in keyring.slots] != ids or any(
             TYPE_IDS.get(k.type) != c.type for k, c in zip(keyring.slots, parsed.slots, strict=True)):
         raise integrity_error("the header's keyring does not describe its key slots")
+    if known_auth:
+        link = keyring.links.get(auth_id(known_auth), "")
+        if not hmac.compare_digest(link.encode(), _link(known_auth, parsed.prefix, parsed.slot_bytes).encode()):
+            raise UnlinkedHeader(
+                f"epoch {parsed.epoch}'s header is not linked to the vault this device knows: it was not made "
+                "by a holder of the vault's keys (a forged header), or this device missed more than "
+                f"{AUTH_KEPT} key changes",
+                hint="if the vault's keys were changed while this device was away, trust the new header once: "
+                "otpbridge sync --accept-new-keys (docs/SYNC.md 'Keys')")
     key = VaultKey(parsed.vault_id, parsed.epoch, vault_key, parsed.digest)
     key.slot = opened.id.hex()
     key.keyring = keyring
     return key
+
+
+class UnlinkedHeader(IntegrityError):
+    """A version-2 header that opens but carries no link under the authentication secret
+    this device knows (open_header): forged, or too many key changes missed (exit 4)."""
+
+
+def auth_of(key: VaultKey, previous: str = "") -> str:
+    """The authentication secret a device remembers after opening ``key`` (hex)."""
+    ring = getattr(key, "keyring", None)
+    return ring.auth if ring is not None and ring.auth else previous
 
 
 def hint_of(key: VaultKey, previous: str = "") -> str:
@@ -630,6 +696,9 @@ def keyring_of(key: VaultKey) -> Keyring | None:
 
 __all__ = [
     "Keyring",
+    "UnlinkedHeader",
+    "auth_id",
+    "auth_of",
     "NewSlot",
     "Slot",
     "create_header",
