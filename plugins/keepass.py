@@ -14,9 +14,11 @@ entries we cannot read are left exactly as they are.
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from otpbridge.core.errors import DataLossRefused, EntryError, FormatError, UsageError
@@ -101,7 +103,9 @@ class KeePassStore(Store):
         except OSError as exc:
             raise FormatError(f"{self.label}: cannot read: {exc.strerror}") from None
 
-    def _open(self) -> kdbx.OpenDatabase:
+    def _open(self, *, read_only: bool = False):
+        """The decrypted database: pykeepass's (to edit and save) or, ``read_only``, our own
+        reader's tree (:func:`keepass_kdbx.open_for_reading`, the fast path of every read)."""
         data = self._load()
         if self._seen is not None and data != self._seen:
             # What this store object read() before (what the caller's upserts and removals
@@ -113,6 +117,8 @@ class KeePassStore(Store):
             keyfile = self.keyfile
             password = self.ctx.password(self.spec, label=self.label, required=keyfile is None)
             self.ctx.stats["keepass_kdf"] += 1
+            if read_only:
+                return kdbx.open_for_reading(data, password, keyfile, self.label)
             return kdbx.open_database(data, password, keyfile, self.label)
         except FormatError as exc:
             raise self._with_backup_hint(exc) from None
@@ -159,10 +165,10 @@ class KeePassStore(Store):
 
     # -- reading ------------------------------------------------------------------------
     def read(self) -> ReadResult:
-        db = self._open()
+        kp = self._open(read_only=True)
         self._seen = self._loaded
         result = ReadResult()
-        for entry in _entries(db.kp):
+        for entry in _entries(kp):
             for slot in entry.slots:
                 if slot.error is not None:
                     result.errors.append(EntryError(entry.where, slot.error))
@@ -236,43 +242,67 @@ def _fields(entry) -> dict[str, str]:
 _EPOCH_FROM_YEAR_1 = 62135596800  # seconds from 0001-01-01 to 1970-01-01 (KDBX 4 times)
 
 
-def _mtime(entry, kdbx4: bool) -> float | None:
+def _mtime_of(text: str | None, kdbx4: bool) -> float | None:
     """LastModificationTime: base64 seconds since year 1 (KDBX 4) or ISO 8601 text (KDBX 3.1)."""
-    from datetime import UTC, datetime
-
-    text = entry.findtext("Times/LastModificationTime")
     if not text:
         return None
     try:
         if kdbx4 and len(text) == 12:
-            raw = base64.b64decode(text, validate=True)
+            raw = binascii.a2b_base64(text, strict_mode=True)
             if len(raw) == 8:
                 return float(int.from_bytes(raw, "little") - _EPOCH_FROM_YEAR_1)
         when = datetime.fromisoformat(text.strip())
         return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-    except (ValueError, OverflowError):  # a bad date must not hide an account
+    except (ValueError, OverflowError):  # a bad date (binascii.Error is one) must not hide an account
         return None
 
 
+def _read_entry(entry) -> tuple[dict[str, str], str | None]:
+    """:func:`_fields` and the LastModificationTime text, in one pass over the entry's children."""
+    out: dict[str, str] = {}
+    when = None
+    for child in entry:
+        tag = child.tag
+        if tag == "String":
+            key = value = None
+            for part in child:
+                if part.tag == "Key":
+                    key = part.text
+                elif part.tag == "Value":
+                    value = part.text
+            if key is not None and key not in out:
+                out[key] = value or ""
+        elif tag == "Times" and when is None:
+            when = child.findtext("LastModificationTime") or ""
+    return out, when
+
+
 def _entries(kp) -> Iterator[_Entry]:
-    """Every live entry (not history, not in the recycle bin) with its parsed OTP slots."""
+    """Every live entry (not history, not in the recycle bin) with its parsed OTP slots.
+
+    ``kp``: pykeepass's object or the read-only reader's (both have ``tree`` and ``version``).
+    """
     root = kp.tree.getroot()
     bin_uuid = _decode_uuid(root.findtext("Meta/RecycleBinUUID"))
     top = root.find("Root/Group")
     kdbx4 = kp.version >= (4, 0)
     if top is None:
         raise FormatError("the database has no root group")
+    read_slots = kf.read_slots
     stack = [(top, ())]
     while stack:
         group, path = stack.pop()
         folder = "/".join(path)
+        subgroups = []
         for child in group:
-            if child.tag == "Entry":
-                fields = _fields(child)
+            tag = child.tag
+            if tag == "Entry":
+                fields, when = _read_entry(child)
                 title, username = fields.get("Title", ""), fields.get("UserName", "")
-                slots = kf.read_slots(fields, title=title, username=username, folder=folder, mtime=_mtime(child, kdbx4))
+                slots = read_slots(fields, title=title, username=username, folder=folder, mtime=_mtime_of(when, kdbx4))
                 yield _Entry(child, folder, title, username, slots, group)
-        subgroups = [g for g in group.iterfind("Group")]
+            elif tag == "Group":
+                subgroups.append(child)
         for sub in reversed(subgroups):
             uuid = _decode_uuid(sub.findtext("UUID"))
             if bin_uuid and bin_uuid != _ZERO_UUID and uuid == bin_uuid:

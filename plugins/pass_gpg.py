@@ -18,8 +18,10 @@ outlives the run, inherits that same minimal environment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
@@ -86,6 +88,78 @@ def _split_stderr(raw: bytes) -> tuple[list[tuple[str, str]], list[str]]:
     return status, other
 
 
+def _decrypted(res: GpgResult) -> bool:
+    return res.returncode == 0 and res.has("DECRYPTION_OKAY") and not res.has("DECRYPTION_FAILED")
+
+
+_HAVE_SPAWN = hasattr(os, "posix_spawn") and hasattr(os, "POSIX_SPAWN_DUP2")
+
+
+def _spawn_read(binary: str, argv: list[str], env: Mapping[str, str]) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` with stdin from /dev/null; its exit code, stdout and stderr.
+
+    What ``subprocess.run(capture_output=True)`` does for gpg, with a third less CPU in
+    this process (no Popen object, no selector or timeout machinery): one
+    ``posix_spawn`` (vfork), two pipes read with ``poll`` until both close, one
+    ``waitpid``. No shell, the argv list as given, ``env`` as given (the caller's
+    minimal child environment). Our pipe ends are close-on-exec (PEP 446), so no
+    other gpg process started meanwhile by another thread inherits them.
+    """
+    import select
+
+    out_r, out_w = os.pipe()
+    try:
+        err_r, err_w = os.pipe()
+    except OSError:
+        os.close(out_r)
+        os.close(out_w)
+        raise
+    try:
+        pid = os.posix_spawn(
+            binary,
+            argv,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, out_w, 1),
+                (os.POSIX_SPAWN_DUP2, err_w, 2),
+            ],
+        )
+    except BaseException:
+        for fd in (out_r, err_r):
+            os.close(fd)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    status = None
+    try:
+        poller = select.poll()
+        for fd in chunks:
+            poller.register(fd, select.POLLIN)
+        open_fds = 2
+        while open_fds:
+            for fd, _event in poller.poll():
+                data = os.read(fd, 1 << 16)
+                if data:
+                    chunks[fd].append(data)
+                else:
+                    poller.unregister(fd)
+                    open_fds -= 1
+        _, status = os.waitpid(pid, 0)
+    except BaseException:  # interrupted: do not leave a gpg running behind us
+        if status is None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks[out_r]), b"".join(chunks[err_r])
+
+
 class Gpg:
     """Runs gpg with a fixed environment and counts every call in ``stats['gpg']``."""
 
@@ -121,6 +195,13 @@ class Gpg:
         if self.stats is not None:
             with self._lock:
                 self.stats["gpg"] += 1
+        if stdin is None and _HAVE_SPAWN:
+            try:
+                returncode, stdout, stderr = _spawn_read(binary, argv, self.environ)
+            except OSError as exc:
+                raise GpgError(f"cannot run gpg: {exc.strerror}") from None
+            status, other = _split_stderr(stderr)
+            return GpgResult(returncode, stdout, status, other)
         try:
             proc = subprocess.run(
                 argv,
@@ -145,11 +226,21 @@ class Gpg:
         Success needs ``DECRYPTION_OKAY``: gpg exits 0 on some packets it never
         decrypted (a lone public-key session packet), so the exit code is not enough.
         """
-        # not --quiet: it also hides the ERROR status that tells "needs a passphrase" apart
-        res = self.run(["--decrypt", "--", str(path)], quiet=False)
-        if res.returncode == 0 and res.has("DECRYPTION_OKAY") and not res.has("DECRYPTION_FAILED"):
+        args = ["--decrypt", "--", str(path)]
+        # --quiet first: without it gpg looks up and prints the key and user ID that each
+        # entry is encrypted to, about 0.9 ms of CPU per process (15 % of a decryption).
+        res = self.run(args, quiet=True)
+        if _decrypted(res):
             return res.stdout
-        raise GpgError(self.decrypt_reason(res))
+        if res.has("NODATA") and not res.has("ENC_TO"):
+            raise GpgError(self.decrypt_reason(res))  # not OpenPGP: nothing more to learn
+        # --quiet also hides the ERROR status that tells "needs a passphrase" apart, so a
+        # failure is asked again, verbosely, to say why. Never with a pinentry: the first
+        # run already asked, if it could.
+        loud = self.run([*(["--pinentry-mode", "error"] if self.interactive else []), *args], quiet=False)
+        if _decrypted(loud):  # the key became usable in between (gpg-agent): fine
+            return loud.stdout
+        raise GpgError(self.decrypt_reason(loud))
 
     @staticmethod
     def decrypt_reason(res: GpgResult) -> str:

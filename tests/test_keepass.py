@@ -350,6 +350,72 @@ def test_random_corruption_raises_only_our_errors(small_dbs, tmp_path, which, da
             assert exc.exit_code in (3, 4)
 
 
+# -- the read-only reader (keepass_kdbx.open_for_reading) ------------------------------------------
+
+
+def _pykeepass_tree(path: Path, password: str | None = "pw", keyfile: Path | None = None) -> bytes:
+    from lxml import etree
+    from pykeepass import PyKeePass
+
+    return etree.tostring(PyKeePass(str(path), password=password, keyfile=None if keyfile is None else str(keyfile)).tree)
+
+
+@pytest.mark.parametrize("kdf", ["aes", "argon2d"])
+def test_reader_gives_the_tree_pykeepass_gives(tmp_path, kdf):
+    """Protected values (the inner ChaCha20 stream, decrypted in one call) land where pykeepass puts them;
+    History entries consume the stream too."""
+    from lxml import etree
+
+    odd = {"otp": f"otpauth://totp/Ünï:çødé?secret={S[9]}", "Secret note": ("tab\there \u2603 \U0001F600", True),
+           "Plain": ("not protected", False), "Empty": ("", True)}
+    entries = [E(f"t{i}", f"u{i}", f"pw-{i}-\u00e9", "F/G" if i % 2 else "", odd) for i in range(25)]
+    path = make_kdbx4(tmp_path / "k.kdbx", entries, kdf=kdf, rounds=100)
+    from pykeepass import PyKeePass
+
+    kp = PyKeePass(str(path), "pw")  # give one entry a history (protected values in History/Entry)
+    kp.find_entries(title="t3", first=True).save_history()
+    kp.save()
+    db = kdbx.open_for_reading(path.read_bytes(), Secret("pw"), None, "k")
+    assert isinstance(db, kdbx.ReadOnlyDatabase) and db.version == (4, 0)
+    assert etree.tostring(db.tree) == _pykeepass_tree(path)
+
+
+def test_reader_with_a_keyfile_and_no_password(tmp_path):
+    from lxml import etree
+
+    keyfile = make_keyfile(tmp_path / "k.key")
+    path = make_kdbx4(tmp_path / "k.kdbx", [e for e, _ in CONVENTIONS[:2]], password=None, keyfile=keyfile, kdf="aes", rounds=100)
+    db = kdbx.open_for_reading(path.read_bytes(), None, keyfile, "k")
+    assert etree.tostring(db.tree) == _pykeepass_tree(path, None, keyfile)
+
+
+def test_reader_checks_every_block(tmp_path):
+    """A flipped byte in the encrypted payload fails its block HMAC: damage, not a wrong password."""
+    path = make_kdbx4(tmp_path / "k.kdbx", [e for e, _ in CONVENTIONS[:3]], kdf="aes", rounds=100)
+    data = bytearray(path.read_bytes())
+    start = kdbx.read_header(bytes(data)).length + 64 + 36  # first block's data
+    data[start + 5] ^= 0x40
+    with pytest.raises(FormatError, match="damaged"):
+        kdbx.open_for_reading(bytes(data), Secret("pw"), None, "k")
+    with pytest.raises(AuthenticationError):
+        kdbx.open_for_reading(path.read_bytes(), Secret("nope"), None, "k")
+
+
+def test_reading_does_not_import_pykeepass(conventions_db):
+    """The read path is the fast one: no construct parsing, no per-value cipher calls."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from otpbridge.stores.base import Context, StoreSpec; from otpbridge.stores.registry import open_store;"
+        "ctx = Context(environ={'OTPBRIDGE_KEEPASS_PASSWORD': 'pw'}, warn=lambda m: None, info=lambda m: None);"
+        f"r = open_store(StoreSpec('keepass', {str(conventions_db)!r}, {{}}), ctx).read();"
+        "assert r.accounts; print(sorted(m for m in sys.modules if m.startswith(('pykeepass', 'construct'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 # -- writing ------------------------------------------------------------------------------------------
 
 

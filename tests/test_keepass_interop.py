@@ -52,6 +52,18 @@ def test_keepassxc_import_is_kdbx31_aes(imported):
     assert (header.major, header.minor, header.kdf.kind) == (3, 1, "aes") and header.kdf.rounds > 100_000
 
 
+def test_reader_gives_the_tree_pykeepass_gives_on_keepassxc_31(imported):
+    """KDBX 3.1: AES-CBC payload, hashed blocks, Salsa20 inner stream (keepass_kdbx.open_for_reading)."""
+    from lxml import etree
+    from pykeepass import PyKeePass
+
+    from otpbridge.core.secrets import Secret
+
+    db = kdbx.open_for_reading(imported.read_bytes(), Secret("pw"), None, "k")
+    assert db.version == (3, 1)
+    assert etree.tostring(db.tree) == etree.tostring(PyKeePass(str(imported), "pw").tree)
+
+
 def test_reads_every_convention_keepassxc_stored(imported):
     result = kstore(imported).read()
     assert sorted(map(key, result.accounts)) == sorted(key(a) for _, a in CONVENTIONS)

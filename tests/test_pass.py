@@ -199,7 +199,8 @@ def test_failed_decryption_is_not_cached(pass_dir, gpg_keys):
     assert [e.where for e in store.read().errors] == ["bob"]
     again = pass_dir.store(store_cache=cache)
     assert [e.where for e in again.read().errors] == ["bob"]
-    assert again.ctx.stats["gpg"] == 1
+    # retried: one quiet attempt, and one verbose run that says why it failed (pass_gpg.decrypt_file)
+    assert again.ctx.stats["gpg"] == 2
 
 
 def test_fingerprint_changes_with_entries_and_recipients(pass_dir):
@@ -464,6 +465,21 @@ def test_gpg_environment_drops_otpbridge_secrets(pass_dir):
 
     gpg = Gpg({"PATH": os.environ["PATH"], "OTPBRIDGE_PASSPHRASE": "x", "GNUPGHOME": "/g"})
     assert "OTPBRIDGE_PASSPHRASE" not in gpg.environ and gpg.environ["GNUPGHOME"] == "/g"
+
+
+def test_spawn_reads_both_pipes_to_the_end_and_keeps_the_exit_code():
+    """More than a pipe buffer on stdout and stderr at once must not deadlock (pass_gpg._spawn_read)."""
+    import sys
+
+    from otpbridge.plugins.pass_gpg import _spawn_read
+
+    code = "import sys; sys.stdout.write('o' * 300000); sys.stderr.write('e' * 300000); sys.stdout.flush(); sys.exit(3)"
+    rc, out, err = _spawn_read(sys.executable, [sys.executable, "-c", code], {"PATH": os.environ["PATH"]})
+    assert (rc, len(out), len(err), set(out), set(err)) == (3, 300000, 300000, {ord("o")}, {ord("e")})
+    # the environment given, nothing else of ours (PATH is not passed here); stdin is /dev/null
+    probe = "import os, sys; print(os.environ.get('A'), 'PATH' in os.environ, repr(sys.stdin.read()))"
+    rc, out, _ = _spawn_read(sys.executable, [sys.executable, "-c", probe], {"A": "1"})
+    assert (rc, out.decode().strip()) == (0, "1 False ''")
 
 
 # -- the pure content rules ------------------------------------------------------------

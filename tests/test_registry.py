@@ -39,7 +39,8 @@ def _run_without(module: str, args: list[str], cwd, env=None) -> subprocess.Comp
 @pytest.mark.parametrize(
     "module, args, extra",
     [
-        ("pykeepass", ["list", "keepass:db.kdbx"], "keepass"),
+        # reading a KDBX needs no pykeepass any more (plugins/keepass_kdbx.py); writing does
+        ("pykeepass", ["convert", "uris:codes.txt", "keepass:db.kdbx"], "keepass"),
         ("google.protobuf", ["list", f"gauth:{FIXTURES / 'google_authenticator' / 'example_export.txt'}"], "gauth"),
     ],
 )
@@ -49,6 +50,7 @@ def test_missing_optional_dependency_names_the_pip_install(tmp_path, module, arg
     import pykeepass
 
     pykeepass.create_database(str(tmp_path / "db.kdbx"), password="pw")
+    (tmp_path / "codes.txt").write_text("otpauth://totp/A:a?secret=JBSWY3DPEHPK3PXP&issuer=A\n")
     env = dict(os.environ, OTPBRIDGE_KEEPASS_PASSWORD="pw")
     proc = _run_without(module, args, tmp_path, env)
     assert proc.returncode == 1, proc.stderr
