@@ -268,11 +268,16 @@ class BrokenChain(IntegrityError):
     an upload in flight (every link was written before the delta), always exit 4."""
 
 
-def chain_link(listing: Listing, ref: ViewRef, data: dict, who: str = "") -> ViewRef:
-    """The object the delta ``ref`` builds on (its ``prev``), from the listing."""
+def chain_link(listing: Listing, ref: ViewRef, data: dict, who: str = "",
+               opener: Any = None) -> ViewRef:
+    """The object the delta ``ref`` builds on (its ``prev``), from the listing. Two objects
+    with that sequence number (two copies of one home, docs/SYNC.md "Copied homes") are
+    told apart by the nonce ``pw`` the delta recorded of it (``opener(ref)`` opens one)."""
     prev = int(data["prev"])
     found = [v for v in listing.views_of(ref.epoch, ref.device) if v.seq == prev]
     fits = [v for v in found if (not v.is_delta if prev == ref.base else v.base == ref.base)]
+    if len(fits) > 1 and opener is not None and data.get("pw"):
+        fits = [v for v in fits if _opens_with_nonce(opener, v, data["pw"])]
     if len(fits) != 1:
         what = "its checkpoint view" if prev == ref.base else f"a delta on checkpoint #{ref.base}"
         state = "not on the remote" if not fits else f"on the remote {len(fits)} times"
@@ -283,6 +288,15 @@ def chain_link(listing: Listing, ref: ViewRef, data: dict, who: str = "") -> Vie
             + quarantine_hint(ref.name).replace("move the object aside", "move this delta aside"),
         )
     return fits[0]
+
+
+def _opens_with_nonce(opener: Any, ref: ViewRef, nonce: str) -> bool:
+    try:
+        return opener(ref).get("w") == nonce
+    except UnsafeObject:
+        raise
+    except (IntegrityError, ValueError, KeyError, TypeError):
+        return False
 
 
 def open_state(
@@ -321,7 +335,9 @@ def open_state(
         chain.append(data)
         if not cur.is_delta:
             break
-        cur = chain_link(listing, cur, data, who)
+        nxt = chain_link(listing, cur, data, who, opener=lambda v: opened[v.name] if opened and v.name in opened
+                         else open_view(s, key, v))
+        cur = nxt
     chain.reverse()
     if len(chain) == 1 and not partial:
         return chain[0]  # a view: exactly what open_view read

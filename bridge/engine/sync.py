@@ -399,7 +399,9 @@ def _as_delta(
     old = remote.own_fp
     changed = [j for rid, j in records_json.items() if old.get(rid) != fp_new[rid]]
     gone = sorted(set(old) - set(fp_new))
-    delta = dict(payload, base=base, records=changed, gone=gone)
+    # ``pw``: the nonce of the object this one builds on, so a chain stays unambiguous even
+    # when two copies of this home wrote one sequence number (docs/SYNC.md "Copied homes").
+    delta = dict(payload, base=base, pw=own[1].get("w"), records=changed, gone=gone)
     if s.deltas == "auto":
         from otpbridge.vault.format import padded_size
 

@@ -94,7 +94,7 @@ def verify(s: Session, state: SyncState) -> VerifyReport:
     for ref in views:
         if ref.is_delta and ref.name in opened:
             try:
-                chain_link(listing, ref, opened[ref.name])
+                chain_link(listing, ref, opened[ref.name], opener=lambda v: opened.get(v.name) or {})
             except BrokenChain as exc:
                 rep.failures.append(str(exc))
     newest = listing.newest_views(key.epoch)
