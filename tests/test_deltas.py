@@ -185,6 +185,22 @@ def test_a_deleted_middle_delta_is_an_integrity_failure_naming_it(tmp_path, read
     assert rep.code == 4 and any(f"#{seq}" in f for f in rep.json()["failures"])
 
 
+@pytest.mark.parametrize("whose", ["other", "own"])
+def test_a_deleted_link_already_read_is_found_from_the_listing(tmp_path, whose):
+    """The download cache keeps each chain's sequence numbers: a link deleted after it was
+    read is an integrity failure at the next sync, without downloading the chain again."""
+    a, b, remote = pair(tmp_path)
+    grow_chain(a, 3)
+    ok(b.sync())
+    view = objects(remote, a, "view")[-1]  # the checkpoint of a's chain
+    view.unlink()
+    reader = b if whose == "other" else a
+    reader.add(make_account("more"))
+    res = reader.sync()
+    assert res.code == 4 and "missing" in res.err and f"#{int(view.name.split('-')[1])}" in res.err, res.err
+    assert json.loads(ok(reader.run("status", "--json")).out).get("last_error")
+
+
 def test_a_damaged_middle_delta_is_an_integrity_failure_naming_it(tmp_path):
     a, b, remote = pair(tmp_path)
     grow_chain(a, 3)

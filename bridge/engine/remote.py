@@ -301,7 +301,7 @@ def _opens_with_nonce(opener: Any, ref: ViewRef, nonce: str) -> bool:
 
 def open_state(
     s: Session, key: Any, listing: Listing, ref: ViewRef, *, have: Any = None,
-    opened: dict[str, dict] | None = None, who: str = "",
+    opened: dict[str, dict] | None = None, who: str = "", have_links: list[int] | None = None,
 ) -> dict:
     """A device's state as of ``ref``: a view, or its checkpoint with every delta up to
     ``ref`` applied (docs/SYNC.md "Deltas"). Returns the newest object's metadata with
@@ -351,7 +351,31 @@ def open_state(
     out["_records"] = records
     out["_chain"] = chain
     out["_partial"] = partial
+    # The sequence numbers of the whole chain, checkpoint first (check_links).
+    # (A partial read on a cache kept before links were: only the checkpoint and the newest.)
+    if not partial:
+        out["_links"] = [int(d["seq"]) for d in chain]
+    elif have_links:
+        out["_links"] = list(have_links) + [int(d["seq"]) for d in chain]
     return out
+
+
+def check_links(listing: Listing, ref: ViewRef, data: dict, who: str = "") -> None:
+    """Every link of the chain a run holds for ``ref`` (``_links``, read now or kept in the
+    download cache) is still on the remote: a link deleted after it was read is found
+    from the listing alone, without downloading anything."""
+    links = data.get("_links") or ([ref.base, ref.seq] if ref.is_delta else [ref.seq])
+    mine = listing.views_of(ref.epoch, ref.device)
+    for i, seq in enumerate(links):
+        ok = any(v.seq == seq and (not v.is_delta if i == 0 else v.base == links[0]) for v in mine)
+        if not ok:
+            what = "its checkpoint view" if i == 0 else f"a delta on checkpoint #{links[0]}"
+            raise BrokenChain(
+                f"{ref.name} builds on #{seq} of device {who or ref.device} ({what}), which is not on the remote: "
+                "a link of the device's chain is missing",
+                hint="someone deleted or moved an object of this vault; if a copy of it exists put it back, else "
+                + quarantine_hint(ref.name).replace("move the object aside", "move this delta aside"),
+            )
 
 
 def state_fp(data: dict, held: dict[str, str] | None) -> dict[str, str] | None:
@@ -403,15 +427,22 @@ def load_remote(
         candidates = sorted(listing.views_of(key.epoch, dev), key=lambda v: v.seq, reverse=True)
         for ref in candidates:
             hit = warm.views.get(dev) if warm is not None else None
+            who = describe_device(state, remote.names, dev)
             if hit is not None and hit.matches(ref):
                 s.stats["cache_hits"] += 1
-                remote.views[dev] = (ref, dict(hit.meta, device=dev, seq=ref.seq))
+                data = dict(hit.meta, device=dev, seq=ref.seq)
+                if ref.is_delta:
+                    data["_links"] = hit.meta.get("links")
+                    check_links(listing, ref, data, who)
+                remote.views[dev] = (ref, data)
                 if dev == s.device_id:
                     remote.own_fp = hit.fp
                 break
             try:
                 data = open_state(s, key, listing, ref, have=hit.matches if hit is not None else None,
-                                  who=describe_device(state, remote.names, dev))
+                                  who=who, have_links=hit.meta.get("links") if hit is not None else None)
+                if ref.is_delta:
+                    check_links(listing, ref, data, who)
             except (UnsafeObject, BrokenChain):
                 raise  # a symlink, FIFO or oversized file is never "still being written", nor a lost link
             except (IntegrityError, ValueError, KeyError, TypeError) as exc:

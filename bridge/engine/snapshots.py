@@ -65,6 +65,7 @@ def keep(views: Sequence[ViewRef], policy: Retention = Retention()) -> set[str]:
 
 
 def prune(views: Sequence[ViewRef], policy: Retention = Retention()) -> list[ViewRef]:
-    """The views to delete (never the newest)."""
+    """The views to delete (never the newest), newest first: deleting them in this order,
+    a run that stops half-way never leaves a delta without the objects it builds on."""
     names = keep(views, policy)
-    return [v for v in views if v.name not in names]
+    return sorted((v for v in views if v.name not in names), key=lambda v: v.seq, reverse=True)

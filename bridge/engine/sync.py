@@ -237,6 +237,10 @@ def sync_changes(
         window = [started, time.time()]
         report.purged = _mark_purged(remote, purged)
         own_meta = ViewMeta(name, _listed_size(listing, name), seq, cache_meta_of(payload), window=window, fp=fp_new)
+        if payload.get("base") and own_view is not None:  # a delta: the previous object's chain, and itself
+            prev_ref, prev_data = own_view
+            before = prev_data.get("_links") or [prev_ref.base, prev_ref.seq] if prev_ref.is_delta else [prev_ref.seq]
+            own_meta.meta["links"] = [*before, seq]
         report.uploaded = name
         seen[s.device_id] = seq
         last_seq = seq
@@ -244,31 +248,32 @@ def sync_changes(
     report.verified_at = s.now()
     # Housekeeping: only our own objects (and leftovers nobody can read any more).
     if report.uploaded:
-        gone_seqs: set[int] = set()
-        for ref in adopted:  # merged into the view just verified: superseded
-            if ref.name != report.uploaded:
-                delete_object(s, listing, ref.name)
-                report.cleaned.append(ref.name)
-                gone_seqs.add(ref.seq)
-        # ... and so are this device's older deltas that built on them (their chains are cut).
+        # Merged into the view just verified: superseded; and so are this device's older
+        # deltas that built on them (their chains are cut). Newest first (see below).
+        doomed = {ref.name: ref for ref in adopted if ref.name != report.uploaded}
+        cut = {ref.seq for ref in doomed.values()}
         for ref in sorted(listing.views_of(remote.epoch, s.device_id), key=lambda v: v.seq):
-            if ref.is_delta and ref.name != report.uploaded and any(ref.base <= x < ref.seq for x in gone_seqs):
-                delete_object(s, listing, ref.name)
-                report.cleaned.append(ref.name)
-                gone_seqs.add(ref.seq)
+            if ref.is_delta and ref.name != report.uploaded and any(ref.base <= x < ref.seq for x in cut):
+                doomed[ref.name] = ref
+                cut.add(ref.seq)
+        for ref in sorted(doomed.values(), key=lambda v: v.seq, reverse=True):
+            delete_object(s, listing, ref.name)
+            report.cleaned.append(ref.name)
     for ref in remote.garbage:
         if ref in foreign:
             continue  # another copy's view that does not open (yet): not ours to delete
         delete_object(s, listing, ref.name)
         report.cleaned.append(ref.name)
     own = listing.views_of(remote.epoch, s.device_id)
+    # Newest first, here and below: a run that stops half-way leaves every chain whole (a
+    # delta is never left without the objects it builds on; docs/SYNC.md "Deltas").
     for ref in prune(own, s.retention if s.retention is not None else Retention()):
         if ref.seq == last_seq:
             continue
         delete_object(s, listing, ref.name)
         report.pruned.append(ref.name)
     for dev in remove_devices:
-        for ref in [v for v in listing.views if v.device == dev]:
+        for ref in sorted([v for v in listing.views if v.device == dev], key=lambda v: v.seq, reverse=True):
             delete_object(s, listing, ref.name)
             report.cleaned.append(ref.name)
     report.cleaned += cleanup_epochs(s, listing, remote)
