@@ -27,6 +27,17 @@ def ids(*tags: str) -> set[str]:
     return {make_account(t).secret_id for t in tags}
 
 
+@pytest.fixture(autouse=True, params=["views", "deltas"])
+def objects_kind(request, monkeypatch):
+    """Every test here twice: with full views, and with a delta on every upload the chain
+    allows (docs/SYNC.md "Deltas": copied homes keep their guarantees with chains)."""
+    if request.param == "deltas":
+        monkeypatch.setenv("OTPBRIDGE_TEST_DELTAS", "1")
+    else:
+        monkeypatch.delenv("OTPBRIDGE_TEST_DELTAS", raising=False)
+    return request.param
+
+
 def setup(tmp_path: Path) -> tuple[Device, Device, Path]:
     """Device a with accounts 1 and 2, and another device b, both synced."""
     remote = tmp_path / "remote"
@@ -143,20 +154,25 @@ class _Hiding(LocalBackend):
         return [i for i in super().list(prefix) if i.name not in self.hide]
 
 
+def _objects(remote):
+    """Every device object: views, and deltas (docs/SYNC.md "Deltas")."""
+    return [*remote.rglob("*.view"), *remote.rglob("*.delta")]
+
+
 @pytest.mark.parametrize("same_name", [False, True])
 def test_copies_racing_for_one_sequence_number_lose_nothing(tmp_path, same_name):
     a, _b, remote = setup(tmp_path)
     c = copy_home(a, tmp_path / "c")
-    before = {str(p.relative_to(remote)) for p in remote.rglob("*.view")}
+    before = {str(p.relative_to(remote)) for p in _objects(remote)}
     a.add(make_account("a-new"))
     ok(a.sync())
-    a_view = ({str(p.relative_to(remote)) for p in remote.rglob("*.view")} - before).pop()
+    a_view = ({str(p.relative_to(remote)) for p in _objects(remote)} - before).pop()
     c.add(make_account("c-new"))
     s = engine_session(c, _Hiding(str(remote), {a_view}))
     when = int(a_view.rsplit("-", 1)[1].split(".")[0])
     s.now = lambda: when if same_name else when + 7
     sync(s)  # c writes the same sequence number: beside a's view, or over it
-    views = {str(p.relative_to(remote)) for p in remote.rglob("*.view")} - before
+    views = {str(p.relative_to(remote)) for p in _objects(remote)} - before
     assert len(views) == (1 if same_name else 2)
     if same_name:
         # Same name, same padded size: the listing looks unchanged, so a's no-change run

@@ -22,21 +22,38 @@ from otpbridge.core.otpauth import parse_uri
 from otpbridge.core.secrets import Secret
 from otpbridge.engine.fastpath import sync
 from otpbridge.engine.rotation import change_passphrase
-from tests.support.engine import NEW_PASS, PASS, Device, engine_session, make_account, ok, remote_ids
+from tests.support.engine import (
+    NEW_PASS,
+    PASS,
+    Device,
+    engine_session,
+    force_deltas,
+    make_account,
+    ok,
+    remote_ids,
+)
 
 
-def setup_pair(root):
+def setup_pair(root, *, deltas: bool = False):
+    """Two devices; with ``deltas``, every later upload is a delta where the chain allows
+    (docs/SYNC.md "Deltas"), so each device's newest object is a delta on its view."""
     remote = root / "remote"
     a = Device(root / "a", str(remote), "a")
     b = Device(root / "b", str(remote), "b")
     ok(a.init())
     ok(b.init())
+    if deltas:
+        force_deltas(a, b)
     keep = [make_account(str(i)) for i in range(4)]
     a.add(*keep)
     ok(a.sync())
     b.add(make_account("b"))
     ok(b.sync())
+    if deltas:
+        a.add(make_account("a-delta"))
     ok(a.sync())
+    if deltas:
+        assert all(list(folder.glob("*.delta")) for folder in (remote / "devices").iterdir())
     return a, b, remote
 
 
@@ -135,8 +152,9 @@ class _Case:
             assert got == self.everything, where
 
 
+@pytest.mark.parametrize("objects", ["views", "deltas"])
 @pytest.mark.parametrize("operation", OPERATIONS)
-def test_crash_matrix(tmp_path, operation, record_property):
+def test_crash_matrix(tmp_path, operation, objects, record_property):
     """A fault at every remote operation of backup, sync, rotation, restore and device
     removal: for each remote call kind (list, read, write, exists, delete) and each call
     number k, the k-th call fails before or after doing its work (a remote error, a lost
@@ -144,7 +162,7 @@ def test_crash_matrix(tmp_path, operation, record_property):
     and the next normal run finishes the work. The figures are printed at the end of the
     test run ("otpbridge figures") and are in docs/SECURITY.md."""
     root = tmp_path / "case"
-    a, b, remote = setup_pair(root)
+    a, b, remote = setup_pair(root, deltas=objects == "deltas")
     template = tmp_path / "template"
     shutil.copytree(root, template, symlinks=True)
     cases = {}
@@ -164,7 +182,7 @@ def test_crash_matrix(tmp_path, operation, record_property):
                 cases[(op, mode)] = k
     total = sum(cases.values())
     by_op = ", ".join(f"{op} {sum(k for (o, _m), k in cases.items() if o == op)}" for op in MATRIX_OPS)
-    record_property("figure", f"crash matrix: {operation}: {total} injected faults ({by_op}), 0 accounts lost, every next run recovered")
+    record_property("figure", f"crash matrix: {operation} ({objects}): {total} injected faults ({by_op}), 0 accounts lost, every next run recovered")
     assert total >= 5
 
 
@@ -177,7 +195,7 @@ def assert_old_opens_nothing(remote):
         with pytest.raises((WrongPassphrase, VaultIntegrityError)):
             open_epoch(h.read_bytes(), Secret(PASS))
     epochs = {h.name[:10] for h in headers}
-    for view in (remote / "devices").rglob("*.view"):
+    for view in [*(remote / "devices").rglob("*.view"), *(remote / "devices").rglob("*.delta")]:
         assert view.name[:10] in epochs, f"{view} belongs to an epoch without a header"
 
 

@@ -344,7 +344,7 @@ def test_a_0_1_0_vault_and_home_sync_and_upgrade(tmp_path):
     # the upgraded device that sent the renames wrote payload v2; b, which had nothing to
     # send, keeps its 0.1.0 view (still read, see the view vectors below)
     from otpbridge.core.secrets import Secret
-    from otpbridge.engine.layout import VIEW_KIND, Listing
+    from otpbridge.engine.layout import Listing
     from otpbridge.vault import format as vault
 
     class _Info:
@@ -356,7 +356,7 @@ def test_a_0_1_0_vault_and_home_sync_and_upgrade(tmp_path):
     key = vault.open_epoch((Path(remote) / listing.headers[-1].name).read_bytes(), Secret(PASS))
     versions = {}
     for dev, ref in listing.newest_views(key.epoch).items():
-        data = json.loads(key.open((Path(remote) / ref.name).read_bytes(), kind=VIEW_KIND, device=dev, seq=ref.seq))
+        data = json.loads(key.open((Path(remote) / ref.name).read_bytes(), kind=ref.kind, device=dev, seq=ref.seq))
         versions[dev] = data["v"]
     a_dev = json.loads(next(a.home.rglob("sync-state.json")).read_text())["device"]
     assert versions.pop(a_dev) == 2 and set(versions.values()) <= {1, 2}

@@ -90,11 +90,11 @@ def test_the_cache_is_dropped_at_a_passphrase_change(tmp_path):
 
 
 def _view_ids(remote: Path) -> dict[str, set[str]]:
-    """Record ids in each device's newest view (opened with the test passphrase)."""
+    """Record ids in each device's newest view or delta chain (opened with the test passphrase)."""
     from otpbridge.backends.local import LocalBackend
     from otpbridge.core.secrets import Secret
     from otpbridge.engine.layout import Listing
-    from otpbridge.engine.remote import open_key, open_view
+    from otpbridge.engine.remote import open_key, open_state
     from otpbridge.engine.session import Session
     from otpbridge.engine.state import SyncState
     from tests.support.engine import PASS
@@ -102,7 +102,8 @@ def _view_ids(remote: Path) -> dict[str, set[str]]:
     s = Session(backend=LocalBackend(str(remote)), state_dir=remote.parent / "probe-state", device_id="0" * 12)
     listing = Listing.parse(s.backend.list())
     key, _ = open_key(s, listing, SyncState(), Secret(PASS))
-    return {dev: set(open_view(s, key, ref)["_records"]) for dev, ref in listing.newest_views(key.epoch).items()}
+    # open_state: a delta's whole chain (docs/SYNC.md "Deltas")
+    return {dev: set(open_state(s, key, listing, ref)["_records"]) for dev, ref in listing.newest_views(key.epoch).items()}
 
 
 def _sync(dev: Device, age: float | None) -> dict:

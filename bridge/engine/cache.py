@@ -37,7 +37,7 @@ CACHE_FILE = "remote-cache.sealed"
 CACHE_KIND = "remote-cache"
 HEADER_DIR = "remote-headers"
 VERSION = 1
-META_KEYS = ("w", "name", "devices", "removed", "vv", "time", "clock", "key")
+META_KEYS = ("w", "name", "devices", "removed", "vv", "time", "clock", "key", "live")
 
 
 @dataclass
@@ -53,15 +53,23 @@ class ViewMeta:
     # first listing that shows it must give a time in between, else it is read again
     # (another copy of this home may have written the same name: docs/SYNC.md).
     window: list[float] | None = None
+    # This device's own newest object only: its records' fingerprints (id -> record_fp),
+    # what the next delta is computed against (docs/SYNC.md "Deltas"); None: not known.
+    fp: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "size": self.size, "seq": self.seq, "meta": self.meta,
-                "mtime": self.mtime, "window": self.window}
+        out = {"name": self.name, "size": self.size, "seq": self.seq, "meta": self.meta,
+               "mtime": self.mtime, "window": self.window}
+        if self.fp is not None:
+            out["fp"] = self.fp
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ViewMeta:
+        fp = data.get("fp")
         return cls(str(data["name"]), int(data["size"]), int(data["seq"]), dict(data.get("meta") or {}),
-                   data.get("mtime"), data.get("window"))
+                   data.get("mtime"), data.get("window"),
+                   {str(k): str(v) for k, v in fp.items()} if isinstance(fp, dict) else None)
 
     def matches(self, ref: Any) -> bool:
         """Whether ``ref`` (from this run's listing) is the object this was read from."""
@@ -202,6 +210,8 @@ def fits(warm: RemoteCache, newest: dict[str, Any]) -> bool:
 
 def meta_of(data: dict[str, Any]) -> dict[str, Any]:
     meta = {k: data[k] for k in META_KEYS if k in data}
+    if data.get("_links"):
+        meta["links"] = list(data["_links"])  # a delta's chain (remote.check_links)
     if "_records" in data:
         # `devices` shows each device's account count; a cache hit has no records to count.
         meta["live"] = live_accounts(data)
@@ -209,9 +219,10 @@ def meta_of(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def live_accounts(data: dict[str, Any]) -> int | None:
-    """The accounts alive in one view: counted from its records, or from the cached count
-    when the view came from the cache (None for a cache written before the count)."""
-    if "_records" in data:
+    """The accounts alive in one view: counted from its records, or from the count the
+    view or the cache holds (a cache hit, a chain read only from the cached object on; None
+    for a cache written before the count)."""
+    if "_records" in data and not data.get("_partial"):
         return sum(1 for r in data["_records"].values() if not r.deleted)
     live = data.get("live")
     return int(live) if isinstance(live, int) else None

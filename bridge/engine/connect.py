@@ -110,6 +110,7 @@ def make_session(
         stats=stats,
         **({"retention": _retention(settings["retention"])} if "retention" in settings else {}),
         tombstone_age=_tombstone_age(settings),
+        deltas=_deltas(settings),
         **extra,
     )
 
@@ -177,6 +178,17 @@ def _tombstone_age(settings: Mapping[str, Any]) -> float | None:
     if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
         raise UsageError("config.toml: [sync] tombstone_age_days must be a number of days ≥ 0")
     return float(days) * 86400
+
+
+def _deltas(settings: Mapping[str, Any]) -> str:
+    """``[sync] deltas`` of config.toml (docs/SYNC.md "Deltas"): auto, always or never."""
+    from otpbridge.core.errors import UsageError
+
+    section = settings.get("sync")
+    value = section.get("deltas", "auto") if isinstance(section, dict) else "auto"
+    if value not in ("auto", "always", "never"):
+        raise UsageError("config.toml: [sync] deltas must be \"auto\", \"always\" or \"never\"")
+    return str(value)
 
 
 def init_settings(

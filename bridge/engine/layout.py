@@ -6,11 +6,14 @@ never overwrite each other and a listing alone says who wrote what, when, in whi
 epoch — without a key. Names carry no account data.
 
     epochs/<epoch:010>-<device>-<unix time>.hdr          epoch header (vault.create_epoch)
-    devices/<device>/<epoch:010>-<seq:012>-<unix time>.view   one device's sealed view
+    devices/<device>/<epoch:010>-<seq:012>-<unix time>.view   one device's sealed view (a checkpoint)
+    devices/<device>/<epoch:010>-<seq:012>-<base:012>-<unix time>.delta   a delta on the
+        device's previous object, in the chain that starts at its view number <base>
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -20,12 +23,14 @@ from dataclasses import dataclass, field
 from otpbridge.core.errors import IntegrityError
 
 VIEW_KIND = "view"  # the vault object kind bound into every view's associated data
+DELTA_KIND = "delta"  # ... and into every delta's: neither can be read as the other
 EPOCH_DIR = "epochs"
 DEVICE_DIR = "devices"
 
 _DEVICE = r"[0-9a-f]{12}"
 _HEADER_RE = re.compile(rf"{EPOCH_DIR}/(\d{{10}})-({_DEVICE})-(\d{{1,12}})\.hdr")
 _VIEW_RE = re.compile(rf"{DEVICE_DIR}/({_DEVICE})/(\d{{10}})-(\d{{12}})-(\d{{1,12}})\.view")
+_DELTA_RE = re.compile(rf"{DEVICE_DIR}/({_DEVICE})/(\d{{10}})-(\d{{12}})-(\d{{12}})-(\d{{1,12}})\.delta")
 DEVICE_ID_RE = re.compile(_DEVICE)
 
 # Every name the engine writes is one the listing reads back: the sequence number has
@@ -49,6 +54,18 @@ def header_name(epoch: int, device: str, when: float) -> str:
 def view_name(device: str, epoch: int, seq: int, when: float) -> str:
     check_seq(seq)
     return _checked(f"{DEVICE_DIR}/{device}/{epoch:010d}-{seq:012d}-{_name_time(when)}.view", _VIEW_RE)
+
+
+def delta_name(device: str, epoch: int, seq: int, base: int, when: float) -> str:
+    check_seq(seq)
+    if not 1 <= base < seq:
+        raise IntegrityError(f"refusing to write a delta #{seq} on checkpoint #{base}")
+    return _checked(f"{DEVICE_DIR}/{device}/{epoch:010d}-{seq:012d}-{base:012d}-{_name_time(when)}.delta", _DELTA_RE)
+
+
+def object_name(device: str, epoch: int, seq: int, when: float, base: int = 0) -> str:
+    """A view's name (``base`` 0) or a delta's."""
+    return delta_name(device, epoch, seq, base, when) if base else view_name(device, epoch, seq, when)
 
 
 def check_seq(seq: int) -> None:
@@ -98,10 +115,26 @@ class ViewRef:
     # When the remote says the object was written (None: unknown). Unlike ``time`` (the
     # name's, kept by re-encrypted copies) it tells a rotation in flight from a leftover.
     mtime: float | None = field(default=None, compare=False)
+    # A delta: the sequence number of the view (checkpoint) its chain starts from, as its
+    # name says (checked against the authenticated payload when opened). 0: a view.
+    base: int = field(default=0, compare=False)
 
     @property
     def snapshot_id(self) -> str:
         return f"{self.device}-{self.seq}"
+
+    @property
+    def kind(self) -> str:
+        return DELTA_KIND if self.base else VIEW_KIND
+
+    @property
+    def is_delta(self) -> bool:
+        return bool(self.base)
+
+    @property
+    def checkpoint(self) -> int:
+        """The sequence number of the view this object's state starts from (its own for a view)."""
+        return self.base or self.seq
 
 
 @dataclass
@@ -109,7 +142,7 @@ class Listing:
     """One listing of the remote, parsed. ``signature`` is what the fast path compares."""
 
     headers: list[HeaderRef] = field(default_factory=list)
-    views: list[ViewRef] = field(default_factory=list)
+    views: list[ViewRef] = field(default_factory=list)  # every device object: views and deltas
     other: list[tuple[str, int]] = field(default_factory=list)
 
     @classmethod
@@ -122,6 +155,9 @@ class Listing:
                 out.headers.append(HeaderRef(name, size, int(m[1]), m[2], _listed_time(int(m[3]), mtime)))
             elif m := _VIEW_RE.fullmatch(name):
                 out.views.append(ViewRef(name, size, m[1], int(m[2]), int(m[3]), _listed_time(int(m[4]), mtime), mtime))
+            elif (m := _DELTA_RE.fullmatch(name)) and 1 <= int(m[4]) < int(m[3]):
+                out.views.append(ViewRef(name, size, m[1], int(m[2]), int(m[3]), _listed_time(int(m[5]), mtime), mtime,
+                                         base=int(m[4])))
             else:
                 out.other.append((name, size))
         out.headers.sort(key=lambda h: (h.epoch, h.time, h.device))
@@ -184,8 +220,16 @@ def encode_view(payload: dict) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
+def record_fp(record_json: dict) -> str:
+    """A short fingerprint of one record as a view holds it (``Record.to_json()``): what a
+    writer compares to find the records that changed since its previous object (deltas)."""
+    raw = json.dumps(record_json, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    return hashlib.blake2b(raw, digest_size=8).hexdigest()
+
+
 def decode_view(raw: bytes, ref: ViewRef) -> dict:
-    """Parse an opened view; authenticated already, so a bad shape is a writer bug (exit 4)."""
+    """Parse an opened view or delta; authenticated already, so a bad shape is a writer bug (exit 4)."""
+    what = "delta" if ref.is_delta else "view"
     try:
         data = json.loads(raw.decode("utf-8"))
         if not isinstance(data, dict) or data.get("v") not in (1, 2):  # 1: 0.1.0 (merge.VIEW_VERSION)
@@ -203,6 +247,16 @@ def decode_view(raw: bytes, ref: ViewRef) -> dict:
             raise ValueError("'removed' is not a map of objects")
         if not isinstance(data.get("devices") or {}, dict):
             raise ValueError("'devices' is not a map")
+        if ref.is_delta:
+            prev, gone = data.get("prev"), data.get("gone", [])
+            if data.get("base") != ref.base:
+                raise ValueError("the delta names another checkpoint than its name")
+            if not isinstance(prev, int) or isinstance(prev, bool) or not ref.base <= prev < ref.seq:
+                raise ValueError("the delta builds on no earlier object of its chain")
+            if not isinstance(gone, list) or not all(isinstance(x, str) for x in gone):
+                raise ValueError("'gone' is not a list of record ids")
+        elif "base" in data:
+            raise ValueError("a view names a checkpoint")
     except (ValueError, UnicodeDecodeError) as exc:
-        raise IntegrityError(f"{ref.name}: the view is malformed ({exc})") from None
+        raise IntegrityError(f"{ref.name}: the {what} is malformed ({exc})") from None
     return data

@@ -20,13 +20,15 @@ from otpbridge.core.errors import (
 from otpbridge.core.secrets import Secret
 from otpbridge.engine import cache
 from otpbridge.engine.layout import (
+    DELTA_KIND,
     VIEW_KIND,
     HeaderRef,
     Listing,
     ViewRef,
     decode_view,
     encode_view,
-    view_name,
+    object_name,
+    record_fp,
 )
 from otpbridge.engine.merge import (
     Record,
@@ -62,6 +64,9 @@ class Remote:
     own_regressed: bool = False
     warnings: list[str] = field(default_factory=list)
     cache: Any = None  # engine.cache.RemoteCache after this run's reads (use_cache only)
+    # This device's newest object as a record fingerprint map (id -> layout.record_fp), or
+    # None when not known: what the next delta is computed against (docs/SYNC.md "Deltas").
+    own_fp: dict[str, str] | None = None
 
     @property
     def epoch(self) -> int:
@@ -257,18 +262,150 @@ def open_key(
 
 
 def open_view(s: Session, key: Any, ref: ViewRef) -> dict:
+    """One object (a view, or a delta: its own records only), opened and parsed."""
     from otpbridge.vault.format import max_object_size
 
     check_size(ref.name, ref.size, max_object_size())
     raw = cache.download(s, ref.name)
-    plain = key.open(raw, kind=VIEW_KIND, device=ref.device, seq=ref.seq)
+    plain = key.open(raw, kind=ref.kind, device=ref.device, seq=ref.seq)
     data = decode_view(plain, ref)
     try:
         version = int(data.get("v", 1))
         data["_records"] = {r.id: r for r in (Record.from_json(x, version=version) for x in data["records"])}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # no text: it may quote a field
-        raise IntegrityError(f"{ref.name}: a record of the view is malformed ({type(exc).__name__})") from None
+        raise IntegrityError(f"{ref.name}: a record of the {ref.kind} is malformed ({type(exc).__name__})") from None
     return data
+
+
+class BrokenChain(IntegrityError):
+    """A delta whose chain back to its checkpoint has a missing or unreadable link: never
+    an upload in flight (every link was written before the delta), always exit 4."""
+
+
+def chain_link(listing: Listing, ref: ViewRef, data: dict, who: str = "",
+               opener: Any = None) -> ViewRef:
+    """The object the delta ``ref`` builds on (its ``prev``), from the listing. Two objects
+    with that sequence number (two copies of one home, docs/SYNC.md "Copied homes") are
+    told apart by the nonce ``pw`` the delta recorded of it (``opener(ref)`` opens one)."""
+    prev = int(data["prev"])
+    found = [v for v in listing.views_of(ref.epoch, ref.device) if v.seq == prev]
+    fits = [v for v in found if (not v.is_delta if prev == ref.base else v.base == ref.base)]
+    if len(fits) > 1 and opener is not None and data.get("pw"):
+        fits = [v for v in fits if _opens_with_nonce(opener, v, data["pw"])]
+    if len(fits) != 1:
+        what = "its checkpoint view" if prev == ref.base else f"a delta on checkpoint #{ref.base}"
+        state = "not on the remote" if not fits else f"on the remote {len(fits)} times"
+        raise BrokenChain(
+            f"{ref.name} builds on #{prev} of device {who or ref.device} ({what}), which is {state}: "
+            "a link of the device's chain is missing",
+            hint="someone deleted or moved an object of this vault; if a copy of it exists put it back, else "
+            + quarantine_hint(ref.name).replace("move the object aside", "move this delta aside"),
+        )
+    return fits[0]
+
+
+def _opens_with_nonce(opener: Any, ref: ViewRef, nonce: str) -> bool:
+    try:
+        return opener(ref).get("w") == nonce
+    except UnsafeObject:
+        raise
+    except (IntegrityError, ValueError, KeyError, TypeError):
+        return False
+
+
+def open_state(
+    s: Session, key: Any, listing: Listing, ref: ViewRef, *, have: Any = None,
+    opened: dict[str, dict] | None = None, who: str = "", have_links: list[int] | None = None,
+) -> dict:
+    """A device's state as of ``ref``: a view, or its checkpoint with every delta up to
+    ``ref`` applied (docs/SYNC.md "Deltas"). Returns the newest object's metadata with
+    ``_records`` (the whole state) and, for a delta, ``_chain`` (the objects read, oldest
+    first); a view is returned as :func:`open_view` reads it.
+
+    ``have(link) -> bool``: an object of the chain whose state the caller holds already (the
+    download cache); the walk stops there and ``_records`` is only what changed after it
+    (``_partial``: merging it into the held state gives the whole state). ``opened``:
+    objects already opened, by name (verify). A missing or unreadable link is
+    :class:`BrokenChain` naming it; the object ``ref`` itself fails as :func:`open_view`."""
+    chain: list[dict] = []
+    cur = ref
+    partial = False
+    while True:
+        if cur is not ref and have is not None and have(cur):
+            partial = True
+            break
+        if opened is not None and cur.name in opened:
+            data = opened[cur.name]
+        elif cur is ref:
+            data = open_view(s, key, cur)
+        else:
+            try:
+                data = open_view(s, key, cur)
+            except UnsafeObject:
+                raise
+            except (IntegrityError, ValueError, KeyError, TypeError) as exc:
+                raise BrokenChain(f"{cur.name}, a link of the chain of {ref.name}, does not open: {exc}",
+                                  hint=quarantine_hint(cur.name)) from None
+        chain.append(data)
+        if not cur.is_delta:
+            break
+        nxt = chain_link(listing, cur, data, who, opener=lambda v: opened[v.name] if opened and v.name in opened
+                         else open_view(s, key, v))
+        cur = nxt
+    chain.reverse()
+    if len(chain) == 1 and not partial:
+        return chain[0]  # a view: exactly what open_view read
+    out = {k: v for k, v in chain[-1].items() if k not in ("records", "_records")}
+    records: dict[str, Record] = {} if partial else dict(chain[0]["_records"])
+    for data in chain if partial else chain[1:]:
+        if not partial:
+            for rid in data.get("gone") or ():
+                records.pop(rid, None)
+        records.update(data["_records"])
+    out["_records"] = records
+    out["_chain"] = chain
+    out["_partial"] = partial
+    # The sequence numbers of the whole chain, checkpoint first (check_links).
+    # (A partial read on a cache kept before links were: only the checkpoint and the newest.)
+    if not partial:
+        out["_links"] = [int(d["seq"]) for d in chain]
+    elif have_links:
+        out["_links"] = list(have_links) + [int(d["seq"]) for d in chain]
+    return out
+
+
+def check_links(listing: Listing, ref: ViewRef, data: dict, who: str = "") -> None:
+    """Every link of the chain a run holds for ``ref`` (``_links``, read now or kept in the
+    download cache) is still on the remote: a link deleted after it was read is found
+    from the listing alone, without downloading anything."""
+    links = data.get("_links") or ([ref.base, ref.seq] if ref.is_delta else [ref.seq])
+    mine = listing.views_of(ref.epoch, ref.device)
+    for i, seq in enumerate(links):
+        ok = any(v.seq == seq and (not v.is_delta if i == 0 else v.base == links[0]) for v in mine)
+        if not ok:
+            what = "its checkpoint view" if i == 0 else f"a delta on checkpoint #{links[0]}"
+            raise BrokenChain(
+                f"{ref.name} builds on #{seq} of device {who or ref.device} ({what}), which is not on the remote: "
+                "a link of the device's chain is missing",
+                hint="someone deleted or moved an object of this vault; if a copy of it exists put it back, else "
+                + quarantine_hint(ref.name).replace("move the object aside", "move this delta aside"),
+            )
+
+
+def state_fp(data: dict, held: dict[str, str] | None) -> dict[str, str] | None:
+    """The record fingerprints of a state :func:`open_state` read (``held``: those of the
+    state it stopped at, for a partial read; None when not known)."""
+    if not data.get("_partial"):
+        return {rid: record_fp(r.to_json()) for rid, r in data["_records"].items()}
+    if held is None:
+        return None
+    fp = dict(held)
+    for link in data["_chain"]:
+        for rid in link.get("gone") or ():
+            fp.pop(rid, None)
+        for rid, r in link["_records"].items():
+            fp[rid] = record_fp(r.to_json())
+    return fp
 
 
 def load_remote(
@@ -304,14 +441,24 @@ def load_remote(
         candidates = sorted(listing.views_of(key.epoch, dev), key=lambda v: v.seq, reverse=True)
         for ref in candidates:
             hit = warm.views.get(dev) if warm is not None else None
+            who = describe_device(state, remote.names, dev)
             if hit is not None and hit.matches(ref):
                 s.stats["cache_hits"] += 1
-                remote.views[dev] = (ref, dict(hit.meta, device=dev, seq=ref.seq))
+                data = dict(hit.meta, device=dev, seq=ref.seq)
+                if ref.is_delta:
+                    data["_links"] = hit.meta.get("links")
+                    check_links(listing, ref, data, who)
+                remote.views[dev] = (ref, data)
+                if dev == s.device_id:
+                    remote.own_fp = hit.fp
                 break
             try:
-                data = open_view(s, key, ref)
-            except UnsafeObject:
-                raise  # a symlink, FIFO or oversized file is never "still being written"
+                data = open_state(s, key, listing, ref, have=hit.matches if hit is not None else None,
+                                  who=who, have_links=hit.meta.get("links") if hit is not None else None)
+                if ref.is_delta:
+                    check_links(listing, ref, data, who)
+            except (UnsafeObject, BrokenChain):
+                raise  # a symlink, FIFO or oversized file is never "still being written", nor a lost link
             except (IntegrityError, ValueError, KeyError, TypeError) as exc:
                 known = state.seen.get(dev, 0) if dev != s.device_id else state.last_seq
                 if ref.seq <= known and not epoch_moved:
@@ -341,6 +488,8 @@ def load_remote(
                 continue
             remote.views[dev] = (ref, data)
             fresh[dev] = data
+            if dev == s.device_id:
+                remote.own_fp = state_fp(data, hit.fp if hit is not None else None)
             break
     views = [v[1] for v in remote.views.values()]
     for data in views:
@@ -363,6 +512,8 @@ def load_remote(
     remote.records = merge_views(([warm.records] if warm is not None else []) + parts)
     if use_cache:
         remote.cache = cache.update(warm, key, remote.views, fresh, remote.removed, remote.records, s.now())
+        if s.device_id in remote.views and s.device_id in remote.cache.views:
+            remote.cache.views[s.device_id].fp = remote.own_fp
     # Rollback: no device may be older than what we verified before.
     for dev, seen in sorted(state.seen.items()):
         if dev in remote.removed:
@@ -419,19 +570,22 @@ def rollback(message: str, accept: bool) -> None:
         )
 
 def upload_view(s: Session, key: Any, payload: dict, listing: Listing, when: float | None = None) -> str:
-    """Seal, write, and decrypt what the remote holds; then list it.
+    """Seal, write, and decrypt what the remote holds; then list it. A payload with a
+    ``base`` is a delta (kind ``delta``, named after its checkpoint), else a view.
 
     ``Backend.write`` reads the object back and compares it byte for byte before it
     returns, so ``blob`` *is* what the remote now holds: opening it proves the uploaded
     object decrypts, without downloading it a second time."""
     seq, dev = payload["seq"], payload["device"]
-    blob = key.seal(VIEW_KIND, dev, seq, encode_view(payload))
-    name = view_name(dev, key.epoch, seq, s.now() if when is None else when)
+    base = int(payload.get("base") or 0)
+    kind = DELTA_KIND if base else VIEW_KIND
+    blob = key.seal(kind, dev, seq, encode_view(payload))
+    name = object_name(dev, key.epoch, seq, s.now() if when is None else when, base)
     s.backend.write(name, blob)
     s.stats["upload_bytes"] += len(blob)
     back = blob
-    ref = ViewRef(name, len(back), dev, key.epoch, seq, 0)
-    data = decode_view(key.open(back, kind=VIEW_KIND, device=dev, seq=seq), ref)
+    ref = ViewRef(name, len(back), dev, key.epoch, seq, 0, base=base)
+    data = decode_view(key.open(back, kind=kind, device=dev, seq=seq), ref)
     if len(data["records"]) != len(payload["records"]) or data.get("w") != payload.get("w"):
         # Another writer of this name (only a copy of this home can produce it) came between.
         raise IntegrityError(

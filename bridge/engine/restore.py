@@ -20,7 +20,7 @@ from otpbridge.engine.merge import (
 from otpbridge.engine.remote import (
     Remote,
     load_remote,
-    open_view,
+    open_state,
 )
 from otpbridge.engine.session import STAT_KEYS, Session, exclusive
 from otpbridge.engine.state import SyncState
@@ -58,7 +58,7 @@ def remote_accounts(
         return alive(remote.records), remote
     for ref in remote.listing.views_of(remote.epoch):
         if snapshot in (ref.snapshot_id, ref.name):
-            data = open_view(s, remote.key, ref)
+            data = open_state(s, remote.key, remote.listing, ref)  # a delta: its whole chain
             return alive(data["_records"]), remote
     raise UsageError(f"no snapshot {snapshot!r} on the remote", hint="'otpbridge snapshots' lists them")
 

@@ -15,7 +15,6 @@ from otpbridge.core.errors import (
 )
 from otpbridge.core.secrets import Secret
 from otpbridge.engine.layout import (
-    VIEW_KIND,
     Listing,
     decode_view,
     header_name,
@@ -266,7 +265,8 @@ def _open_epoch_with(s: Session, state: SyncState, listing: Listing, epoch: int,
 
 
 def _reencrypt(s: Session, listing: Listing, old_key: Any, new_key: Any, rep: RotationReport) -> None:
-    """Re-seal every view of the old epoch that has no twin in the new one yet."""
+    """Re-seal every view and delta of the old epoch that has no twin in the new one yet
+    (a delta stays a delta: same device, sequence number, checkpoint and time)."""
     twins = {(v.device, v.seq) for v in listing.views_of(new_key.epoch)}
     todo = [v for v in listing.views_of(old_key.epoch) if (v.device, v.seq) not in twins]
     from otpbridge.vault.format import max_object_size
@@ -276,7 +276,7 @@ def _reencrypt(s: Session, listing: Listing, old_key: Any, new_key: Any, rep: Ro
         try:
             check_size(ref.name, ref.size, max_object_size())
             raw = s.backend.read(ref.name)
-            plain = old_key.open(raw, kind=VIEW_KIND, device=ref.device, seq=ref.seq)
+            plain = old_key.open(raw, kind=ref.kind, device=ref.device, seq=ref.seq)
         except IntegrityError as exc:
             s.warn(f"{ref.name} is unreadable and is left out of the new epoch: {exc}")
             continue

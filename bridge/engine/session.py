@@ -65,6 +65,7 @@ class Session:
     now: Callable[[], float] = time.time
     retention: Retention | None = None  # None: snapshots.Retention()'s defaults (not imported here)
     tombstone_age: float | None = None  # seconds; None: engine.cache.DEFAULT_TOMBSTONE_AGE (30 days)
+    deltas: str = "auto"  # [sync] deltas: "auto", "always" (whenever the chain allows), "never"
     cache: Any = None  # vault.KeyCache; made by key_cache() on first use
     lock_wait: float = 120.0  # seconds to wait for another run of this device (bridge/core/lock.py)
     holds_lock: bool = field(default=False, repr=False)  # re-entry: change_passphrase runs sync

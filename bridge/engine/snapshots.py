@@ -4,6 +4,10 @@ Every view is a complete copy of the vault as its device saw it, so keeping old 
 *is* keeping snapshots: no extra upload. Retention is restic's "keep last N + one per
 day + one per week", so a burst of edits cannot push out older good copies (Aegis#1245).
 Each device prunes only its own views and never its newest.
+
+A delta is a snapshot too (docs/SYNC.md "Deltas"): its state is its chain, the checkpoint
+view its name points to and every object of the device in between; whatever the policy
+keeps, the chains of the kept deltas are kept whole.
 """
 
 from __future__ import annotations
@@ -53,10 +57,15 @@ def keep(views: Sequence[ViewRef], policy: Retention = Retention()) -> set[str]:
                 break
             buckets.append(bucket)
             kept.add(v.name)
+    # Never cut a chain: a kept delta keeps everything from its checkpoint up to it.
+    for v in ordered:
+        if v.name in kept and v.is_delta:
+            kept.update(w.name for w in ordered if v.base <= w.seq < v.seq)
     return kept
 
 
 def prune(views: Sequence[ViewRef], policy: Retention = Retention()) -> list[ViewRef]:
-    """The views to delete (never the newest)."""
+    """The views to delete (never the newest), newest first: deleting them in this order,
+    a run that stops half-way never leaves a delta without the objects it builds on."""
     names = keep(views, policy)
-    return [v for v in views if v.name not in names]
+    return sorted((v for v in views if v.name not in names), key=lambda v: v.seq, reverse=True)

@@ -32,6 +32,8 @@ from otpbridge.engine.layout import (
     Listing,
     ViewRef,
     check_seq,
+    encode_view,
+    record_fp,
 )
 from otpbridge.engine.local import LocalRead, load_store_cache, read_stores
 from otpbridge.engine.merge import (
@@ -55,6 +57,7 @@ from otpbridge.engine.remote import (
     delete_object,
     format_time,
     load_remote,
+    open_state,
     open_view,
     quarantine_hint,
     upload_view,
@@ -222,13 +225,22 @@ def sync_changes(
             # The key slot this run opened with ("" for a version-1 vault): `devices` shows
             # whose each device is in a shared vault (docs/SYNC.md "Shared vaults").
             "key": remote.key.slot,
-            "records": [r.to_json() for rid, r in sorted(merged.items()) if rid not in purged],
+            # Accounts alive in this view: what `devices` shows when a reader has only a delta.
+            "live": sum(1 for rid, r in merged.items() if rid not in purged and not r.deleted),
         }
+        records_json = {rid: r.to_json() for rid, r in sorted(merged.items()) if rid not in purged}
+        fp_new = {rid: record_fp(j) for rid, j in records_json.items()}
+        payload = (_as_delta(s, remote, listing, payload, records_json, fp_new, last_seq, bool(foreign))
+                   or dict(payload, records=list(records_json.values())))
         started = time.time()
         name = upload_view(s, remote.key, payload, listing)
         window = [started, time.time()]
         report.purged = _mark_purged(remote, purged)
-        own_meta = ViewMeta(name, _listed_size(listing, name), seq, cache_meta_of(payload), window=window)
+        own_meta = ViewMeta(name, _listed_size(listing, name), seq, cache_meta_of(payload), window=window, fp=fp_new)
+        if payload.get("base") and own_view is not None:  # a delta: the previous object's chain, and itself
+            prev_ref, prev_data = own_view
+            before = prev_data.get("_links") or [prev_ref.base, prev_ref.seq] if prev_ref.is_delta else [prev_ref.seq]
+            own_meta.meta["links"] = [*before, seq]
         report.uploaded = name
         seen[s.device_id] = seq
         last_seq = seq
@@ -236,23 +248,32 @@ def sync_changes(
     report.verified_at = s.now()
     # Housekeeping: only our own objects (and leftovers nobody can read any more).
     if report.uploaded:
-        for ref in adopted:  # merged into the view just verified: superseded
-            if ref.name != report.uploaded:
-                delete_object(s, listing, ref.name)
-                report.cleaned.append(ref.name)
+        # Merged into the view just verified: superseded; and so are this device's older
+        # deltas that built on them (their chains are cut). Newest first (see below).
+        doomed = {ref.name: ref for ref in adopted if ref.name != report.uploaded}
+        cut = {ref.seq for ref in doomed.values()}
+        for ref in sorted(listing.views_of(remote.epoch, s.device_id), key=lambda v: v.seq):
+            if ref.is_delta and ref.name != report.uploaded and any(ref.base <= x < ref.seq for x in cut):
+                doomed[ref.name] = ref
+                cut.add(ref.seq)
+        for ref in sorted(doomed.values(), key=lambda v: v.seq, reverse=True):
+            delete_object(s, listing, ref.name)
+            report.cleaned.append(ref.name)
     for ref in remote.garbage:
         if ref in foreign:
             continue  # another copy's view that does not open (yet): not ours to delete
         delete_object(s, listing, ref.name)
         report.cleaned.append(ref.name)
     own = listing.views_of(remote.epoch, s.device_id)
+    # Newest first, here and below: a run that stops half-way leaves every chain whole (a
+    # delta is never left without the objects it builds on; docs/SYNC.md "Deltas").
     for ref in prune(own, s.retention if s.retention is not None else Retention()):
         if ref.seq == last_seq:
             continue
         delete_object(s, listing, ref.name)
         report.pruned.append(ref.name)
     for dev in remove_devices:
-        for ref in [v for v in listing.views if v.device == dev]:
+        for ref in sorted([v for v in listing.views if v.device == dev], key=lambda v: v.seq, reverse=True):
             delete_object(s, listing, ref.name)
             report.cleaned.append(ref.name)
     report.cleaned += cleanup_epochs(s, listing, remote)
@@ -355,6 +376,44 @@ def _mark_purged(remote: Remote, purged: set[str]) -> int:
             entry.append(True)
             new += 1
     return new
+
+
+MAX_CHAIN = 16  # deltas after one checkpoint view; the next object is a view again
+
+
+def _as_delta(
+    s: Session, remote: Remote, listing: Listing, payload: dict, records_json: dict[str, dict],
+    fp_new: dict[str, str], prev: int, foreign: bool,
+) -> dict | None:
+    """``payload`` as a delta on this device's newest object, or None for a full view (a
+    checkpoint): docs/SYNC.md "Deltas". A delta needs the newest object's records known
+    exactly (``remote.own_fp``), that object to be the one this view builds on (``prev``),
+    its chain shorter than MAX_CHAIN, and (``[sync] deltas = "auto"``) the chain's deltas
+    with this one to stay smaller than the checkpoint view."""
+    if s.deltas == "never" or foreign or remote.own_fp is None or remote.own_regressed:
+        return None
+    own = remote.views.get(s.device_id)
+    if own is None or own[0].seq != prev or prev <= 0 or own[0].epoch != remote.epoch:
+        return None
+    ref = own[0]
+    base = ref.checkpoint
+    mine = listing.views_of(remote.epoch, s.device_id)
+    checkpoint = [v for v in mine if v.seq == base and not v.is_delta]
+    chain = [v for v in mine if v.is_delta and v.base == base and v.seq <= ref.seq]
+    if len(checkpoint) != 1 or len(chain) >= MAX_CHAIN or (ref.is_delta and ref not in chain):
+        return None
+    old = remote.own_fp
+    changed = [j for rid, j in records_json.items() if old.get(rid) != fp_new[rid]]
+    gone = sorted(set(old) - set(fp_new))
+    # ``pw``: the nonce of the object this one builds on, so a chain stays unambiguous even
+    # when two copies of this home wrote one sequence number (docs/SYNC.md "Copied homes").
+    delta = dict(payload, base=base, pw=own[1].get("w"), records=changed, gone=gone)
+    if s.deltas == "auto":
+        from otpbridge.vault.format import padded_size
+
+        if sum(v.size for v in chain) + padded_size(len(encode_view(delta))) >= checkpoint[0].size:
+            return None
+    return delta
 
 
 def _listed_size(listing: Listing, name: str) -> int:
@@ -533,7 +592,7 @@ def _adopt(
             merged.append(ref)
             continue  # merged already
         try:
-            extra.append(open_view(s, remote.key, ref)["_records"])
+            extra.append(open_state(s, remote.key, remote.listing, ref)["_records"])
             merged.append(ref)
         except (IntegrityError, ValueError, KeyError, TypeError) as exc:
             report.warnings.append(f"{ref.name} (another copy of this home) does not open and is left alone: {exc}")

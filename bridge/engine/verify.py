@@ -1,5 +1,5 @@
-"""``otpbridge verify``: download and decrypt every object of the current epoch;
-report, never repair."""
+"""``otpbridge verify``: download and decrypt every object of the current epoch, check
+every delta's chain (docs/SYNC.md "Deltas"); report, never repair."""
 
 from __future__ import annotations
 
@@ -22,9 +22,12 @@ from otpbridge.engine.merge import (
 # Mass-deletion guard (SPEC §6): more than this many, or more than this share of the
 # accounts (when at least two), needs --allow-deletions. An unreadable store looks empty.
 from otpbridge.engine.remote import (
+    BrokenChain,
+    chain_link,
     check_size,
     extra_headers,
     open_key,
+    open_state,
     open_view,
 )
 from otpbridge.engine.session import STAT_KEYS, Session
@@ -73,7 +76,7 @@ def verify(s: Session, state: SyncState) -> VerifyReport:
             rep.failures.append(extra)
     views = listing.views_of(key.epoch)
     merged: list[dict[str, Record]] = []
-    opened: dict[str, int] = {}  # device -> newest seq that opened
+    opened: dict[str, dict] = {}  # name -> the object, opened
     removed: dict[str, Any] = dict(state.removed)
     for i, ref in enumerate(views):
         s.tick("verifying", i, len(views))
@@ -83,13 +86,35 @@ def verify(s: Session, state: SyncState) -> VerifyReport:
             rep.failures.append(f"{ref.name}: {exc}")
             continue
         rep.views += 1
-        opened[ref.device] = max(opened.get(ref.device, 0), ref.seq)
+        opened[ref.name] = data
         for dev, info in (data.get("removed") or {}).items():
             removed.setdefault(dev, info)
-        if ref.seq == listing.newest_views(key.epoch)[ref.device].seq:
-            merged.append(data["_records"])
+    # Every delta's chain: each link on the remote, of the right kind, and opening.
+    failed = {f.partition(":")[0] for f in rep.failures}
+    for ref in views:
+        if ref.is_delta and ref.name in opened:
+            try:
+                chain_link(listing, ref, opened[ref.name], opener=lambda v: opened.get(v.name) or {})
+            except BrokenChain as exc:
+                rep.failures.append(str(exc))
+    newest = listing.newest_views(key.epoch)
+    for _dev, ref in sorted(newest.items()):
+        if ref.name in failed:
+            continue  # reported above
+        try:
+            data = open_state(s, key, listing, ref, opened=opened)
+        except IntegrityError as exc:
+            if not isinstance(exc, BrokenChain) or str(exc) not in rep.failures:
+                rep.failures.append(f"{ref.name}: {exc}")
+            continue
+        merged.append(data["_records"])
+    # Rollback: what opened of each device, newest first (a newest that failed is reported).
+    opened_seq: dict[str, int] = {}
+    for ref in views:
+        if ref.name in opened:
+            opened_seq[ref.device] = max(opened_seq.get(ref.device, 0), ref.seq)
     s.tick("verifying", len(views), len(views))
-    rep.failures += _rollbacks(s, state, key.epoch, opened, removed)
+    rep.failures += _rollbacks(s, state, key.epoch, opened_seq, removed)
     rep.accounts = len(alive(merge_views(merged)))
     rep.other_epochs += [v.name for v in listing.views if v.epoch != key.epoch]
     rep.unknown = [n for n, _s in listing.other]
