@@ -101,6 +101,15 @@ def restores_with(remote: Path, tmp: Path, *pre: str, passphrase: str | None = N
 
 
 _VIEW = re.compile(r"(\d{10})-(\d{12})-\d+\.view")
+_DELTA = re.compile(r"(\d{10})-(\d{12})-\d{12}-\d+\.delta")  # docs/REMOTE-LAYOUT.md
+
+
+def _device_object(name: str):
+    """(match, kind) of a view or delta name, else (None, "")."""
+    for pattern, kind in ((_VIEW, "view"), (_DELTA, "delta")):
+        if m := pattern.fullmatch(name):
+            return m, kind
+    return None, ""
 
 
 def objects_opening(remote: Path, credential: Secret, old_keys: tuple[VaultKey, ...] = ()) -> list[str]:
@@ -122,9 +131,9 @@ def objects_opening(remote: Path, credential: Secret, old_keys: tuple[VaultKey, 
                 continue
             opened.append(rel)
         else:
-            assert rel.startswith("devices/") and _VIEW.fullmatch(path.name), f"an object of an unknown kind: {rel}"
+            assert rel.startswith("devices/") and _device_object(path.name)[0], f"an object of an unknown kind: {rel}"
     for path in files:
-        match = _VIEW.fullmatch(path.name)
+        match, kind = _device_object(path.name)
         if not match:
             continue
         epoch, seq, device = int(match.group(1)), int(match.group(2)), path.parent.name
@@ -132,7 +141,7 @@ def objects_opening(remote: Path, credential: Secret, old_keys: tuple[VaultKey, 
         tries = [k.rewrap(lambda raw, k=k: VaultKey(k.vault_id, epoch, raw)) for k in (*keys, *old_keys)]
         for key in tries:
             try:
-                key.open(blob, kind="view", device=device, seq=seq)
+                key.open(blob, kind=kind, device=device, seq=seq)
             except IntegrityError:
                 continue
             opened.append(path.relative_to(remote).as_posix())
@@ -309,7 +318,7 @@ def test_removed_keys_open_nothing_on_the_remote(tmp_path):
     for name, cred in removed.items():
         assert sorted(objects_opening(remote, cred)) == every, name
     old_keys = tuple(header_key(remote, cred) for cred in removed.values())
-    views = [x for x in every if x.endswith(".view")]
+    views = [x for x in every if x.endswith((".view", ".delta"))]  # every device object
     assert sorted(objects_opening(remote, Secret("no such passphrase"), old_keys[:1])) == views
     if "pi" in removed:
         assert restores_with(remote, tmp_path, "--identity", str(tmp_path / "id_ed25519")) == everything
@@ -956,10 +965,11 @@ def test_a_header_forged_from_a_published_ssh_key_is_refused_by_a_device_that_kn
     assert res.code == 4, res.err
     assert "not linked to the vault this device knows" in res.err
     assert sorted(p.name for p in remote.rglob("*") if p.is_file()) == before, "nothing was uploaded"
-    for path in remote.rglob("*.view"):
-        seq, device = int(_VIEW.fullmatch(path.name).group(2)), path.parent.name
+    for path in (p for p in remote.rglob("*") if p.is_file() and p.parent.parent.name == "devices"):
+        match, kind = _device_object(path.name)
+        seq, device = int(match.group(2)), path.parent.name
         with pytest.raises(IntegrityError):
-            VaultKey(key.vault_id, key.epoch + 1, attacker).open(path.read_bytes(), kind="view", device=device, seq=seq)
+            VaultKey(key.vault_id, key.epoch + 1, attacker).open(path.read_bytes(), kind=kind, device=device, seq=seq)
     # the real epoch is untouched: with the forgery gone, the server syncs again
     forged.unlink()
     ok(server.run(*pre, "sync"))
