@@ -723,7 +723,13 @@ def _churn(b: Env, devices: int) -> Row:
         input=feed,
     )
     out = json.loads(proc.stdout.decode().strip().splitlines()[-1])
-    bound = devices * recent + 1  # retention (all runs fall in one day and week) + the epoch header
+    # Issue 20 item 3: at most devices × (retention + checkpoint window) objects, plus the
+    # epoch header. Retention keeps `recent` objects per device (all runs fall in one day
+    # and week); a kept delta keeps its chain back to its checkpoint view, at most
+    # MAX_CHAIN deltas (docs/SYNC.md "Deltas").
+    from otpbridge.engine.sync import MAX_CHAIN
+
+    bound = devices * (recent + MAX_CHAIN) + 1
     return Row(
         f"scale: remote after {syncs} change-syncs over {devices} devices: {out['objects']} objects "
         f"({out['views']} views), {out['bytes']:,} B; {out['purged']} tombstone omissions (summed over devices)",
