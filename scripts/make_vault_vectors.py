@@ -64,6 +64,19 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _with_object(doc: dict, more: dict) -> dict:
+    """A vector's optional object, its open_as and plaintext, then the remaining fields."""
+    obj = more.pop("object", None)
+    if obj is not None:
+        doc["object_b64"] = _b64(obj)
+        doc["open_as"] = more.pop("open_as")
+    plaintext = more.pop("plaintext", None)
+    if plaintext is not None:
+        doc["plaintext_b64"] = _b64(plaintext)
+    doc.update(more)
+    return doc
+
+
 def _flip(data: bytes, byte: int, bit: int = 0) -> bytes:
     out = bytearray(data)
     out[byte] ^= 1 << bit
@@ -113,15 +126,7 @@ def _vector(name: str, description: str, expect: str, *, header: bytes, passphra
         "object_b64": None,
         "open_as": None,
     }
-    obj = more.pop("object", None)
-    if obj is not None:
-        doc["object_b64"] = _b64(obj)
-        doc["open_as"] = more.pop("open_as")
-    plaintext = more.pop("plaintext", None)
-    if plaintext is not None:
-        doc["plaintext_b64"] = _b64(plaintext)
-    doc.update(more)
-    return doc
+    return _with_object(doc, more)
 
 
 def build_vectors() -> dict[str, dict]:
@@ -589,15 +594,7 @@ def _v2_vector(name: str, description: str, expect: str, *, header: bytes, open_
         "object_b64": None,
         "open_as": None,
     }
-    obj = more.pop("object", None)
-    if obj is not None:
-        doc["object_b64"] = _b64(obj)
-        doc["open_as"] = more.pop("open_as")
-    plaintext = more.pop("plaintext", None)
-    if plaintext is not None:
-        doc["plaintext_b64"] = _b64(plaintext)
-    doc.update(more)
-    return doc
+    return _with_object(doc, more)
 
 
 def build_v2_vectors(out: Path = OUT) -> dict[str, dict]:
