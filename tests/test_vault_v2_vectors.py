@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,28 +21,17 @@ from otpbridge.core.secrets import IdentityKey, RecoveryKey, Secret
 from otpbridge.vault import format as vault
 from otpbridge.vault import keyring
 from tests import independent_reader as ind
+from tests.support.vectors import REPO, VECTORS
+from tests.support.vectors import field_bytes as _b
+from tests.support.vectors import load as _load
+from tests.support.vectors import vector_script as _script
 
-REPO = Path(__file__).resolve().parents[1]
-VECTORS = REPO / "tests" / "vectors" / "vault"
 FILES = sorted(p for p in VECTORS.glob("*.json") if json.loads(p.read_text("utf-8")).get("header_version") == 2)
 EXIT = {"success": 0, "usage": 2, "wrong-passphrase": 3, "integrity": 4}
 CREDENTIAL = {"passphrase": Secret, "recovery": RecoveryKey, "identity": IdentityKey}
 
 
-def _load(path: Path) -> dict:
-    return json.loads(path.read_text("utf-8"))
 
-
-def _b(doc: dict, field: str) -> bytes | None:
-    value = doc.get(field)
-    return None if value is None else base64.b64decode(value, validate=True)
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("make_vault_vectors", REPO / "scripts" / "make_vault_vectors.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _has_pyrage() -> bool:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import importlib.util
 import json
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -16,29 +13,16 @@ from otpbridge.core.errors import AuthenticationError, IntegrityError
 from otpbridge.core.secrets import Secret
 from otpbridge.vault import format as vault
 from tests import independent_reader as ind
+from tests.support.vectors import REPO, VECTORS
+from tests.support.vectors import field_bytes as _b
+from tests.support.vectors import load as _load
+from tests.support.vectors import vector_script as _script
 
-REPO = Path(__file__).resolve().parents[1]
-VECTORS = REPO / "tests" / "vectors" / "vault"
 # Version-2 headers (key slots, FORMAT.md §12) have their own test: tests/test_vault_v2_vectors.py.
 FILES = sorted(p for p in VECTORS.glob("*.json") if json.loads(p.read_text("utf-8")).get("header_version", 1) == 1)
 
 
-def _load(path: Path) -> dict:
-    return json.loads(path.read_text("utf-8"))
 
-
-def _b(doc: dict, field: str) -> bytes | None:
-    value = doc.get(field)
-    return None if value is None else base64.b64decode(value, validate=True)
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "make_vault_vectors", REPO / "scripts" / "make_vault_vectors.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_vector_set_is_complete():
