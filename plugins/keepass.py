@@ -224,18 +224,24 @@ def _decode_uuid(text: str | None) -> bytes:
         return b""
 
 
+def _add_string(out: dict[str, str], string) -> None:
+    """One String element's Key and Value into ``out`` (the first of a key wins; hot
+    loop, so no XPath)."""
+    key = value = None
+    for part in string:
+        if part.tag == "Key":
+            key = part.text
+        elif part.tag == "Value":
+            value = part.text
+    if key is not None and key not in out:
+        out[key] = value or ""
+
+
 def _fields(entry) -> dict[str, str]:
-    """``{key: value}`` of an entry's String elements (first wins; hot loop, so no XPath)."""
+    """``{key: value}`` of an entry's String elements."""
     out: dict[str, str] = {}
     for s in entry.iterchildren("String"):
-        key = value = None
-        for child in s:
-            if child.tag == "Key":
-                key = child.text
-            elif child.tag == "Value":
-                value = child.text
-        if key is not None and key not in out:
-            out[key] = value or ""
+        _add_string(out, s)
     return out
 
 
@@ -264,14 +270,7 @@ def _read_entry(entry) -> tuple[dict[str, str], str | None]:
     for child in entry:
         tag = child.tag
         if tag == "String":
-            key = value = None
-            for part in child:
-                if part.tag == "Key":
-                    key = part.text
-                elif part.tag == "Value":
-                    value = part.text
-            if key is not None and key not in out:
-                out[key] = value or ""
+            _add_string(out, child)
         elif tag == "Times" and when is None:
             when = child.findtext("LastModificationTime") or ""
     return out, when

@@ -20,7 +20,7 @@ from otpbridge.backends.faults import FaultyBackend, SimulatedCrash
 from otpbridge.backends.local import LocalBackend
 from otpbridge.core.errors import OtpBridgeError
 from otpbridge.engine.fastpath import sync
-from tests.support.engine import Device, engine_session, make_account, ok, remote_ids
+from tests.support.engine import Device, device_id, engine_session, joined_pair, make_account, ok, remote_ids
 
 
 def ids(*tags: str) -> set[str]:
@@ -40,15 +40,7 @@ def objects_kind(request, monkeypatch):
 
 def setup(tmp_path: Path) -> tuple[Device, Device, Path]:
     """Device a with accounts 1 and 2, and another device b, both synced."""
-    remote = tmp_path / "remote"
-    a = Device(tmp_path / "a", str(remote), "a")
-    b = Device(tmp_path / "b", str(remote), "b")
-    ok(a.init())
-    ok(b.init())
-    a.add(make_account("1"), make_account("2"))
-    ok(a.sync())
-    ok(b.sync())
-    return a, b, remote
+    return joined_pair(tmp_path)
 
 
 def copy_home(src: Device, root: Path) -> Device:
@@ -62,10 +54,6 @@ def copy_home(src: Device, root: Path) -> Device:
 
 def remote_files(remote: Path) -> list[tuple[str, int]]:
     return sorted((str(p.relative_to(remote)), p.stat().st_size) for p in remote.rglob("*") if p.is_file())
-
-
-def device_id(dev: Device) -> str:
-    return engine_session(dev).device_id
 
 
 def assert_refused(dev: Device, remote: Path) -> None:

@@ -15,9 +15,6 @@ import time
 
 import pytest
 
-from otpbridge.backends.faults import FaultyBackend, SimulatedCrash
-from otpbridge.backends.local import LocalBackend
-from otpbridge.core.errors import OtpBridgeError
 from otpbridge.core.otpauth import parse_uri
 from otpbridge.core.secrets import Secret
 from otpbridge.engine.fastpath import sync
@@ -26,24 +23,20 @@ from tests.support.engine import (
     NEW_PASS,
     PASS,
     Device,
+    device_id,
     engine_session,
-    force_deltas,
+    joined_pair,
     make_account,
     ok,
     remote_ids,
 )
+from tests.support.faults import fault_matrix, matrix_summary, run_faulty
 
 
 def setup_pair(root, *, deltas: bool = False):
     """Two devices; with ``deltas``, every later upload is a delta where the chain allows
     (docs/SYNC.md "Deltas"), so each device's newest object is a delta on its view."""
-    remote = root / "remote"
-    a = Device(root / "a", str(remote), "a")
-    b = Device(root / "b", str(remote), "b")
-    ok(a.init())
-    ok(b.init())
-    if deltas:
-        force_deltas(a, b)
+    a, b, remote = joined_pair(root, accounts=(), deltas=deltas)
     keep = [make_account(str(i)) for i in range(4)]
     a.add(*keep)
     ok(a.sync())
@@ -57,23 +50,7 @@ def setup_pair(root, *, deltas: bool = False):
     return a, b, remote
 
 
-def run_faulty(fn, faulty):
-    try:
-        fn()
-    except (SimulatedCrash, OtpBridgeError):
-        pass
-    return any(e[3] != "ok" for e in faulty.events)
-
-
-MATRIX_OPS = ("list", "read", "write", "exists", "delete")
-MATRIX_MODES = ("crash_on", "crash_after", "fail_on", "fail_after", "truncate_on")
 OPERATIONS = ("backup", "sync", "rotation", "restore", "device-removal")
-
-
-def _device_id(dev: Device) -> str:
-    from otpbridge.core.config import Config
-
-    return Config.resolve(dev.home).read()["device"]["id"]
 
 
 class _Case:
@@ -98,7 +75,7 @@ class _Case:
         elif self.name == "rotation":
             change_passphrase(engine_session(self.a, faulty), lambda: Secret(NEW_PASS))
         elif self.name == "device-removal":
-            sync(engine_session(self.a, faulty), mode="sync", remove_devices=[_device_id(self.b)])
+            sync(engine_session(self.a, faulty), mode="sync", remove_devices=[device_id(self.b)])
         else:  # restore onto a new laptop
             from otpbridge.engine.restore import restore
             from otpbridge.engine.state import SyncState
@@ -136,7 +113,7 @@ class _Case:
         elif self.name == "device-removal":
             assert remote_ids(remote) == self.everything, where
             assert set(a.accounts()) == self.everything, where
-            bid = _device_id(b)
+            bid = device_id(b)
             ok(a.run("devices", "remove", bid))
             assert remote_ids(remote) == self.everything, where
             rows = {r["id"]: r for r in ok(a.run("devices", "list", "--json")).json()}
@@ -165,23 +142,16 @@ def test_crash_matrix(tmp_path, operation, objects, record_property):
     a, b, remote = setup_pair(root, deltas=objects == "deltas")
     template = tmp_path / "template"
     shutil.copytree(root, template, symlinks=True)
-    cases = {}
-    for op in MATRIX_OPS:
-        for mode in MATRIX_MODES:
-            if mode == "truncate_on" and op != "write":
-                continue
-            for k in range(1, 60):
-                shutil.rmtree(root)
-                shutil.copytree(template, root, symlinks=True)
-                case = _Case(operation, a, b, remote, root)
-                case.prepare()
-                faulty = FaultyBackend(LocalBackend(str(remote)), **{mode: {op: [k]}})
-                if not run_faulty(lambda case=case, faulty=faulty: case.run(faulty), faulty):
-                    break  # there is no k-th call of this kind
-                case.check((operation, op, mode, k))
-                cases[(op, mode)] = k
-    total = sum(cases.values())
-    by_op = ", ".join(f"{op} {sum(k for (o, _m), k in cases.items() if o == op)}" for op in MATRIX_OPS)
+
+    def attempt(faulty, where) -> bool:
+        case = _Case(operation, a, b, remote, root)
+        case.prepare()
+        if not run_faulty(lambda: case.run(faulty), faulty):
+            return False
+        case.check((operation, *where))
+        return True
+
+    total, by_op = matrix_summary(fault_matrix(root, template, remote, attempt))
     record_property("figure", f"crash matrix: {operation} ({objects}): {total} injected faults ({by_op}), 0 accounts lost, every next run recovered")
     assert total >= 5
 

@@ -13,27 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.engine import NEW_PASS, Device, force_deltas, make_account, ok, remote_ids
+from tests.support.engine import (
+    NEW_PASS,
+    Device,
+    device_id,
+    joined_pair,
+    make_account,
+    ok,
+    remote_ids,
+)
 
 OLD = time.time() - 3600  # older than any upload in flight (remote.UPLOAD_GRACE)
 
 
 def pair(tmp_path: Path, *, deltas: bool = True) -> tuple[Device, Device, Path]:
-    remote = tmp_path / "remote"
-    a = Device(tmp_path / "a", str(remote), "a")
-    b = Device(tmp_path / "b", str(remote), "b")
-    ok(a.init())
-    ok(b.init())
-    if deltas:
-        force_deltas(a, b)
-    a.add(make_account("1"), make_account("2"))
-    ok(a.sync())
-    ok(b.sync())
-    return a, b, remote
-
-
-def device_id(dev: Device) -> str:
-    return json.loads((dev.home / "state" / "sync-state.json").read_text())["device"]
+    return joined_pair(tmp_path, deltas=deltas)
 
 
 def objects(remote: Path, dev: Device, suffix: str = "*") -> list[Path]:

@@ -13,15 +13,12 @@ from otpbridge.core.errors import IntegrityError, UnreachableError
 from otpbridge.engine.fastpath import sync
 from otpbridge.engine.layout import Listing, ViewRef
 from otpbridge.engine.snapshots import Retention, prune
-from tests.support.engine import Device, engine_session, make_account, ok, remote_ids
+from tests.support.engine import Device, engine_session, joined_pair, make_account, ok, remote_ids
 
 
 @pytest.fixture
 def pair(tmp_path):
-    a = Device(tmp_path / "a", str(tmp_path / "remote"), "a")
-    b = Device(tmp_path / "b", str(tmp_path / "remote"), "b")
-    ok(a.init())
-    ok(b.init())
+    a, b, _remote = joined_pair(tmp_path, accounts=())
     return a, b
 
 

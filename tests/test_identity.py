@@ -17,7 +17,7 @@ import pytest
 from otpbridge.core.model import Account, Algorithm, Kind, b32decode
 from otpbridge.core.otpauth import format_uri
 from tests.support.cli import run_with_env as cli
-from tests.support.engine import PASS, Device, base_env, make_account, ok, remote_ids
+from tests.support.engine import PASS, Device, base_env, joined_pair, make_account, ok, remote_ids
 from tests.support.gpg import needs_pass_otp
 from tests.support.kdbx import kpxc, needs_keepassxc
 
@@ -36,12 +36,7 @@ def _json(out: str) -> dict:
 
 
 def pair(tmp_path: Path) -> tuple[Device, Device, Path]:
-    remote = tmp_path / "remote"
-    a = Device(tmp_path / "a", str(remote), "a")
-    b = Device(tmp_path / "b", str(remote), "b")
-    ok(a.init())
-    ok(b.init())
-    return a, b, remote
+    return joined_pair(tmp_path, accounts=())
 
 
 # --- list / convert -------------------------------------------------------------------------

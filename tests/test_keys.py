@@ -23,11 +23,12 @@ import pytest
 
 from otpbridge.backends.faults import FaultyBackend, SimulatedCrash
 from otpbridge.backends.local import LocalBackend
-from otpbridge.core.errors import IntegrityError, OtpBridgeError
+from otpbridge.core.errors import IntegrityError
 from otpbridge.core.otpauth import parse_uri
 from otpbridge.core.secrets import IdentityKey, RecoveryKey, Secret
 from otpbridge.vault.format import VaultKey, WrongPassphrase, open_epoch
 from tests.support.engine import PASS, Device, base_env, engine_session, make_account, ok, remote_ids
+from tests.support.faults import fault_matrix, matrix_summary, run_faulty
 
 BOB = "bob's very own passphrase, 19 words long"
 BOB2 = "bob picked another passphrase in March 2031"
@@ -422,8 +423,6 @@ def rfc6238(secret: bytes, at: float) -> str:
 
 
 # --- 5. crash injection: key add and key remove ------------------------------------------------
-MATRIX_OPS = ("list", "read", "write", "exists", "delete")
-MATRIX_MODES = ("crash_on", "crash_after", "fail_on", "fail_after", "truncate_on")
 
 
 def _crash_setup(root: Path) -> dict:
@@ -441,14 +440,6 @@ def _crash_setup(root: Path) -> dict:
     ok(bob.sync())
     ok(a.sync())
     return {"a": a, "bob": bob, "remote": remote}
-
-
-def _run_faulty(fn, faulty) -> bool:
-    try:
-        fn()
-    except (SimulatedCrash, OtpBridgeError):
-        pass
-    return any(e[3] != "ok" for e in faulty.events)
 
 
 def _rerun_until_done(dev: Device, *args: str, env: dict[str, str] | None = None, where=()) -> None:
@@ -486,49 +477,42 @@ def test_crash_matrix_for_key_changes(tmp_path, change, record_property):
     server = identity(root / "age.txt")  # a key that stays: opens without a derivation
     old_key = header_key(remote, Secret(BOB))
     params = choose_params("insecure-test", {"OTPBRIDGE_ALLOW_INSECURE_KDF": "1"})
-    cases: dict[tuple[str, str], int] = {}
-    for op in MATRIX_OPS:
-        for mode in MATRIX_MODES:
-            if mode == "truncate_on" and op != "write":
-                continue
-            for k in range(1, 60):
-                shutil.rmtree(root)
-                shutil.copytree(template, root, symlinks=True)
-                where = (change, op, mode, k)
-                faulty = FaultyBackend(LocalBackend(str(remote)), **{mode: {op: [k]}})
-                s = engine_session(a, faulty)
-                if change == "add":
-                    spec = NewSlot("passphrase", "carol", Secret(CAROL), params=params)
-                    fn = lambda s=s, spec=spec: add_key(s, spec)  # noqa: E731
-                else:
-                    fn = lambda s=s: remove_key(s, "bob")  # noqa: E731
-                if not _run_faulty(fn, faulty):
-                    break  # there is no k-th call of this kind
-                # nothing lost: the remote restores completely with the key the run used
-                assert remote_ids(remote) == everything, where
-                assert set(a.accounts()) == everything, where
-                # the same command again finishes the job
-                if change == "add":
-                    _rerun_until_done(a, "key", "add", "--name", "carol", env={"OTPBRIDGE_NEW_PASSPHRASE": CAROL},
-                                      where=where)
-                else:
-                    _rerun_until_done(a, "key", "remove", "bob", where=where)
-                (header,) = (remote / "epochs").glob("*.hdr")
-                ring = open_epoch(header.read_bytes(), server).keyring
-                names = sorted(x.name for x in ring.slots)
-                want = ["", "bob", "carol", "srv"] if change == "add" else ["", "srv"]
-                assert names == want, where
-                assert remote_ids(remote) == everything, where
-                assert objects_opening(remote, server), where
-                if change == "add":
-                    assert remote_ids(remote, CAROL) == everything, where
-                    ok(bob.sync())  # bob keeps syncing through all of it
-                    assert set(bob.accounts()) == everything, where
-                else:
-                    assert objects_opening(remote, Secret(BOB), (old_key,)) == [], where
-                cases[(op, mode)] = k
-    total = sum(cases.values())
-    by_op = ", ".join(f"{op} {sum(k for (o, _m), k in cases.items() if o == op)}" for op in MATRIX_OPS)
+
+    def attempt(faulty, fault) -> bool:
+        where = (change, *fault)
+        s = engine_session(a, faulty)
+        if change == "add":
+            spec = NewSlot("passphrase", "carol", Secret(CAROL), params=params)
+            fn = lambda s=s, spec=spec: add_key(s, spec)  # noqa: E731
+        else:
+            fn = lambda s=s: remove_key(s, "bob")  # noqa: E731
+        if not run_faulty(fn, faulty):
+            return False
+        # nothing lost: the remote restores completely with the key the run used
+        assert remote_ids(remote) == everything, where
+        assert set(a.accounts()) == everything, where
+        # the same command again finishes the job
+        if change == "add":
+            _rerun_until_done(a, "key", "add", "--name", "carol", env={"OTPBRIDGE_NEW_PASSPHRASE": CAROL},
+                              where=where)
+        else:
+            _rerun_until_done(a, "key", "remove", "bob", where=where)
+        (header,) = (remote / "epochs").glob("*.hdr")
+        ring = open_epoch(header.read_bytes(), server).keyring
+        names = sorted(x.name for x in ring.slots)
+        want = ["", "bob", "carol", "srv"] if change == "add" else ["", "srv"]
+        assert names == want, where
+        assert remote_ids(remote) == everything, where
+        assert objects_opening(remote, server), where
+        if change == "add":
+            assert remote_ids(remote, CAROL) == everything, where
+            ok(bob.sync())  # bob keeps syncing through all of it
+            assert set(bob.accounts()) == everything, where
+        else:
+            assert objects_opening(remote, Secret(BOB), (old_key,)) == [], where
+        return True
+
+    total, by_op = matrix_summary(fault_matrix(root, template, remote, attempt))
     gone = ", the removed key opened nothing" if change == "remove" else ""
     record_property("figure", f"crash matrix: key {change}: {total} injected faults ({by_op}), 0 accounts lost, "
                               f"every rerun finished{gone}")

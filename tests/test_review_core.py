@@ -22,19 +22,23 @@ from otpbridge.core.errors import OtpBridgeError
 from otpbridge.core.secrets import Secret
 from otpbridge.engine.fastpath import sync
 from otpbridge.engine.rotation import change_passphrase
-from tests.support.engine import NEW_PASS, PASS, Device, engine_session, make_account, ok, remote_ids
+from tests.support.engine import (
+    NEW_PASS,
+    PASS,
+    Device,
+    engine_session,
+    joined_pair,
+    make_account,
+    ok,
+    remote_ids,
+)
 
 NEW = {"OTPBRIDGE_NEW_PASSPHRASE": NEW_PASS}
 HOURS_AGO = 3 * 3600
 
 
 def pair(tmp_path: Path) -> tuple[Device, Device, Path]:
-    remote = tmp_path / "remote"
-    a = Device(tmp_path / "a", str(remote), "a")
-    b = Device(tmp_path / "b", str(remote), "b")
-    ok(a.init())
-    ok(b.init())
-    return a, b, remote
+    return joined_pair(tmp_path, accounts=())
 
 
 def past_sync(dev: Device, *, ago: float = HOURS_AGO) -> None:

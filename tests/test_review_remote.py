@@ -18,26 +18,24 @@ from pathlib import Path
 import pytest
 
 from otpbridge.core.errors import IntegrityError, UnsafeObject
-from tests.support.engine import NEW_PASS, PASS, Device, engine_session, make_account, ok, remote_ids
+from tests.support.engine import (
+    NEW_PASS,
+    PASS,
+    Device,
+    device_id,
+    engine_session,
+    joined_pair,
+    make_account,
+    ok,
+    remote_ids,
+)
 
 NEW = {"OTPBRIDGE_NEW_PASSPHRASE": NEW_PASS}
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def pair(tmp_path: Path) -> tuple[Device, Device, Path]:
-    remote = tmp_path / "remote"
-    a = Device(tmp_path / "a", str(remote), "a")
-    b = Device(tmp_path / "b", str(remote), "b")
-    ok(a.init())
-    ok(b.init())
-    a.add(make_account("1"), make_account("2"))
-    ok(a.sync())
-    ok(b.sync())
-    return a, b, remote
-
-
-def device_id(dev: Device) -> str:
-    return json.loads((dev.home / "state" / "sync-state.json").read_text())["device"]
+    return joined_pair(tmp_path)
 
 
 def real_header(remote: Path) -> Path:

@@ -154,6 +154,32 @@ class Device:
         return self.run("sync", "--json", *extra, env=env, drop=drop)
 
 
+def joined_pair(root: Path, *, accounts: tuple[str, ...] = ("1", "2"), deltas: bool = False,
+                ) -> tuple[Device, Device, Path]:
+    """Devices a and b joined to one local-folder vault under ``root``; with ``accounts``,
+    a holds those (make_account tags) and both have synced; with ``deltas``, every later
+    upload is a delta where the chain allows."""
+    remote = root / "remote"
+    a = Device(root / "a", str(remote), "a")
+    b = Device(root / "b", str(remote), "b")
+    ok(a.init())
+    ok(b.init())
+    if deltas:
+        force_deltas(a, b)
+    if accounts:
+        a.add(*(make_account(tag) for tag in accounts))
+        ok(a.sync())
+        ok(b.sync())
+    return a, b, remote
+
+
+def device_id(dev: Device) -> str:
+    """The device id in the home's config (what its objects on the remote are named by)."""
+    from otpbridge.core.config import Config
+
+    return Config.resolve(dev.home).read()["device"]["id"]
+
+
 def force_deltas(*devices: Device) -> None:
     """A delta on every upload the chain allows (test vaults are too small for "auto")."""
     for dev in devices:
