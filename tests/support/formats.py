@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -58,7 +59,10 @@ def by_secret(accounts: Iterable[Account]) -> dict[bytes, Account]:
 
 
 def examples(n: int):
-    """Hypothesis settings for a format property: ``n`` examples, no deadline (KDFs, files), tmp_path allowed."""
+    """Hypothesis settings for a format property: ``n`` examples, no deadline (KDFs, files), tmp_path allowed.
+
+    OTPBRIDGE_EXAMPLES_SCALE multiplies ``n`` for a longer exploring run by hand (conftest)."""
+    n *= max(1, int(os.environ.get("OTPBRIDGE_EXAMPLES_SCALE", "1")))
     return settings(max_examples=n, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
