@@ -8,7 +8,7 @@ otpbridge`` and ``otpbridge --version`` stay cheap.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _API = ("Device", "backup", "codes", "convert", "init", "open_store", "read", "read_accounts", "restore", "sync")
 # Loaded on first use too: even errors/model cost ~20 ms (dataclasses pulls in inspect),
