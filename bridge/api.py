@@ -221,7 +221,7 @@ class Device:
             announce(s)
         return result
 
-    def _sync(self, mode: str, *, dry_run: bool, allow_deletions: bool, accept_rollback: bool):
+    def _sync(self, mode: str, *, dry_run: bool, allow_deletions: bool, accept_rollback: bool, full: bool):
         from otpbridge.engine.fastpath import sync
         from otpbridge.engine.session import record_error
 
@@ -231,19 +231,30 @@ class Device:
             if not s.stores:
                 raise UsageError("no store is configured")
             with s.backend:
-                return sync(s, mode=mode, dry_run=dry_run, allow_deletions=allow_deletions, accept_rollback=accept_rollback)
+                return sync(s, mode=mode, dry_run=dry_run, allow_deletions=allow_deletions, accept_rollback=accept_rollback,
+                            force=full)
         except OtpBridgeError as err:
             if not dry_run:
                 record_error(self.config.state_dir, err, time.time())
             raise
 
-    def backup(self, *, dry_run: bool = False, allow_deletions: bool = False, accept_rollback: bool = False):
-        """Local stores → vault, one way (``otpbridge backup``); returns the engine's SyncReport."""
-        return self._sync("backup", dry_run=dry_run, allow_deletions=allow_deletions, accept_rollback=accept_rollback)
+    def backup(self, *, dry_run: bool = False, allow_deletions: bool = False, accept_rollback: bool = False,
+               full: bool = False):
+        """Local stores → vault, one way (``otpbridge backup``); returns the engine's SyncReport.
 
-    def sync(self, *, dry_run: bool = False, allow_deletions: bool = False, accept_rollback: bool = False):
-        """Two-way sync (``otpbridge sync``); returns the engine's SyncReport."""
-        return self._sync("sync", dry_run=dry_run, allow_deletions=allow_deletions, accept_rollback=accept_rollback)
+        ``full``: read every store and open the vault even when nothing changed (the
+        no-change fast path checks neither), as ``--full`` does."""
+        return self._sync("backup", dry_run=dry_run, allow_deletions=allow_deletions, accept_rollback=accept_rollback,
+                          full=full)
+
+    def sync(self, *, dry_run: bool = False, allow_deletions: bool = False, accept_rollback: bool = False,
+             full: bool = False):
+        """Two-way sync (``otpbridge sync``); returns the engine's SyncReport.
+
+        ``full``: read every store and open the vault even when nothing changed (the
+        no-change fast path checks neither), as ``--full`` does."""
+        return self._sync("sync", dry_run=dry_run, allow_deletions=allow_deletions, accept_rollback=accept_rollback,
+                          full=full)
 
     def restore(self, into: str | None = None, *, remote: str | None = None, snapshot: str | None = None,
                 dry_run: bool = False, account: str | None = None):

@@ -3,6 +3,8 @@ through the real CLI with real stores."""
 
 from __future__ import annotations
 
+import json
+
 from tests.support.engine import Device, make_account, ok
 
 
@@ -157,9 +159,14 @@ def test_schedule_refuses_a_store_secret_that_lives_only_in_the_shell_and_check_
     assert "--passphrase-file" in line and "kdbx pw" not in line and PASS not in line
     # a broken secret source: --check says so with the run's own exit code
     kpwfile.write_text("wrong\n")
-    res = d.run(*args, "--check", env=env)
-    assert res.code == 0 or "FAILS" in res.out  # no change: the fast path needs no store password
-    (tmp_path / "otp.kdbx").touch()
+    assert ok(d.run("sync")).out.strip() == "nothing changed"  # the fast path reads no password...
+    res = d.run(*args, "--check", env=env)  # ... --check runs 'sync --full', which does
+    assert res.code == 3 and "FAILS with exit 3" in res.out, res.out + res.err
+    assert "--full" in res.err
+    kpwfile.write_text("kdbx pw 18\n")
+    ok(d.run(*args, "--check", env=env))
+    # a passphrase file that no longer opens the vault: the same
+    pwfile.write_text("not the passphrase any more\n")
     res = d.run(*args, "--check", env=env)
     assert res.code == 3 and "FAILS with exit 3" in res.out, res.out + res.err
 
@@ -517,3 +524,24 @@ def test_completion_of_kind_prefixes_device_names_and_snapshot_ids(tmp_path):
     ids = complete("restore", "--snapshot", "")
     assert ids and all("-" in i for i in ids)
     assert "latest" in complete("snapshots", "diff", ids[0], "")
+
+
+def test_sync_full_opens_everything_when_nothing_changed_and_writes_nothing(tmp_path):
+    d = make(tmp_path, "dev")
+    d.add(make_account("1"))
+    ok(d.init())
+    ok(d.run("sync"))
+    remote = tmp_path / "remote"
+    before = sorted(p.relative_to(remote) for p in remote.rglob("*") if p.is_file())
+    assert ok(d.run("sync")).out.strip() == "nothing changed"
+    res = ok(d.run("sync", "--full", "--json", "--verbose"))
+    out = json.loads(res.out)
+    assert out["fast_path"] is False and out["accounts"] == 1
+    assert out["stats"]["kdf"] >= 1  # the passphrase was really used
+    assert sorted(p.relative_to(remote) for p in remote.rglob("*") if p.is_file()) == before
+    # a wrong passphrase: the fast path says nothing, --full says exit 3
+    assert ok(d.run("sync", env={"OTPBRIDGE_PASSPHRASE": "wrong wrong wrong"})).out.strip() == "nothing changed"
+    res = d.run("sync", "--full", env={"OTPBRIDGE_PASSPHRASE": "wrong wrong wrong"})
+    assert res.code == 3, res.err
+    res = d.run("backup", "--full", env={"OTPBRIDGE_PASSPHRASE": "wrong wrong wrong"})
+    assert res.code == 3, res.err

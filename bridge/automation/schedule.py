@@ -539,12 +539,17 @@ def unreachable_secrets(
 
 def check_run(plan: Plan, environ: Mapping[str, str], *, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run the unit's command once, in the unit's own environment: a bare PATH, HOME and
-    what the unit sets, no terminal, no inherited variables (``schedule --check``)."""
+    what the unit sets, no terminal, no inherited variables (``schedule --check``).
+
+    With ``--full`` added: a timer run that finds nothing changed takes the fast path,
+    which reads no password and derives no key, so without it a wrong passphrase or a
+    store password that no longer works would pass the check and fail at the first
+    change, unseen in a cron job."""
     env = {"PATH": BARE_PATH, "HOME": environ.get("HOME", os.path.expanduser("~")), **plan.environment}
     for var in ("LANG", "LC_ALL", "OTPBRIDGE_ALLOW_INSECURE_KDF", SYSTEMCTL_ENV):  # locale; test seams
         if var in environ and var not in env:
             env[var] = environ[var]
-    argv = list(plan.argv)
+    argv = [*plan.argv, "--full"]
     try:
         return subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=timeout, check=False, start_new_session=True)

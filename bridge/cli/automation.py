@@ -75,7 +75,8 @@ def schedule_cmd(
     ?password-file= or ?password-command=, the passphrase from --passcommand, the global
     --passphrase-file or --keyring. One that lives only in this shell (?password-env=,
     OTPBRIDGE_PASSPHRASE) makes --install refuse, with a hint. --check runs the command
-    once as the timer would and says whether it works.
+    once as the timer would, with 'sync --full' so that every store password and the
+    passphrase are really used even when nothing changed, and says whether it works.
 
     \b
     Examples:
@@ -143,7 +144,7 @@ def _check_schedule(state: State, schedule, plan, problems: list[str]) -> None:
     for problem in problems:
         state.warn("a scheduled run may fail: " + problem)
     state.note("running, as the " + ("systemd timer" if plan.method == "systemd" else "cron job") + " would: "
-               + " ".join(plan.argv))
+               + " ".join(plan.argv) + " --full (every store read and the vault opened, even if nothing changed)")
     proc = schedule.check_run(plan, state.environ)
     if proc.returncode == 0:
         state.echo("the scheduled run works (exit 0)")

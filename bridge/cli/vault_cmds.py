@@ -129,13 +129,16 @@ def _sync_options(fn):
         click.option("--accept-new-keys", is_flag=True,
                      help="Trust a key-slot header not linked to the vault this device knows (only after key "
                      "changes you know of; docs/SYNC.md 'Keys')."),
+        click.option("--full", is_flag=True,
+                     help="Read every store and open the vault even when nothing changed (the no-change fast "
+                     "path checks neither passwords nor the passphrase); 'schedule --check' uses it."),
     ]):
         fn = opt(fn)
     return fn
 
 
-def _run_sync(state: State, mode: str, dry_run: bool, as_json: bool, allow_deletions: bool,
-              accept_rollback: bool, adopt_device: bool = False, accept_new_keys: bool = False) -> None:
+def _run_sync(state: State, mode: str, *, dry_run: bool, as_json: bool, allow_deletions: bool,
+              accept_rollback: bool, adopt_device: bool, accept_new_keys: bool, full: bool) -> None:
     from otpbridge.engine.fastpath import sync
 
     settings = settings_of(state)
@@ -146,7 +149,7 @@ def _run_sync(state: State, mode: str, dry_run: bool, as_json: bool, allow_delet
         s.accept_new_keys = accept_new_keys
         with s.backend:
             report = sync(s, mode=mode, dry_run=dry_run, allow_deletions=allow_deletions,
-                          accept_rollback=accept_rollback, adopt_device=adopt_device)
+                          accept_rollback=accept_rollback, adopt_device=adopt_device, force=full)
     except OtpBridgeError as err:
         if not dry_run:
             record_failure(state, err)
@@ -206,23 +209,22 @@ def conflict_text(c) -> str:
 @click.command("backup")
 @_sync_options
 @click.pass_obj
-def backup_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, accept_rollback: bool,
-               adopt_device: bool, accept_new_keys: bool) -> None:
+def backup_cmd(state: State, **options: bool) -> None:
     """Back up the local stores to the vault (one way; nothing local changes).
 
     \b
     Examples:
       otpbridge backup
       otpbridge backup --dry-run --json
+      otpbridge backup --full      # also when nothing changed: proves every password works
     """
-    _run_sync(state, "backup", dry_run, as_json, allow_deletions, accept_rollback, adopt_device, accept_new_keys)
+    _run_sync(state, "backup", **options)
 
 
 @click.command("sync")
 @_sync_options
 @click.pass_obj
-def sync_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, accept_rollback: bool,
-             adopt_device: bool, accept_new_keys: bool) -> None:
+def sync_cmd(state: State, **options: bool) -> None:
     """Two-way sync: local changes to the vault, other devices' changes into the primary store.
 
     \b
@@ -231,7 +233,7 @@ def sync_cmd(state: State, dry_run: bool, as_json: bool, allow_deletions: bool, 
       OTPBRIDGE_PASSCOMMAND='pass show backup/otpbridge' otpbridge --quiet sync
       otpbridge sync --dry-run --json
     """
-    _run_sync(state, "sync", dry_run, as_json, allow_deletions, accept_rollback, adopt_device, accept_new_keys)
+    _run_sync(state, "sync", **options)
 
 
 # --- restore -----------------------------------------------------------------------------------
