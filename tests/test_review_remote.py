@@ -360,6 +360,33 @@ def test_home_state_and_cache_folders_are_0700(tmp_path):
         assert folder.stat().st_mode & 0o777 == 0o700, folder
 
 
+def test_folders_an_older_otpbridge_left_open_are_tightened(tmp_path):
+    """0.1.0 made a home's folders 0755: the next run makes them 0700; parents and
+    folders that are not otpbridge's stay as they are."""
+    from otpbridge.core.config import Config
+    from otpbridge.core.fileio import private_dir
+
+    dev = Device(tmp_path / "a", str(tmp_path / "remote"), "a")
+    ok(dev.init())
+    cfg = Config.resolve(dev.home)
+    for folder in (dev.home, cfg.state_dir):
+        folder.chmod(0o755)
+    tmp_path.chmod(0o755)
+    ok(dev.sync())
+    assert cfg.state_dir.stat().st_mode & 0o777 == 0o700
+    ok(dev.run("store", "add", f"uris:{tmp_path / 'second.txt'}", "--create"))  # writes the config
+    assert dev.home.stat().st_mode & 0o777 == 0o700
+    assert tmp_path.stat().st_mode & 0o777 == 0o755  # a parent: left alone
+    # a symlink to someone's folder is never followed to chmod it
+    other = tmp_path / "other"
+    other.mkdir(mode=0o755)
+    other.chmod(0o755)
+    link = tmp_path / "link"
+    link.symlink_to(other)
+    private_dir(link)
+    assert other.stat().st_mode & 0o777 == 0o755
+
+
 def test_store_cache_is_resealed_on_passphrase_change(tmp_path):
     from otpbridge.engine.layout import Listing
     from otpbridge.engine.local import STORE_CACHE_FILE, load_store_cache, save_store_cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -24,9 +25,15 @@ def fsync_dir(folder: Path) -> None:
 
 
 def private_dir(folder: str | os.PathLike[str]) -> Path:
-    """Make ``folder`` and every missing parent 0700 (a home, its state, its caches); a
-    folder that exists already is left as it is."""
+    """Make ``folder`` and every missing parent 0700 (a home, its state, its caches).
+
+    ``folder`` itself is otpbridge's own (callers pass only a home, its ``state/`` and
+    caches), so an existing one that others may enter is tightened to 0700 too: otpbridge
+    0.1.0 made them 0755, and a later ``chmod`` or a restored backup can loosen them. Only
+    a real folder owned by this user is touched; existing parents (the user's own home,
+    ``~/.config``) are left as they are."""
     folder = Path(folder)
+    _tighten(folder)
     missing: list[Path] = []
     probe = folder
     while not probe.exists():
@@ -41,6 +48,16 @@ def private_dir(folder: str | os.PathLike[str]) -> Path:
             continue
         os.chmod(item, 0o700)  # mkdir's mode is filtered by the umask
     return folder
+
+
+def _tighten(folder: Path) -> None:
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077:
+        with contextlib.suppress(OSError):
+            os.chmod(folder, 0o700)
 
 
 def backup_path(path: Path) -> Path:
