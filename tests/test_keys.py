@@ -343,6 +343,9 @@ def test_removed_keys_open_nothing_on_the_remote(tmp_path):
     bob.add(make_account("late"))
     res = bob.sync()  # bob's passphrase opens nothing; what he had stays his
     assert res.code == 3, res.err
+    # ... and he is told why: his key was removed (not "the passphrase was changed")
+    assert "'bob'" in res.err and "was removed from the vault on device" in res.err, res.err
+    assert "passphrase was changed" not in res.err and "key add" in res.err
     assert ids(bob) == {make_account(t).secret_id for t in ("0", "1", "2", "bob", "late")}
     assert remote_ids(remote) == everything
     left = sorted(p.relative_to(remote).as_posix() for p in remote.rglob("*") if p.is_file())

@@ -14,6 +14,7 @@ from typing import Any
 from otpbridge.core.errors import (
     AuthenticationError,
     IntegrityError,
+    OtpBridgeError,
     UnsafeObject,
     UsageError,
 )
@@ -250,6 +251,13 @@ def open_key(
     if first_error is None and refused is None:
         raise IntegrityError(f"no epoch header of the vault can be read: {damaged[0] if damaged else 'none listed'}")
     ref = listing.headers_of(newest)[-1]
+    if 0 < state.epoch < newest and _slot_removed(s, ref, state):
+        raise AuthenticationError(
+            f"the key this device opened the vault with, {state.key_names.get(state.slot, state.slot)}, was "
+            f"removed from the vault on device {describe_device(state, {}, ref.device)} at {format_time(ref.time)}",
+            hint="ask someone who still holds a key to add one for you ('otpbridge key add' on their device); "
+            "the accounts this device already has stay in its stores",
+        )
     if 0 < state.epoch < newest:
         raise AuthenticationError(
             f"the passphrase was changed on device {describe_device(state, {}, ref.device)} at {format_time(ref.time)}",
@@ -259,6 +267,21 @@ def open_key(
         assert refused is not None
         raise refused
     raise first_error
+
+
+def _slot_removed(s: Session, ref: HeaderRef, state: SyncState) -> bool:
+    """True when the newest header no longer has the passphrase slot this device opened
+    last (``key remove``; a passphrase change keeps the slot's id): the two failures
+    need different advice. The slot ids are in the header's clear text."""
+    if not state.slot:
+        return False
+    from otpbridge.vault.keyring import is_v2, parse_header
+
+    try:
+        raw = read_header(s, ref, state.vault_id, cached=True)
+        return is_v2(raw) and state.slot not in {x.id.hex() for x in parse_header(raw).slots}
+    except OtpBridgeError:
+        return False
 
 
 def open_view(s: Session, key: Any, ref: ViewRef) -> dict:
