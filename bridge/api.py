@@ -240,10 +240,7 @@ class Device:
 
     def backup(self, *, dry_run: bool = False, allow_deletions: bool = False, accept_rollback: bool = False,
                full: bool = False):
-        """Local stores → vault, one way (``otpbridge backup``); returns the engine's SyncReport.
-
-        ``full``: read every store and open the vault even when nothing changed (the
-        no-change fast path checks neither), as ``--full`` does."""
+        """Local stores → vault, one way (``otpbridge backup``); the options as for :meth:`sync`."""
         return self._sync("backup", dry_run=dry_run, allow_deletions=allow_deletions, accept_rollback=accept_rollback,
                           full=full)
 
