@@ -195,6 +195,33 @@ def test_a_deleted_link_already_read_is_found_from_the_listing(tmp_path, whose):
     assert json.loads(ok(reader.run("status", "--json")).out).get("last_error")
 
 
+@pytest.mark.parametrize("whose", ["other", "own"])
+@pytest.mark.parametrize("how", ["truncated", "rewritten"])
+def test_a_link_changed_in_place_after_it_was_read_is_found_from_the_listing(tmp_path, whose, how):
+    """The download cache keeps each link's listed size and time: a link truncated or
+    rewritten after it was read stops the next sync (exit 4 naming it) before it writes a
+    new delta on a chain nobody could read back."""
+    a, b, remote = pair(tmp_path)
+    grow_chain(a, 4)
+    ok(b.sync())
+    ok(a.sync())
+    middle = objects(remote, a)[-2]
+    if how == "truncated":
+        with open(middle, "r+b") as fh:
+            fh.truncate(middle.stat().st_size // 2)
+    else:  # the same size, written again (another link's bytes would not open either)
+        stat = middle.stat()
+        middle.write_bytes(bytes(stat.st_size))
+        os.utime(middle, (stat.st_atime, stat.st_mtime + 5))
+    reader = b if whose == "other" else a
+    before = sorted(p.name for p in remote.rglob("*") if p.is_file())
+    reader.add(make_account("more"))
+    res = reader.run("sync")
+    assert res.code == 4, res.err
+    assert middle.name in res.err and "changed on the remote" in res.err and "Traceback" not in res.err, res.err
+    assert sorted(p.name for p in remote.rglob("*") if p.is_file()) == before  # nothing written on it
+
+
 def test_a_damaged_middle_delta_is_an_integrity_failure_naming_it(tmp_path):
     a, b, remote = pair(tmp_path)
     grow_chain(a, 3)

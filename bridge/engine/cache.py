@@ -212,6 +212,8 @@ def meta_of(data: dict[str, Any]) -> dict[str, Any]:
     meta = {k: data[k] for k in META_KEYS if k in data}
     if data.get("_links"):
         meta["links"] = list(data["_links"])  # a delta's chain (remote.check_links)
+    if data.get("_link_refs"):
+        meta["link_refs"] = [list(x) for x in data["_link_refs"]]  # its links as listed
     if "_records" in data:
         # `devices` shows each device's account count; a cache hit has no records to count.
         meta["live"] = live_accounts(data)

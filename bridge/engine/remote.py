@@ -339,6 +339,7 @@ def _opens_with_nonce(opener: Any, ref: ViewRef, nonce: str) -> bool:
 def open_state(
     s: Session, key: Any, listing: Listing, ref: ViewRef, *, have: Any = None,
     opened: dict[str, dict] | None = None, who: str = "", have_links: list[int] | None = None,
+    have_link_refs: list | None = None,
 ) -> dict:
     """A device's state as of ``ref``: a view, or its checkpoint with every delta up to
     ``ref`` applied (docs/SYNC.md "Deltas"). Returns the newest object's metadata with
@@ -351,11 +352,14 @@ def open_state(
     objects already opened, by name (verify). A missing or unreadable link is
     :class:`BrokenChain` naming it; the object ``ref`` itself fails as :func:`open_view`."""
     chain: list[dict] = []
+    refs: list[ViewRef] = []  # the objects of ``chain``, as listed
     cur = ref
     partial = False
     while True:
         if cur is not ref and have is not None and have(cur):
             partial = True
+            if not cur.is_delta:  # the held object is a checkpoint: its chain is itself
+                have_links, have_link_refs = [cur.seq], [link_ref(cur)]
             break
         if opened is not None and cur.name in opened:
             data = opened[cur.name]
@@ -370,12 +374,14 @@ def open_state(
                 raise BrokenChain(f"{cur.name}, a link of the chain of {ref.name}, does not open: {exc}",
                                   hint=quarantine_hint(cur.name)) from None
         chain.append(data)
+        refs.append(cur)
         if not cur.is_delta:
             break
         nxt = chain_link(listing, cur, data, who, opener=lambda v: opened[v.name] if opened and v.name in opened
                          else open_view(s, key, v))
         cur = nxt
     chain.reverse()
+    refs.reverse()
     if len(chain) == 1 and not partial:
         return chain[0]  # a view: exactly what open_view read
     out = {k: v for k, v in chain[-1].items() if k not in ("records", "_records")}
@@ -390,11 +396,22 @@ def open_state(
     out["_partial"] = partial
     # The sequence numbers of the whole chain, checkpoint first (check_links).
     # (A partial read on a cache kept before links were: only the checkpoint and the newest.)
+    # With each link's listed name, size and time (``_link_refs``), so that a link changed
+    # in place after it was read is found from the listing too.
+    read = [link_ref(r) for r in refs]
     if not partial:
         out["_links"] = [int(d["seq"]) for d in chain]
+        out["_link_refs"] = read
     elif have_links:
         out["_links"] = list(have_links) + [int(d["seq"]) for d in chain]
+        if have_link_refs:
+            out["_link_refs"] = list(have_link_refs) + read
     return out
+
+
+def link_ref(ref: ViewRef) -> list:
+    """What the download cache keeps of one link of a chain: ``[name, size, mtime]``."""
+    return [ref.name, ref.size, ref.mtime]
 
 
 def check_links(listing: Listing, ref: ViewRef, data: dict, who: str = "") -> None:
@@ -412,6 +429,22 @@ def check_links(listing: Listing, ref: ViewRef, data: dict, who: str = "") -> No
                 "a link of the device's chain is missing",
                 hint="someone deleted or moved an object of this vault; if a copy of it exists put it back, else "
                 + quarantine_hint(ref.name).replace("move the object aside", "move this delta aside"),
+            )
+    listed = {v.name: v for v in mine}
+    for entry in data.get("_link_refs") or ():
+        name, size, mtime = entry
+        now = listed.get(name)
+        if now is None:
+            continue  # a link under another name (a newer epoch's copy): the check above judged it
+        if mtime is None and now.mtime is not None and now.size == size:
+            entry[2] = now.mtime  # this device's own upload: its time is learnt at the next listing
+            continue
+        if now.size != size or (mtime is not None and now.mtime is not None and abs(now.mtime - mtime) >= 1e-3):
+            change = f"{size} bytes then, {now.size} now" if now.size != size else "rewritten since"
+            raise BrokenChain(
+                f"{name}, a link of the chain of {ref.name} (device {who or ref.device}), changed on the remote "
+                f"after this device read it ({change}): objects are never rewritten",
+                hint=quarantine_hint(name),
             )
 
 
@@ -470,6 +503,7 @@ def load_remote(
                 data = dict(hit.meta, device=dev, seq=ref.seq)
                 if ref.is_delta:
                     data["_links"] = hit.meta.get("links")
+                    data["_link_refs"] = hit.meta.get("link_refs")
                     check_links(listing, ref, data, who)
                 remote.views[dev] = (ref, data)
                 if dev == s.device_id:
@@ -477,7 +511,8 @@ def load_remote(
                 break
             try:
                 data = open_state(s, key, listing, ref, have=hit.matches if hit is not None else None,
-                                  who=who, have_links=hit.meta.get("links") if hit is not None else None)
+                                  who=who, have_links=hit.meta.get("links") if hit is not None else None,
+                                  have_link_refs=hit.meta.get("link_refs") if hit is not None else None)
                 if ref.is_delta:
                     check_links(listing, ref, data, who)
             except (UnsafeObject, BrokenChain):

@@ -56,6 +56,7 @@ from otpbridge.engine.remote import (
     cleanup_epochs,
     delete_object,
     format_time,
+    link_ref,
     load_remote,
     open_state,
     open_view,
@@ -241,6 +242,9 @@ def sync_changes(
             prev_ref, prev_data = own_view
             before = prev_data.get("_links") or [prev_ref.base, prev_ref.seq] if prev_ref.is_delta else [prev_ref.seq]
             own_meta.meta["links"] = [*before, seq]
+            prev_refs = prev_data.get("_link_refs") if prev_ref.is_delta else [link_ref(prev_ref)]
+            if prev_refs:  # (a cache kept before link refs were: the seq check only)
+                own_meta.meta["link_refs"] = [*prev_refs, [name, own_meta.size, None]]
         report.uploaded = name
         seen[s.device_id] = seq
         last_seq = seq
