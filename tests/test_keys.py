@@ -344,7 +344,8 @@ def test_removed_keys_open_nothing_on_the_remote(tmp_path):
     res = bob.sync()  # bob's passphrase opens nothing; what he had stays his
     assert res.code == 3, res.err
     # ... and he is told why: his key was removed (not "the passphrase was changed")
-    assert "'bob'" in res.err and "was removed from the vault on device" in res.err, res.err
+    assert "'bob'" in res.err and "is not in the vault's newest key-slot header" in res.err, res.err
+    assert "it was removed" in res.err
     assert "passphrase was changed" not in res.err and "key add" in res.err
     assert ids(bob) == {make_account(t).secret_id for t in ("0", "1", "2", "bob", "late")}
     assert remote_ids(remote) == everything
@@ -979,3 +980,22 @@ def test_a_device_that_missed_more_key_changes_than_headers_link_needs_accept_ne
     ok(b.sync("--accept-new-keys"))
     assert make_account("late").secret_id in b.accounts()
     ok(b.sync())  # trusted from now on
+
+
+def test_a_remote_rolled_back_past_a_key_removal_is_a_rollback_not_a_forgery(tmp_path, vault):
+    """The older header carries no link under the secret the removal drew (links run
+    forward): the device must say "rollback" and point at --accept-rollback, not call
+    the vault's own older header forged."""
+    a, remote, _code = vault
+    saved = tmp_path / "saved-remote"
+    shutil.copytree(remote, saved)
+    recovery = next(k for k in keys_of(a) if k["type"] == "recovery")
+    ok(a.run("key", "remove", recovery["id"]))
+    shutil.rmtree(remote)
+    shutil.copytree(saved, remote)  # the provider restored an older copy of the folder
+    res = a.sync()
+    assert res.code == 4, res.err
+    assert "rollback detected" in res.err and "--accept-rollback" in res.err, res.err
+    assert "forged" not in res.err and "--accept-new-keys" not in res.err
+    ok(a.sync("--accept-rollback"))
+    assert ids(a) == {make_account(t).secret_id for t in ("h1", "h2")}

@@ -228,10 +228,13 @@ def open_key(
                 # headers of a run share RUN_KDF_LIMIT (docs/SYNC.md "Epoch headers").
                 # Each header still allowed keeps one derivation in reserve, so a planted
                 # many-slot header cannot stop a restore from falling back to the real one.
+                # An epoch older than the one this device opened is checked as a rollback
+                # (load_remote: exit 4 unless --accept-rollback), not by links, which only
+                # run forward: an older header carries none under the newer secret.
                 spent = s.stats["kdf"] - spent_before
                 key = open_epoch(raw, passphrase, stats=s.stats, cache=s.key_cache(), hint=state.slot,
                                  max_derivations=RUN_KDF_LIMIT - spent - (KDF_BUDGET - tried - 1),
-                                 known_auth="" if s.accept_new_keys else state.vault_auth)
+                                 known_auth="" if s.accept_new_keys or epoch < state.epoch else state.vault_auth)
             except WrongPassphrase as exc:
                 if s.stats["kdf"] - spent_before > spent:
                     tried += 1
@@ -252,11 +255,17 @@ def open_key(
         raise IntegrityError(f"no epoch header of the vault can be read: {damaged[0] if damaged else 'none listed'}")
     ref = listing.headers_of(newest)[-1]
     if 0 < state.epoch < newest and _slot_removed(s, ref, state):
+        # Worded as what the header's clear text shows, not as fact: without a key that
+        # opens it this device cannot tell a real removal from a forged header (a device
+        # that opens the vault can: 'verify', exit 4 for a forgery).
         raise AuthenticationError(
-            f"the key this device opened the vault with, {state.key_names.get(state.slot, state.slot)}, was "
-            f"removed from the vault on device {describe_device(state, {}, ref.device)} at {format_time(ref.time)}",
-            hint="ask someone who still holds a key to add one for you ('otpbridge key add' on their device); "
-            "the accounts this device already has stay in its stores",
+            f"the key this device opened the vault with, {state.key_names.get(state.slot, state.slot)}, is not in "
+            f"the vault's newest key-slot header (epoch {newest}, named as written by device "
+            f"{describe_device(state, {}, ref.device)} at {format_time(ref.time)}): it was removed "
+            "('otpbridge key remove'), or that header is not genuine",
+            hint="if your key was removed, ask someone who still holds a key to add one for you ('otpbridge key "
+            "add' on their device); if not, 'otpbridge verify' on a device whose key opens the vault checks the "
+            "header. The accounts this device already has stay in its stores",
         )
     if 0 < state.epoch < newest:
         raise AuthenticationError(
