@@ -433,3 +433,39 @@ def test_time_in_a_view_name_is_bounded(tmp_path):
 
     assert Listing.parse([_Info(f"devices/{device_id(a)}/{renamed.name}", 1)]).views[0].time == 0
     assert Listing.parse([_Info(f"devices/{device_id(a)}/{renamed.name}", 1, 1700000000.5)]).views[0].time == 1700000000
+
+
+def test_a_newer_header_that_does_not_parse_hides_no_snapshot(tmp_path):
+    """A planted (or half-uploaded) header of a higher epoch: the listing-only commands
+    keep showing the epoch that has objects; verify names the file as not current."""
+    dev = Device(tmp_path / "a", str(tmp_path / "remote"), "a")
+    dev.add(make_account("1"))
+    ok(dev.init())
+    ok(dev.sync())
+    dev.add(make_account("2"))
+    ok(dev.sync())
+    before = ok(dev.run("snapshots", "--json")).json()
+    assert len(before) == 2
+    junk = tmp_path / "remote" / "epochs" / f"0000000009-000000000000-{int(time.time())}.hdr"
+    junk.write_bytes(b"junk\n")
+    assert ok(dev.run("snapshots", "--json")).json() == before
+    rows = ok(dev.run("devices", "list", "--json")).json()
+    assert [r["views"] for r in rows] == [2] and rows[0]["last_write"] is not None
+    res = ok(dev.run("forget", "--keep-last", "1", "--dry-run", "--json"))
+    assert len(res.json()["forgotten"]) == 1, res.out
+    res = dev.run("verify")
+    assert res.code == 4 and junk.name in res.err, res.err
+    assert "older epoch" not in res.err and "not of the current epoch" in res.err
+
+
+def test_verify_names_files_no_device_reads(tmp_path):
+    dev = Device(tmp_path / "a", str(tmp_path / "remote"), "a")
+    dev.add(make_account("1"))
+    ok(dev.init())
+    ok(dev.sync())
+    (view,) = (tmp_path / "remote" / "devices").rglob("*.view")
+    planted = view.parent / f"0000000001-000000000099-000000000120-{int(time.time())}.delta"  # base after seq
+    planted.write_bytes(view.read_bytes())
+    res = ok(dev.run("verify"))
+    assert planted.name in res.err and "no device reads it" in res.err, res.err
+    assert any(planted.name in n for n in ok(dev.run("verify", "--json")).json()["unknown"])

@@ -241,7 +241,10 @@ def verify_cmd(state: State, as_json: bool) -> None:
         state.echo(f"epoch {rep.epoch}: {rep.headers} header(s), {rep.views} object(s) decrypted, "
                    f"{rep.accounts} accounts")
         for name in rep.other_epochs:
-            state.warn(f"left over from an older epoch: {name}")
+            state.warn(f"not of the current epoch {rep.epoch}: {name} (left over from an earlier epoch, or a "
+                       "passphrase change in flight)")
+        for name in rep.unknown:
+            state.warn(f"not an otpbridge object name, so no device reads it: {name} (docs/SYNC.md 'Quarantine')")
         for f in rep.failures:
             click.echo(f"FAILED {f}", err=True)
     if rep.failures:

@@ -17,7 +17,7 @@ from otpbridge.engine.state import SyncState
 # --- status, devices, snapshots (no passphrase) -----------------------------------------------
 def devices(s: Session, state: SyncState) -> list[dict[str, Any]]:
     listing = Listing.parse(s.backend.list())
-    epoch = max(listing.epochs(), default=0)
+    epoch = listing.listed_epoch()
     out = []
     for dev, ref in sorted(listing.newest_views(epoch).items()):
         out.append(
@@ -73,7 +73,7 @@ def resolve_device(state: SyncState, listing_ids: set[str], text: str) -> str:
 
 def snapshots(s: Session, state: SyncState) -> list[dict[str, Any]]:
     listing = Listing.parse(s.backend.list())
-    epoch = max(listing.epochs(), default=0)
+    epoch = listing.listed_epoch()
     newest = listing.newest_views(epoch)
     out = []
     for ref in sorted(listing.views_of(epoch), key=lambda v: (v.time, v.device, v.seq), reverse=True):
@@ -99,7 +99,7 @@ def forget(s: Session, policy: Any, *, dry_run: bool = False) -> dict[str, Any]:
 
     state = s.load_state()
     listing = Listing.parse(s.backend.list())
-    epoch = max(listing.epochs(), default=0)
+    epoch = listing.listed_epoch()
     own = listing.views_of(epoch, s.device_id)
     newest = max((v.seq for v in own), default=0)
     doomed = [v for v in prune(own, policy) if v.seq != newest and v.device == s.device_id]

@@ -192,6 +192,14 @@ class Listing:
     def epochs(self) -> list[int]:
         return sorted({h.epoch for h in self.headers})
 
+    def listed_epoch(self) -> int:
+        """The epoch the commands that open nothing (``devices``, ``snapshots``, ``forget``)
+        show: the newest with both a header and objects. A newer header alone is a
+        passphrase change still uploading or a file no device wrote, and must not hide
+        every snapshot; the commands that open the vault judge it."""
+        with_views = {v.epoch for v in self.views} & set(self.epochs())
+        return max(with_views, default=max(self.epochs(), default=0))
+
     def headers_of(self, epoch: int) -> list[HeaderRef]:
         return [h for h in self.headers if h.epoch == epoch]
 
