@@ -555,6 +555,40 @@ def test_a_key_remove_cut_short_after_its_commit_point_is_finished_by_running_it
     assert ok(a.sync()).json()["fast_path"] is True
 
 
+def test_a_recovery_code_add_cut_short_after_its_commit_point_says_its_code_is_lost(tmp_path):
+    """The new header holds the recovery slot, but the process died before the code was
+    printed (and before the old epoch went). A recovery code is never stored: the rerun
+    finishes the re-key and tells the user to remove the unseen code and add another."""
+    from otpbridge.engine.keys import add_key
+    from otpbridge.vault.keyring import NewSlot
+
+    env0 = _crash_setup(tmp_path)
+    a, remote = env0["a"], env0["remote"]
+    everything = set(a.accounts())
+    faulty = FaultyBackend(LocalBackend(str(remote)), crash_on={"delete": [1]})
+    with pytest.raises(SimulatedCrash):
+        add_key(engine_session(a, faulty), NewSlot("recovery", "rk"))
+    assert len(list((remote / "epochs").glob("*.hdr"))) == 2  # the old epoch is still there
+    res = a.run("key", "add", "--recovery", "--name", "rk ")  # a name with a stray space is the same name
+    assert res.code == 2, res.err
+    assert "already has a recovery code named 'rk'" in res.err and "never shown" in res.err, res.err
+    assert "interrupted key change was finished" in res.err
+    (rk,) = [k for k in keys_of(a) if k["name"] == "rk"]
+    assert f"key remove {rk['id']}" in res.err
+    assert len(list((remote / "epochs").glob("*.hdr"))) == 1 and remote_ids(remote) == everything
+    ok(a.run("key", "remove", rk["id"]))
+    res = ok(a.run("key", "add", "--recovery", "--name", "rk", "--json"))
+    assert res.json()["recovery_key"]
+
+
+def test_key_names_are_compared_without_surrounding_spaces(tmp_path, vault):
+    a, _remote, _code = vault
+    ok(a.run("key", "add", "--name", "srv", env={"OTPBRIDGE_NEW_PASSPHRASE": CAROL}))
+    res = a.run("key", "add", "--name", "srv ", "--recovery")
+    assert res.code == 2 and "already has a key named 'srv'" in res.err, res.err
+    assert [k["name"] for k in keys_of(a)].count("srv") == 1
+
+
 def test_key_add_of_a_key_the_vault_has_is_done_and_of_another_under_its_name_refused(tmp_path):
     env0 = _crash_setup(tmp_path)
     a, remote = env0["a"], env0["remote"]

@@ -469,3 +469,28 @@ def test_verify_names_files_no_device_reads(tmp_path):
     res = ok(dev.run("verify"))
     assert planted.name in res.err and "no device reads it" in res.err, res.err
     assert any(planted.name in n for n in ok(dev.run("verify", "--json")).json()["unknown"])
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "append"])
+def test_a_damaged_epoch_header_is_named(tmp_path, damage):
+    dev = Device(tmp_path / "a", str(tmp_path / "remote"), "a")
+    dev.add(make_account("1"))
+    ok(dev.init())
+    ok(dev.sync())
+    (header,) = (tmp_path / "remote" / "epochs").glob("*.hdr")
+    raw = bytearray(header.read_bytes())
+    if damage == "flip":
+        raw[len(raw) // 2] ^= 1
+    elif damage == "truncate":
+        del raw[-3:]
+    else:
+        raw += b"\0"
+    header.write_bytes(bytes(raw))
+    # sync reads its own verified copy of a header of the listed size (engine/cache.py): a
+    # flipped byte is then found by verify and by every device without that copy
+    for cmd in (("sync", "--full"), ("verify",)) if damage != "flip" else (("verify",),):
+        res = dev.run(*cmd)
+        assert res.code == 4 and header.name in res.err and "Traceback" not in res.err, (cmd, res.err)
+    res = Device(tmp_path / "c", str(tmp_path / "remote"), "c").run(
+        "restore", str(tmp_path / "remote"), "--into", f"uris:{tmp_path / 'r.txt'}")
+    assert res.code == 4 and header.name in res.err, res.err

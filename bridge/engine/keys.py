@@ -174,17 +174,35 @@ def add_key(s: Session, spec: Any, *, dry_run: bool = False) -> KeyChange:
 
     _state, key, listing = _open(s)
     ring = key.keyring
+    spec.name = spec.name.strip()  # 'srv ' is 'srv': names are typed, and compared, without edges
     done = _already_added(s, key, spec)
     if done is not None:  # e.g. this very key add, interrupted after its commit point
         change = KeyChange(**_finish(s, listing, key, dry_run=dry_run).__dict__)
         change.key = done
         return change
+    same_name = [x for x in ring.slots if spec.name and x.name == spec.name] if ring is not None else []
+    if spec.type == "recovery" and same_name and same_name[0].type == "recovery":
+        # A recovery code is never stored, so a rerun cannot tell "this very command,
+        # interrupted before it printed the code" from an older code of that name: finish
+        # the interrupted re-key, if any, and say what to do with the unseen code.
+        finished = ""
+        if _pending(listing, key) and not dry_run:
+            _finish(s, listing, key, dry_run=False)
+            finished = " (an interrupted key change was finished)"
+        slot = same_name[0]
+        raise UsageError(
+            f"the vault already has a recovery code named {spec.name!r} ({slot.id}){finished}; if a 'key add "
+            "--recovery' was interrupted before it printed its code, that code was never shown and nobody can "
+            "use it",
+            hint=f"remove it, then add another: otpbridge key remove {slot.id}; "
+            f"otpbridge key add --recovery --name {spec.name}",
+        )
     if spec.type == "recovery":
         if ring is not None and sum(x.type == "recovery" for x in ring.slots) >= MAX_RECOVERY_SLOTS:
             raise UsageError(f"the vault already has {MAX_RECOVERY_SLOTS} recovery codes",
                              hint="remove one first: otpbridge key remove ID")
         spec.secret = new_recovery_code()
-    if spec.name and ring is not None and any(x.name == spec.name for x in ring.slots):
+    if same_name:
         raise UsageError(f"the vault already has a key named {spec.name!r}")
     spec.params = spec.params or s.params
     spec.device = s.device_id

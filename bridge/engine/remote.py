@@ -108,7 +108,7 @@ def read_header(s: Session, ref: HeaderRef, vault_id: str, *, cached: bool = Fal
     try:
         info = peek_epoch(raw)
     except IntegrityError as exc:
-        raise DamagedHeader(str(exc)) from None
+        raise DamagedHeader(f"{ref.name}: {exc}", hint=quarantine_hint(ref.name)) from None
     if info.epoch != ref.epoch:
         raise IntegrityError(f"{ref.name} holds epoch {info.epoch}, not {ref.epoch} (renamed or replayed)")
     if vault_id and info.vault_id.hex() != vault_id:
@@ -216,7 +216,7 @@ def open_key(
                 raise
             except IntegrityError as exc:
                 if header_may_be_unfinished(ref, state, exc):
-                    damaged.append(f"{ref.name} ({exc})")  # a rotation's upload cut short
+                    damaged.append(str(exc))  # a rotation's upload cut short (it names the header)
                     damaged_here = True
                     continue
                 if len(refs) < 2:
@@ -241,8 +241,12 @@ def open_key(
                 first_error = first_error or exc
                 wrong = True
                 continue
+            except IntegrityError as exc:  # bounds, keyring, links: say which object
+                if ref.name in str(exc):
+                    raise
+                raise type(exc)(f"{ref.name}: {exc}", hint=exc.hint) from None
             if damaged:
-                s.warn(f"skipped the damaged epoch header {damaged[0]}: an interrupted passphrase change "
+                s.warn(f"skipped the damaged epoch header ({damaged[0]}): an interrupted passphrase change "
                        "(the next 'otpbridge passphrase change' on that device finishes it)")
             elif epoch != newest:
                 s.warn(f"using epoch {epoch}: the newer epoch {newest} does not open with this passphrase")
