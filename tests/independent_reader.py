@@ -101,7 +101,8 @@ _AGE_LINE = b"age-encryption.org/v1\n"
 
 def recovery_code_bytes(text: str) -> bytes:
     """FORMAT.md §12.6 "Reading a code": the 20 secret bytes R, or BadCredential."""
-    text = "".join(ch for ch in text if ch not in " -\t\n").upper()
+    ignored = "-\u2010\u2011\u2012\u2013\u2014\u2212\ufeff\u200b\u200c\u200d\u2060"
+    text = "".join(ch for ch in text if not ch.isspace() and ch not in ignored).upper()
     text = text.replace("0", "O").replace("1", "I").replace("8", "B")
     if len(text) != 36 or any(ch not in _B32 for ch in text):
         raise BadCredential("not 36 base32 characters")

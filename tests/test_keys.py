@@ -648,6 +648,10 @@ def test_a_recovery_code_with_a_typo_is_exit_2_before_any_work(tmp_path, vault):
     # the right code, spaced and lower-cased as people copy it, works
     good = private_file(tmp_path / "good.txt", code.lower().replace("-", " ") + "\n")
     ok(a.run("--recovery-key-file", str(good), "passphrase", "check", "--recovery"))
+    # ... and as editors save it: a byte-order mark, CR LF, typographic dashes, a no-break space
+    notepad = private_file(tmp_path / "notepad.txt", "")
+    notepad.write_bytes(("\ufeff" + code.replace("-", "\u2013", 2).replace("-", "\u00a0") + "\r\n").encode())
+    ok(a.run("--recovery-key-file", str(notepad), "passphrase", "check", "--recovery"))
 
 
 def test_an_identity_file_others_can_read_is_refused(tmp_path, vault):

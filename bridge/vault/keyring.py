@@ -101,9 +101,15 @@ def new_recovery_code(rng: Rng = os.urandom) -> RecoveryKey:
     return RecoveryKey("-".join(text[i : i + 6] for i in range(0, len(text), 6)))
 
 
+_CODE_SEPARATORS = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2212\ufeff\u200b\u200c\u200d\u2060")
+
+
 def recovery_bytes(code: Secret) -> bytes:
     """The 20 secret bytes of a recovery code; a typo is a UsageError (exit 2), not a try."""
-    text = "".join(ch for ch in code.reveal().upper() if ch not in " -\t\n")
+    # Group separators and what editors and documents add around a copied code: spaces of
+    # every kind, CR LF, a byte-order mark (Notepad), zero-width characters, typographic
+    # dashes (a code pasted from a word processor or a PDF).
+    text = "".join(ch for ch in code.reveal().upper() if not ch.isspace() and ch not in _CODE_SEPARATORS)
     text = text.replace("0", "O").replace("1", "I").replace("8", "B")  # look-alikes base32 lacks
     want = -(-(RECOVERY_BYTES + RECOVERY_CHECK) * 8 // 5)
     if len(text) != want:
