@@ -72,6 +72,51 @@ def test_restore_one_account_by_pattern(tmp_path):
     assert res.code == 2 and "matches" in res.err
 
 
+def test_restore_of_an_account_deleted_here_but_not_yet_synced_keeps_it_everywhere(tmp_path):
+    """The store lost an account the vault still holds (no sync since): the restore puts
+    it back, and the deletion is never sent - not by the restore's own sync run, not by
+    the next sync on this device or any other."""
+    accs = [make_account(t) for t in "ABC"]
+    h1 = make(tmp_path, "h1")
+    h1.write_accounts(accs)
+    ok(h1.init())
+    ok(h1.sync())
+    h2 = make(tmp_path, "h2")
+    ok(h2.init())
+    ok(h2.sync())
+    h1.remove(accs[1].secret_id)
+    res = ok(h1.run("restore", "--account", "SvcB", "--json"))
+    assert res.json()["added"] == ["SvcB (user-B)"], res.out
+    assert accs[1].secret_id in h1.accounts()
+    for dev in (h2, h1, h2):
+        assert "remove" not in ok(dev.run("sync")).out
+    assert set(h1.accounts()) == set(h2.accounts()) == {a.secret_id for a in accs}
+
+
+def test_restore_into_a_store_that_lost_most_accounts_brings_them_back(tmp_path):
+    """The mass-deletion guard is for deletions a run would send; a restore of every
+    account sends none. A restore of one account while others are lost is refused like
+    the sync it runs, with a hint that does not delete what the user wants back, and its
+    dry run says so too."""
+    accs = [make_account(t) for t in "ABCDE"]
+    h1 = make(tmp_path, "h1")
+    h1.write_accounts(accs)
+    ok(h1.init())
+    ok(h1.sync())
+    h1.write_accounts(accs[:1])
+    for args in (("--account", "SvcB", "--dry-run"), ("--account", "SvcB")):
+        res = h1.run("restore", *args)
+        assert res.code == 6, res.err
+        assert "does not bring them back" in res.err and "without --account" in res.err, res.err
+    assert set(h1.accounts()) == {accs[0].secret_id}
+    res = ok(h1.run("restore", "--dry-run", "--json"))
+    assert len(res.json()["added"]) == 4
+    res = ok(h1.run("restore"))
+    assert set(h1.accounts()) == {a.secret_id for a in accs}
+    assert "remove" not in ok(h1.run("sync")).out
+    assert set(h1.accounts()) == {a.secret_id for a in accs}
+
+
 def test_init_saves_absolute_store_paths_and_a_missing_store_is_exit_5(tmp_path, monkeypatch):
     import tomllib
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from otpbridge.core.activity import step
 from otpbridge.core.errors import (
+    DataLossRefused,
     UsageError,
 )
 from otpbridge.engine.merge import (
@@ -121,20 +122,30 @@ def restore(
     ordered = sorted(accounts.values(), key=lambda a: (a.folder, a.issuer.lower(), a.name.lower()))
     sent: list[str] = []
     uploaded = None
-    if send and not dry_run:
+    if send:
         from otpbridge.engine.sync import sync_changes
 
         with step(f"read {target.label}"):
             preview = target.apply(ordered, (), dry_run=True)
         # Upload first (the restored records win over the deletion), then the primary
         # store is written by the sync run, then the target (when it is not the primary).
+        # A dry run asks the same sync run, so it refuses what the real one would.
         rids = {a.identity: rid for rid, a in by_record.items()}
-        rep = sync_changes(s, mode="sync", accept_rollback=accept_rollback,
-                           resurrect=[(rids.get(a.identity, a.identity), a) for a in ordered])
+        try:
+            rep = sync_changes(s, mode="sync", dry_run=dry_run, accept_rollback=accept_rollback,
+                               resurrect=[(rids.get(a.identity, a.identity), a) for a in ordered])
+        except DataLossRefused as exc:
+            raise DataLossRefused(
+                f"{exc}: the stores lost them since the last sync, and this restore does not bring them back",
+                hint="restore them too (otpbridge restore, without --account, brings back every account), or, if "
+                "they were deleted on purpose, send the deletions first: otpbridge sync --allow-deletions",
+            ) from None
         sent = rep.added + rep.edited
         uploaded = rep.uploaded
         remote.warnings += [w for w in rep.warnings if w not in remote.warnings]
-        if s.stores and s.stores[0].label == target.label:
+        if dry_run:
+            wr = preview
+        elif s.stores and s.stores[0].label == target.label:
             wr = preview  # the sync run wrote the primary
         else:
             with step(f"write {len(ordered)} accounts into {target.label}"):

@@ -666,7 +666,14 @@ def _resurrect(changes: Changes, accounts: Sequence[Any], remote: dict[str, Reco
         if mine is not None and mine.account is not None and mine.device == device:
             continue  # already sent as a local change of this run
         if rem is not None and not rem.deleted and rem.digest == digest(acc):
-            continue  # the vault holds it as restored
+            # The vault holds it as restored. A deletion here that no sync sent yet (the
+            # entry removed from the store since) is what the restore undoes: not sent.
+            if mine is not None and mine.account is None:
+                changes.records.pop(rid)
+                for lst in (changes.deleted, changes.counters, changes.added, changes.edited):
+                    if rid in lst:
+                        lst.remove(rid)
+            continue
         counter = max(acc.counter, rem.counter if rem is not None else 0)
         changes.records[rid] = Record(rid, clock, device, acc, counter)
         for lst in (changes.deleted, changes.counters, changes.added, changes.edited):
