@@ -121,15 +121,27 @@ def next_to_stored(next_counter: int) -> int:
     return max(next_counter - 1, 0)
 
 
-def uri_for(account: Account) -> str:
-    """The line otpbridge writes: canonical, with pass-otp's counter convention.
+def uri_for(account: Account, rel: str = "") -> str:
+    """The line otpbridge writes into entry ``rel``: canonical, with pass-otp's counter
+    convention.
 
     ``counter`` is the last parameter, preceded by ``&``: pass-otp's increment only
     matches ``&counter=``, so a URI with ``?counter=`` first would never advance.
+    An account without an issuer in a folder gets an explicit empty ``issuer=``: without
+    it, the ``<issuer>/<account>`` rule would read the folder back as its issuer (another
+    account, SPEC §3, sent as new at every sync).
     """
     if account.kind is Kind.HOTP:
         account = account.replace(counter=next_to_stored(account.counter))
-    return format_uri(account)
+    uri = format_uri(account)
+    if not account.issuer and "/" in rel:
+        uri = uri.replace("?", "?" + _NO_ISSUER + "&", 1)
+    return uri
+
+
+_NO_ISSUER = "issuer="
+_EMPTY_ISSUER = re.compile(r"[?&]issuer=(?:&|$)")
+_TAKEN_SUFFIX = re.compile(r"-[0-9]+$")  # what the writer appends when a path is taken
 
 
 # -- names ---------------------------------------------------------------------------
@@ -162,6 +174,15 @@ def entry_name(account: Account) -> str:
     return "/".join(parts)
 
 
+def _unnamed_leaf(acc: Account, folder: str) -> str:
+    """The file name :func:`entry_name` gives an account with neither issuer nor name:
+    read back, it is not a name (the account had none)."""
+    try:
+        return f"otp-{acc.replace(issuer='', name='', folder=folder).identity[:8]}"
+    except ValueError:
+        return ""
+
+
 def account_from_entry(line: str, rel: str) -> tuple[Account, list[str]]:
     """The account of entry ``rel`` (path without ``.gpg``) whose OTP line is ``line``.
 
@@ -175,9 +196,12 @@ def account_from_entry(line: str, rel: str) -> tuple[Account, list[str]]:
     parent, _, leaf = rel.rpartition("/")
     parent_last = parent.rpartition("/")[2]
     issuer, name, folder = acc.issuer, acc.name, parent
-    if not issuer and parent:
-        issuer = parent_last  # pass-otp's <issuer>/<account> layout
-    if not name and leaf != _component(issuer):
+    if not issuer and parent and not _EMPTY_ISSUER.search(line):
+        issuer = parent_last  # pass-otp's <issuer>/<account> layout (an empty issuer= says: none)
+    # entry_name's file names for an account without a name (its issuer, or otp-<id>, with
+    # "-N" when taken) are not names
+    unnamed = {_component(issuer)} if issuer else {_unnamed_leaf(acc, parent)}
+    if not name and not {leaf, _TAKEN_SUFFIX.sub("", leaf)} & unnamed:
         name = leaf
     if parent and issuer and parent_last.casefold() == _component(issuer).casefold():
         # the issuer's own directory is part of the name, not a folder of the user's

@@ -353,7 +353,7 @@ class PassStore(Store):
         # 2. new contents
         new: dict[str, bytes | None] = {}
         for op in ops:
-            uri = pe.uri_for(op.account)
+            uri = pe.uri_for(op.account, op.entry_rel)
             if op.action == "add":
                 new[op.entry_rel] = (uri + "\n").encode("utf-8")
                 continue

@@ -20,6 +20,7 @@ from otpbridge.core.model import Account, Algorithm, Kind, b32decode
 from otpbridge.plugins import pass_entry as pe
 from otpbridge.plugins.passstore import PassStore
 from otpbridge.stores.base import StoreSpec
+from tests.support.formats import account_lists
 from tests.support.gpg import needs_gpg
 
 pytestmark = needs_gpg
@@ -536,3 +537,43 @@ def test_same_path_never_overwrites_an_account_that_is_kept(pass_dir):
     assert report.unchanged == 1 and len(report.added) == 1
     assert {a.secret for a in pass_dir.store().read().accounts} == {b32decode(SECRET), b32decode(SECRET2)}
     assert (pass_dir.path / "Acme/alice-2.gpg").is_file()
+
+
+def test_an_account_without_issuer_in_a_folder_round_trips(pass_dir):
+    """``Group/Username.gpg`` would read back with issuer "Group" (pass-otp's
+    <issuer>/<account> rule): another account, sent as new at every sync. The line
+    says "no issuer" explicitly instead (an empty issuer= parameter)."""
+    accounts = [totp(issuer="", name="Username", folder="Group"),
+                totp(issuer="", name="deep", folder="a/b", secret=SECRET2),
+                totp(issuer="", name="top", secret="GEZDGNBV")]
+    store = pass_dir.store()
+    store.apply(accounts)
+    back = sorted(store.read().accounts, key=lambda a: a.name)
+    assert back == sorted(accounts, key=lambda a: a.name)
+    assert sorted(p.relative_to(pass_dir.path).as_posix() for p in pass_dir.path.rglob("*.gpg")) == [
+        "Group/Username.gpg", "a/b/deep.gpg", "top.gpg"]
+    report = pass_dir.store().apply(accounts)
+    assert report.unchanged == 3 and not report.added
+    # an entry pass-otp wrote without an issuer still takes its folder's name as issuer
+    pass_dir.write("Acme/alice", f"otpauth://totp/alice?secret={SECRET}\n".encode())
+    assert any(a.issuer == "Acme" and a.folder == "" for a in pass_dir.store().read().accounts)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(accounts=account_lists(max_size=4, kind=st.sampled_from([Kind.TOTP, Kind.HOTP]),
+                              folder=st.sampled_from(["", "work", "a/b", "Acme"]),
+                              issuer=st.sampled_from(["", "Acme", "Bank", "x/y"]),
+                              name=st.sampled_from(["", "alice", "bob", "Acme"])))
+def test_any_accounts_read_back_as_written(pass_dir, accounts):
+    """read → write → read is stable for issuers, names and folders in every combination
+    that pass-otp's layout makes ambiguous."""
+    import shutil
+
+    for child in pass_dir.path.iterdir():
+        if child.name not in (".gpg-id", ".git"):
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    store = pass_dir.store()
+    store.apply(accounts)
+    back = store.read().accounts
+    assert sorted(a.identity for a in back) == sorted(a.identity for a in accounts)
+    assert pass_dir.store().apply(accounts).unchanged == len(accounts)

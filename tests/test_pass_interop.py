@@ -54,8 +54,9 @@ def test_reads_pass_insert_multiline_with_otp_on_line_three(pass_dir):
         Account(kind=Kind.TOTP, secret=b32decode(SECRET), issuer="Acme", name="alice"),
         Account(kind=Kind.TOTP, secret=b32decode(SECRET2), issuer="Big Corp", name="a:b@c", algorithm=Algorithm.SHA256, digits=8),
         Account(kind=Kind.TOTP, secret=b32decode(SECRET2), issuer="Slow", name="x", algorithm=Algorithm.SHA512, period=60),
+        Account(kind=Kind.TOTP, secret=b32decode(SECRET), issuer="", name="Username", folder="Group"),
     ],
-    ids=["sha1", "sha256-8digits", "sha512-60s"],
+    ids=["sha1", "sha256-8digits", "sha512-60s", "no-issuer-in-a-folder"],
 )
 def test_pass_otp_prints_oathtools_totp_for_what_we_wrote(pass_dir, account):
     pass_dir.store().apply([account])
@@ -65,7 +66,7 @@ def test_pass_otp_prints_oathtools_totp_for_what_we_wrote(pass_dir, account):
     after = time.time()
     assert _totp_matches(printed, account, before, after)
     assert printed in {code_at(account, before), code_at(account, after)}
-    assert pass_dir.pass_("otp", "uri", rel).stdout.strip() == pe.uri_for(account)
+    assert pass_dir.pass_("otp", "uri", rel).stdout.strip() == pe.uri_for(account, rel)
 
 
 @needs_pass_otp
