@@ -120,6 +120,13 @@ class Backend(ABC):
         self.environ: Mapping[str, str] = dict(os.environ if environ is None else environ)
         self.timeout = float(timeout)
 
+    def check_present(self) -> None:
+        """Raise UnreachableError when the remote's root is plainly absent (a drive that is
+        not mounted): an empty listing alone cannot tell that from an emptied vault, and the
+        two need different answers (exit 5, try again later; exit 4, look at the remote).
+        Called only when a known vault lists empty; a remote that cannot tell does nothing."""
+        return None
+
     @abstractmethod
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object under ``prefix`` (recursive), in one remote listing; a missing root is empty."""

@@ -151,6 +151,9 @@ class FaultyBackend(Backend):
         self.events.append((op, k, name, "ok"))
         return result
 
+    def check_present(self) -> None:
+        self.inner.check_present()
+
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         return self._call("list", prefix, lambda: self.inner.list(prefix))  # type: ignore[return-value]
 

@@ -55,6 +55,13 @@ class LocalBackend(Backend):
         reason = exc.strerror or type(exc).__name__
         return UnreachableError(f"cannot {action} in {self.describe()}: {reason}")
 
+    def check_present(self) -> None:
+        if not os.path.lexists(self.root):
+            raise UnreachableError(
+                f"{self.describe()} does not exist",
+                hint="is the drive it is on mounted, or was the folder moved? Then run again",
+            )
+
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         prefix = validate_prefix(prefix)
         self.stats["listings"] += 1

@@ -494,3 +494,24 @@ def test_a_damaged_epoch_header_is_named(tmp_path, damage):
     res = Device(tmp_path / "c", str(tmp_path / "remote"), "c").run(
         "restore", str(tmp_path / "remote"), "--into", f"uris:{tmp_path / 'r.txt'}")
     assert res.code == 4 and header.name in res.err, res.err
+
+
+def test_a_local_remote_that_is_not_there_is_exit_5_not_an_empty_vault(tmp_path):
+    """A USB drive that is not mounted: every command says the folder is missing (exit 5,
+    run again later), never "no vault any more" (exit 4) or an empty table (exit 0)."""
+    dev = Device(tmp_path / "a", str(tmp_path / "remote"), "a")
+    dev.add(make_account("1"))
+    ok(dev.init())
+    ok(dev.sync())
+    (tmp_path / "remote").rename(tmp_path / "away")
+    for cmd in (("sync",), ("sync", "--full"), ("verify",), ("snapshots",), ("devices",),
+                ("forget", "--keep-last", "1", "--dry-run"), ("restore", "--into", f"uris:{tmp_path / 'r.txt'}")):
+        res = dev.run(*cmd)
+        assert res.code == 5 and "does not exist" in res.err, (cmd, res.code, res.err)
+    (tmp_path / "away").rename(tmp_path / "remote")
+    ok(dev.sync())
+    # an emptied folder is still what it was: a vault gone (exit 4)
+    for child in (tmp_path / "remote").iterdir():
+        shutil.rmtree(child)
+    res = dev.run("sync", "--full")
+    assert res.code == 4 and "holds no vault any more" in res.err, res.err

@@ -15,8 +15,17 @@ from otpbridge.engine.state import SyncState
 
 
 # --- status, devices, snapshots (no passphrase) -----------------------------------------------
-def devices(s: Session, state: SyncState) -> list[dict[str, Any]]:
+def _listing(s: Session, state: SyncState) -> Listing:
+    """The remote's listing; a vault this device knows that lists empty is first checked
+    for an absent remote (an unmounted drive: exit 5, not an empty table)."""
     listing = Listing.parse(s.backend.list())
+    if state.vault_id and not listing.headers and not listing.views:
+        s.backend.check_present()
+    return listing
+
+
+def devices(s: Session, state: SyncState) -> list[dict[str, Any]]:
+    listing = _listing(s, state)
     epoch = listing.listed_epoch()
     out = []
     for dev, ref in sorted(listing.newest_views(epoch).items()):
@@ -72,7 +81,7 @@ def resolve_device(state: SyncState, listing_ids: set[str], text: str) -> str:
 
 
 def snapshots(s: Session, state: SyncState) -> list[dict[str, Any]]:
-    listing = Listing.parse(s.backend.list())
+    listing = _listing(s, state)
     epoch = listing.listed_epoch()
     newest = listing.newest_views(epoch)
     out = []
@@ -98,7 +107,7 @@ def forget(s: Session, policy: Any, *, dry_run: bool = False) -> dict[str, Any]:
     from otpbridge.engine.snapshots import prune
 
     state = s.load_state()
-    listing = Listing.parse(s.backend.list())
+    listing = _listing(s, state)
     epoch = listing.listed_epoch()
     own = listing.views_of(epoch, s.device_id)
     newest = max((v.seq for v in own), default=0)

@@ -184,6 +184,7 @@ def open_key(
 
     epochs = listing.epochs()
     if not epochs:
+        s.backend.check_present()  # an unmounted drive is exit 5, not "no vault any more"
         if state.vault_id:
             raise IntegrityError(
                 f"{s.backend.describe()} holds no vault any more (emptied, or the wrong remote)",
