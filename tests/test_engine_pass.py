@@ -66,3 +66,22 @@ def test_account_from_other_device_lands_in_pass(tmp_path, pass_dir, n):
     files = sorted(p.relative_to(pass_dir.path).as_posix() for p in pass_dir.path.rglob("*.gpg"))
     assert len(files) == n
     assert b"otpauth://" in pass_dir.read(files[0][:-4])
+
+
+def test_init_saves_the_pass_store_this_shell_means(tmp_path, pass_dir):
+    """``pass:`` is PASSWORD_STORE_DIR in the shell that ran init; cron and systemd have no
+    such variable, so the saved spec names the folder, and a run without the variable
+    syncs the same store (not ~/.password-store)."""
+    acc = make_account("p0")
+    pass_dir.write("Svc0/user0", f"{format_uri(acc)}\n".encode())
+    dev = Device(tmp_path / "laptop", str(tmp_path / "remote"), "laptop")
+    dev.env.update(pass_dir.env())
+    dev.env["GNUPGHOME"] = os.environ["GNUPGHOME"]
+    assert dev.env.get("PASSWORD_STORE_DIR") == str(pass_dir.path)
+    res = dev.run("init", dev.remote, "--store", "pass:", "--device", "laptop", "--kdf", "insecure-test")
+    assert res.code == 0, res.err
+    assert f"pass:{pass_dir.path}" in (dev.home / "config.toml").read_text()
+    del dev.env["PASSWORD_STORE_DIR"]
+    dev.env["HOME"] = str(tmp_path / "elsewhere")  # no ~/.password-store there
+    res = dev.run("sync", "--json")
+    assert res.code == 0 and res.json()["accounts"] == 1, res.err

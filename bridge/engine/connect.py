@@ -124,12 +124,15 @@ def _retention(data: Any) -> Any:
 PATH_OPTIONS = ("keyfile", "password-file")
 
 
-def absolute_spec(text: str, known_kinds: Iterable[str], cwd: str | None = None, *, create: bool = False) -> str:
+def absolute_spec(text: str, known_kinds: Iterable[str], cwd: str | None = None, *, create: bool = False,
+                  location: str = "") -> str:
     """``KIND:LOCATION?options`` with a relative LOCATION (and path options) made absolute.
 
     config.toml is read by cron and systemd from another folder: a path saved as typed
     would name another file there (issue 18). ``~`` stays (it means the same everywhere
     for this user). ``create`` adds ``create=1`` (a missing store may be created).
+    ``location``: the place a store without one resolved to (``pass:`` is wherever
+    PASSWORD_STORE_DIR points in this shell, which cron does not have).
     """
     import os
     from urllib.parse import quote
@@ -148,7 +151,7 @@ def absolute_spec(text: str, known_kinds: Iterable[str], cwd: str | None = None,
             return path
         return os.path.normpath(os.path.join(base, path))
 
-    location = fix(spec.location)
+    location = fix(spec.location or location)
     options = dict(spec.options)
     for name in PATH_OPTIONS:
         if options.get(name):
@@ -210,6 +213,7 @@ def init_settings(
     (a typo would become a new, empty database); a missing export file gets ``create=1``
     (the first sync writes it).
     """
+    import os
     import socket
 
     from otpbridge.core.errors import UsageError
@@ -227,6 +231,10 @@ def init_settings(
     stores = [absolute_spec(spec, kinds, cwd) for spec in stores]
     for i, spec in enumerate(stores):
         store = open_store(spec)
+        resolved = getattr(store, "path", None)
+        if not store.spec.location and isinstance(resolved, os.PathLike):
+            spec = stores[i] = absolute_spec(spec, kinds, cwd, location=os.fspath(resolved))
+            store = open_store(spec)
         if store.exists() or wants_create(store.spec):
             continue
         if not create and getattr(store, "is_database", False):
