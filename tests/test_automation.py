@@ -199,6 +199,17 @@ def test_split_command_finds_home_and_subcommand():
     assert split_command(["--home=/h", "--passphrase-fd", "3", "passphrase", "check"]) == ("/h", "passphrase")
     assert split_command(["--verbose"]) == (None, None)
     assert describe_args(["list", "aegis:x.json?password-env=A"]) == "list aegis:x.json?…"
+    assert split_command(["--identity", "/k/age.key", "sync"]) == (None, "sync")
+    assert split_command(["--recovery-key-file", "code.txt", "restore"]) == (None, "restore")
+
+
+def test_the_log_knows_every_global_option_that_takes_a_value():
+    from otpbridge.automation.runlog import _VALUE_OPTIONS
+    from otpbridge.cli.app import cli
+
+    takes_value = {name for p in cli.params if not getattr(p, "is_flag", False) and not getattr(p, "count", False)
+                   for name in p.opts if name.startswith("--")}
+    assert takes_value == _VALUE_OPTIONS
 
 
 def test_unattended_failure_is_recorded_shown_and_cleared(tmp_path):

@@ -43,7 +43,10 @@ _SECRET_ENV = (
     "OTPBRIDGE_KEEPASS_PASSWORD",
 )
 # Global options that take a value (bridge/cli/app.py); needed to find the subcommand.
-_VALUE_OPTIONS = {"--home", "--passphrase-file", "--passphrase-fd", "--new-passphrase-file", "--new-passphrase-fd"}
+# The global options that take a value (tests/test_automation.py checks this against the
+# CLI's own list: a missing one made the log name a command after a file path).
+_VALUE_OPTIONS = {"--home", "--passphrase-file", "--passphrase-fd", "--new-passphrase-file", "--new-passphrase-fd",
+                  "--recovery-key-file", "--recovery-key-fd", "--identity"}
 # Commands whose success means the vault is in step again, so an old failure is over.
 _CLEARS_FAILURE = {"sync", "backup"}
 
