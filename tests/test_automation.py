@@ -405,12 +405,15 @@ def test_hook_commit_reaches_second_device_and_does_not_recurse(pass_home, tmp_p
     hook = pd.path / ".git" / "hooks" / "post-commit"
     assert os.access(hook, os.X_OK) and PASSPHRASE not in hook.read_text()
     # the user adds an account with pass itself; git commits; the hook syncs in the background
+    # (with the hook's own passphrase source, also when the shell exports another one)
     started = time.monotonic()
-    proc = subprocess.run(["pass", "insert", "-m", "Acme/alice"], input=f"hunter2\n{URI_A}\n", env=env,
+    shell = {**env, "OTPBRIDGE_PASSPHRASE": "what this shell exports for something else"}
+    proc = subprocess.run(["pass", "insert", "-m", "Acme/alice"], input=f"hunter2\n{URI_A}\n", env=shell,
                           capture_output=True, text=True, timeout=TIMEOUT, start_new_session=True)
     assert proc.returncode == 0, proc.stderr
     assert time.monotonic() - started < 30  # the commit is not held up by the sync
     wait_for(lambda: hook_syncs_done(h, 1), what="the hook's background sync")
+    assert "ERROR" not in h.log_text() and not (h.state_dir / "last-unattended-failure.json").exists(), h.log_text()
     # device 2 joins the same remote and receives the account
     d2 = Home(root=tmp_path / "dev2", remote=h.remote, store=f"uris:{tmp_path / 'dev2' / 'codes.txt'}", name="dev2")
     d2.root.mkdir()

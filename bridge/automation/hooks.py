@@ -130,6 +130,10 @@ def render_hook(*, command: Sequence[str], home: str | None, store: Path, chaine
     q = shlex.quote
     env = ({"OTPBRIDGE_HOME": home} if home else {}) | dict(extra_env)
     exports = [f"    export {k}={q(_one_line(v))}" for k, v in env.items()]
+    if "OTPBRIDGE_PASSCOMMAND" in env:
+        # The hook's own passphrase source wins over one the committing shell exports:
+        # two sources are refused (exit 2), and the background sync would fail unseen.
+        exports.append("    unset OTPBRIDGE_PASSPHRASE")
     lines = [
         "#!/bin/sh",
         f"{MARKER} (installed by 'otpbridge hook install'; remove with 'otpbridge hook uninstall')",
