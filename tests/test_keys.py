@@ -611,6 +611,14 @@ def test_key_add_of_a_key_the_vault_has_is_done_and_of_another_under_its_name_re
     assert sorted((k["type"], k["name"]) for k in keys_of(a)) == [
         ("age", "srv"), ("passphrase", ""), ("passphrase", ""), ("passphrase", "bob")]
     assert remote_ids(remote, CAROL) == set(a.accounts())
+    # the same key under another name would outlive a 'key remove' of either: refused
+    before = sorted(p.name for p in remote.rglob("*") if p.is_file())
+    for args, env in ((("--name", "srv2", "--age-recipient", pub), None),
+                      (("--name", "dup"), {"OTPBRIDGE_NEW_PASSPHRASE": PASS}),  # the one this run opens with
+                      (("--name", "bob2"), {"OTPBRIDGE_NEW_PASSPHRASE": BOB})):  # another slot's
+        res = a.run("key", "add", *args, env=env)
+        assert res.code == 2 and "already has this key" in res.err, (args, res.err)
+    assert sorted(p.name for p in remote.rglob("*") if p.is_file()) == before
 
 
 # --- 6. hostile input and misuse ---------------------------------------------------------------

@@ -9,6 +9,7 @@ passphrase as the first slot at the first ``key add``.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,6 +160,31 @@ def _already_added(s: Session, key: Any, spec: Any) -> str | None:
     return None
 
 
+def _same_key(s: Session, key: Any, spec: Any, *, skip: set[str]) -> Any:
+    """A slot under another name that holds the key ``spec`` would add (the same age or
+    ssh recipient, or the same passphrase), or None. The passphrase this run opened with
+    is compared without a derivation; other passphrase slots cost one each (at most
+    four, and ``key add`` is rare)."""
+    from otpbridge.vault.keyring import slot_holds
+
+    ring = key.keyring
+    if ring is None or spec.type == "recovery":
+        return None
+    if spec.type == "passphrase" and spec.secret is not None:
+        current = s.get_passphrase()
+        if getattr(current, "kind", "passphrase") == "passphrase" and hmac.compare_digest(
+                current.reveal().encode(), spec.secret.reveal().encode()):
+            opened = next((x for x in ring.slots if x.id == key.slot and x.type == "passphrase"), None)
+            if opened is not None and opened.id not in skip:
+                return opened
+    for slot in ring.slots:
+        if slot.id in skip or slot.type != spec.type or (spec.type == "passphrase" and slot.id == key.slot):
+            continue  # (the slot this run opened holds the passphrase compared above)
+        if slot_holds(slot, spec, stats=s.stats):
+            return slot
+    return None
+
+
 @exclusive
 def list_keys(s: Session) -> KeyList:
     """The vault's keys: type, name, id, who added it, and the one this run opened with."""
@@ -181,6 +207,11 @@ def add_key(s: Session, spec: Any, *, dry_run: bool = False) -> KeyChange:
         change.key = done
         return change
     same_name = [x for x in ring.slots if spec.name and x.name == spec.name] if ring is not None else []
+    if (twin := _same_key(s, key, spec, skip={x.id for x in same_name})) is not None:
+        raise UsageError(
+            f"the vault already has this key: {twin.describe()}",
+            hint="one slot per key: with two, 'key remove' of either would leave the other opening the vault",
+        )
     if spec.type == "recovery" and same_name and same_name[0].type == "recovery":
         # A recovery code is never stored, so a rerun cannot tell "this very command,
         # interrupted before it printed the code" from an older code of that name: finish
