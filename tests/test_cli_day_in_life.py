@@ -302,8 +302,13 @@ def test_devices_lists_every_joined_device_and_removes_by_name(tmp_path):
     assert "gamma" in text and rows["gamma"]["id"] in text and "last seen" in text and "accounts" in text
     res = ok(a.run("devices", "remove", "gamma", "--dry-run"))
     assert "would remove device gamma" in res.out
+    gammas = sorted(p.name for p in (tmp_path / "remote" / "devices" / rows["gamma"]["id"]).iterdir())
+    assert f"({len(gammas)} object(s) to delete)" in res.out and gammas, res.out
+    dry = ok(a.run("devices", "remove", "gamma", "--dry-run", "--json")).json()
+    assert dry["removed_device"] == {"id": rows["gamma"]["id"], "name": "gamma"}
+    assert sorted(n.rpartition("/")[2] for n in dry["cleaned"]) == gammas
     res = ok(a.run("devices", "remove", "gamma"))
-    assert f"removed device gamma ({rows['gamma']['id']})" in res.out
+    assert f"removed device gamma ({rows['gamma']['id']}) ({len(gammas)} object(s) deleted)" in res.out
     assert {r["name"] for r in ok(a.run("devices", "--json")).json()} == {"alpha", "beta"}
     assert c.run("sync").code == 2  # the removed device is refused
     res = a.run("devices", "remove", "nobody")

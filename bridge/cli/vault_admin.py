@@ -330,10 +330,10 @@ def devices_remove_cmd(state: State, device: str, dry_run: bool, as_json: bool) 
     with s.backend:
         report = sync(s, mode="sync", dry_run=dry_run, remove_devices=[device_id])
     if as_json:
-        state.emit_json(report.to_json(state.stats))
+        state.emit_json(dict(report.to_json(state.stats), removed_device={"id": device_id, "name": name or None}))
     else:
         state.echo(f"{'would remove' if dry_run else 'removed'} device {name + ' ' if name else ''}({device_id}) "
-                   f"({len(report.cleaned)} object(s) deleted)")
+                   f"({len(report.cleaned)} object(s) {'to delete' if dry_run else 'deleted'})")
 
 
 @click.group("snapshots", invoke_without_command=True)

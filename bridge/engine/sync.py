@@ -180,6 +180,8 @@ def sync_changes(
     if dry_run:
         if need_upload:
             report.uploaded = "(dry run)"
+        for dev in remove_devices:  # what the real run would delete (its objects)
+            report.cleaned += sorted(v.name for v in listing.views if v.device == dev)
         if mode == "sync" and s.stores:
             _apply_primary(s, state, local, merged, final, base, report, rid_of, dry_run=True)
         return report
