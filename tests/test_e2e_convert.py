@@ -185,3 +185,23 @@ def test_stratum_sets_agree_across_apps():
             if ref.issuer == "NoIssuer":  # apps disagree on which of issuer/name a bare label is
                 acc = acc.replace(issuer=ref.issuer, name=ref.name)
             assert comparable(acc) == ref, (kind, acc.label)
+
+
+@pytest.mark.parametrize("target", sorted(t for t in TARGETS if not t.startswith("qr")))  # qr: new folders only
+def test_merging_the_same_accounts_again_changes_nothing(tmp_path, target):
+    """``convert --merge`` run twice: the second run finds every account unchanged, also
+    where the accounts carry a folder or note the format cannot hold (it used to report
+    them 'updated' and rewrite the file and its backup every time)."""
+    from otpbridge.core.model import Account, Kind
+
+    env = {"E2E_PW": PW}
+    accounts = [Account(kind=Kind.TOTP, secret=bytes([i + 1]) * 10, issuer=f"Svc{i}", name="me",
+                        folder="Work/Team" if i % 2 else "", note="a note" if i == 2 else "") for i in range(4)]
+    environ = dict(os.environ, **env)
+    dest = TARGETS[target].format(d=tmp_path)
+    ctx = Context(environ=environ, info=lambda m: None, warn=lambda m: None)
+    first = open_store(dest, ctx).apply(accounts)
+    assert len(first.added) == 4
+    again = open_store(dest, Context(environ=environ, info=lambda m: None, warn=lambda m: None)).apply(accounts)
+    assert not again.added and not again.updated and not again.removed and again.unchanged == 4, target
+    assert again.backup is None  # nothing rewritten

@@ -252,7 +252,7 @@ class Store(ABC):
             self.write_all(())  # raises the uniform "cannot be written" error
         current = self.read() if self.exists() else ReadResult()
         existing = current.accounts
-        report = merge_accounts(existing, upserts, removals)
+        report = merge_accounts(existing, upserts, removals, drops=self.drops)
         report.dry_run = dry_run
         if current.errors and not self.keeps_unreadable and report.changed:
             # Rewriting the file would drop what we could not read (SPEC §3: other kinds
@@ -297,12 +297,15 @@ def _reporting_read(read: Callable[[Store], ReadResult]) -> Callable[[Store], Re
     return reporting
 
 
-def merge_accounts(existing: Sequence[Account], upserts: Sequence[Account], removals: Sequence[Account]) -> WriteReport:
+def merge_accounts(existing: Sequence[Account], upserts: Sequence[Account], removals: Sequence[Account],
+                   *, drops: frozenset[str] = frozenset()) -> WriteReport:
     """What applying ``upserts``/``removals`` to ``existing`` changes, by identity (SPEC §3).
 
     A removal whose entry is present, together with an upsert of a new account with the
     same kind + secret, is one rename/edit of that entry (``report.renamed``), applied in
-    place; every other existing entry is left as it is.
+    place; every other existing entry is left as it is. An upsert that differs only in
+    fields the format ``drops`` (a folder a URI list cannot hold) is unchanged: writing it
+    would change nothing but the report, and rewrite the file and its backup every time.
     """
     report = WriteReport()
     index = {a.identity: a for a in existing}
@@ -312,7 +315,7 @@ def merge_accounts(existing: Sequence[Account], upserts: Sequence[Account], remo
         old = index.get(acc.identity)
         if old is None:
             fresh.append(acc)
-        elif old != acc:
+        elif old != (acc.replace(**{f: getattr(old, f) for f in drops}) if drops else acc):
             report.updated.append(acc)
         else:
             report.unchanged += 1
