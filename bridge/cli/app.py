@@ -82,9 +82,11 @@ def _not_available(name: str) -> click.Command:
 def cli(ctx: click.Context, show_stats: bool, **options: object) -> None:
     """otpbridge — keep your 2FA accounts safe and in step.
 
-    Read and write TOTP/HOTP accounts in KeePass/KeePassXC, pass (pass-otp) and the
-    exports of Aegis, Google Authenticator, 2FAS, andOTP, Bitwarden, Ente Auth and
-    FreeOTP+; back them up encrypted to any rclone remote; sync between devices.
+    Read and write TOTP/HOTP accounts in KeePass/KeePassXC, pass (pass-otp), the
+    exports of Aegis, Google Authenticator, 2FAS, andOTP, Bitwarden, Ente Auth,
+    FreeOTP, Authy, 1Password, LastPass, Proton and Stratum, and QR code screenshots
+    ('otpbridge formats' lists them all); back them up encrypted to any rclone remote;
+    sync between devices.
 
     \b
     Examples:

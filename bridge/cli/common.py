@@ -177,6 +177,11 @@ class State:
             click.echo(line)
 
 
+def counted(n: int, word: str) -> str:
+    """``1 account``, ``3 accounts``: the counts users read in every summary line."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def render_table(columns: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None, bold_header: bool = False) -> list[str]:
     header = [_cell(c) for c in columns]
     body = [[_cell(v) for v in row] for row in rows]

@@ -121,7 +121,8 @@ def key_add_cmd(state: State, name: str, recovery: bool, age_recipient: str | No
         state.emit_json(out)
         return
     if dry_run:
-        state.echo(f"would add a {spec.type} key: re-key epoch {rep.old_epoch} into epoch {rep.new_epoch}")
+        what = {"age": "an age key", "ssh": "an ssh key", "recovery": "a recovery code"}.get(spec.type, f"a {spec.type}")
+        state.echo(f"would add {what}: re-key epoch {rep.old_epoch} into epoch {rep.new_epoch}")
         return
     if rep.resumed:
         state.echo(f"finished an interrupted change of keys (epoch {rep.new_epoch}); run the command again to add the key")

@@ -11,7 +11,7 @@ import time
 
 import click
 
-from otpbridge.cli.common import State
+from otpbridge.cli.common import State, counted
 from otpbridge.cli.completion import lazy
 from otpbridge.cli.vault_common import (
     ask_new_passphrase,
@@ -239,7 +239,7 @@ def verify_cmd(state: State, as_json: bool) -> None:
         state.emit_json(rep.to_json(state.stats))
     else:
         state.echo(f"epoch {rep.epoch}: {rep.headers} header(s), {rep.views} object(s) decrypted, "
-                   f"{rep.accounts} accounts")
+                   f"{counted(rep.accounts, 'account')}")
         for name in rep.other_epochs:
             state.warn(f"not of the current epoch {rep.epoch}: {name} (left over from an earlier epoch, or a "
                        "passphrase change in flight)")
@@ -293,7 +293,7 @@ def devices_list_cmd(state: State, as_json: bool) -> None:
         state.emit_json(rows)
         return
     keys = any(r["key"] for r in rows)  # a vault with key slots: whose is each device
-    state.table(["name", "id", "last seen", "accounts", "snapshots"] + (["key"] if keys else []) + [""],
+    state.table(["name", "id", "last seen", "accounts", "snapshots"] + (["key"] if keys else []) + ["note"],
                 [(r["name"] or "?", r["id"], _ts(r["last_seen"]) if r["last_seen"] else "never (no upload yet)",
                   "?" if r["accounts"] is None else r["accounts"], r["views"], *([r["key"] or "?"] if keys else []),
                   "this device" if r["this_device"] else ("removed" if r["removed"] else ""))
@@ -372,8 +372,8 @@ def snapshots_list_cmd(state: State, as_json: bool) -> None:
     if as_json:
         state.emit_json(rows)
         return
-    state.table(["id", "time (UTC)", "device", ""],
-                [(r["id"], _ts(r["time"]), r["device_name"] or r["device"], "latest" if r["latest"] else "")
+    state.table(["id", "time (UTC)", "device", "latest"],
+                [(r["id"], _ts(r["time"]), r["device_name"] or r["device"], "yes" if r["latest"] else "")
                  for r in rows])
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from otpbridge.cli.common import State, errors_json, finish_partial
+from otpbridge.cli.common import State, counted, errors_json, finish_partial
 from otpbridge.cli.completion import lazy
 from otpbridge.cli.vault_common import (
     ask_new_passphrase,
@@ -182,9 +182,10 @@ def _print_sync(state: State, r) -> None:
     if r.uploaded and not r.dry_run:
         state.echo(f"uploaded and verified {r.uploaded}")
     if not r.changed and not r.conflicts:
-        state.echo(f"{pre}nothing to do ({r.accounts} accounts in step)" if not r.dry_run else "nothing would change")
+        state.echo(f"{pre}nothing to do ({counted(r.accounts, 'account')} in step)" if not r.dry_run
+                   else "nothing would change")
     elif not r.dry_run:
-        state.echo(f"{r.accounts} accounts in the vault")
+        state.echo(f"{counted(r.accounts, 'account')} in the vault")
 
 
 def _when(t) -> str:
@@ -296,7 +297,7 @@ def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: st
             state.echo(f"{pre}add: {label}")
         for label in rep.updated:
             state.echo(f"{pre}update: {label}")
-        state.echo(f"{'would restore' if dry_run else 'restored'} {rep.accounts} accounts into {rep.target} "
+        state.echo(f"{'would restore' if dry_run else 'restored'} {counted(rep.accounts, 'account')} into {rep.target} "
                    f"({len(rep.added)} new, {len(rep.updated)} updated, {rep.unchanged} unchanged)")
         if rep.sent:
             state.echo(f"sent to the vault as this device's change (wins over older deletions on every device): "
