@@ -570,11 +570,11 @@ def test_empty_or_missing_remote_is_refused(tmp_path):
 
     a, _b, remote = _synced_pair(tmp_path)
     shutil.rmtree(remote)
-    res = a.sync()
-    assert res.code == 4 and "no vault" in res.err
+    res = a.sync()  # a folder that is not there at all: an unmounted drive (exit 5), nothing made
+    assert res.code == 5 and "does not exist" in res.err and not remote.exists(), res.err
     remote.mkdir()
-    res = a.sync()
-    assert res.code == 4 and "Traceback" not in res.err
+    res = a.sync()  # there, but emptied: the vault is gone (exit 4)
+    assert res.code == 4 and "no vault" in res.err and "Traceback" not in res.err
     assert not any(remote.iterdir())
 
 
