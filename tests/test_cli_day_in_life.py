@@ -400,6 +400,11 @@ def test_failed_restore_leaves_no_home_and_status_shows_the_last_sync(tmp_path):
     res = fresh.run("restore", a.remote, "--into", f"uris:{tmp_path / 'out.txt'}",
                     env={"OTPBRIDGE_PASSPHRASE": "not it, not at all 99"})
     assert res.code == 3 and not fresh.home.exists()
+    # a one-off restore that works leaves the restored store, and no half-made home either
+    ok(fresh.run("restore", a.remote, "--into", f"uris:{tmp_path / 'out.txt'}"))
+    assert (tmp_path / "out.txt").read_text().count("otpauth://") == 1 and not fresh.home.exists()
+    ok(fresh.init())  # init is not a one-off: it makes the home
+    assert (fresh.home / "config.toml").exists()
 
 
 def test_a_terminal_shows_what_is_happening_and_a_pipe_shows_nothing(tmp_path):

@@ -248,7 +248,7 @@ def sync_cmd(state: State, **options: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--accept-rollback", is_flag=True, help="Accept a remote older than the one seen before.")
 @click.pass_obj
-@clean_home_on_failure
+@clean_home_on_failure(one_off_remote=True)
 def restore_cmd(state: State, remote: str | None, into: str | None, snapshot: str | None, pattern: str | None,
                 dry_run: bool, as_json: bool, accept_rollback: bool) -> None:
     """Restore every account of the vault into a store (adds and updates; never removes).

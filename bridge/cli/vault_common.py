@@ -107,7 +107,8 @@ class CleanHome:
     leaves nothing that looks like a set-up device (issue 18). Folders that existed
     before are never touched."""
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, *, always: bool = False) -> None:
+        self.always = always  # a one-off run with no home (restore REMOTE): leave none, also on success
         cfg = state.config
         candidates = [cfg.config_dir, cfg.state_dir]
         if cfg.state_dir.parent != cfg.config_dir:
@@ -118,7 +119,7 @@ class CleanHome:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None or not self.fresh:
+        if (exc_type is None and not self.always) or not self.fresh:
             return
         import shutil
 
@@ -126,13 +127,21 @@ class CleanHome:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def clean_home_on_failure(fn):
-    """Decorator form of :class:`CleanHome` for a command taking the State first."""
+def clean_home_on_failure(fn=None, *, one_off_remote: bool = False):
+    """Decorator form of :class:`CleanHome` for a command taking the State first.
+
+    ``one_off_remote`` (restore): a run given a REMOTE without a configured home is a
+    one-off on a new machine; it leaves the restored store and no half-made home (a lock
+    and a state, no config), also when it succeeds."""
     import functools
+
+    if fn is None:
+        return functools.partial(clean_home_on_failure, one_off_remote=one_off_remote)
 
     @functools.wraps(fn)
     def wrapper(state: State, *args: Any, **kwargs: Any) -> Any:
-        with CleanHome(state):
+        always = one_off_remote and bool(kwargs.get("remote")) and not state.config.exists()
+        with CleanHome(state, always=always):
             return fn(state, *args, **kwargs)
 
     return wrapper
