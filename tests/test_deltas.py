@@ -52,6 +52,15 @@ def age(paths) -> None:
         os.utime(p, (OLD, OLD))
 
 
+def assert_planted_copy_refused(source: Path, planted: Path, reader: Device) -> None:
+    """An object copied under another name (old enough to be no upload in flight): the
+    reader's next sync is exit 4 naming it."""
+    shutil.copy(source, planted)
+    age([planted])
+    res = reader.sync()
+    assert res.code == 4 and planted.name in res.err, res.err
+
+
 # --- bytes in proportion to the change -----------------------------------------------------
 def test_one_change_at_2000_accounts_uploads_one_small_delta(tmp_path):
     """The default ("auto") rule: a one-account change uploads one 16 KiB delta, not the
@@ -241,10 +250,7 @@ def test_a_replayed_delta_is_refused(tmp_path):
     parts = old.name.split("-")
     parts[1] = f"{int(parts[1]) + 5:012d}"
     replay = old.with_name("-".join(parts))
-    shutil.copy(old, replay)
-    age([replay])
-    res = b.sync()
-    assert res.code == 4 and replay.name in res.err, res.err
+    assert_planted_copy_refused(old, replay, b)
 
 
 def test_a_delta_swapped_for_a_view_or_another_device_is_refused(tmp_path):
@@ -253,17 +259,11 @@ def test_a_delta_swapped_for_a_view_or_another_device_is_refused(tmp_path):
     delta = objects(remote, a, "delta")[-1]
     epoch, seq, _base, when = delta.stem.split("-")
     as_view = delta.with_name(f"{epoch}-{int(seq) + 1:012d}-{when}.view")
-    shutil.copy(delta, as_view)  # read as a view: the kind in the associated data differs
-    age([as_view])
-    res = b.sync()
-    assert res.code == 4 and as_view.name in res.err, res.err
+    assert_planted_copy_refused(delta, as_view, b)  # read as a view: the kind in the associated data differs
     as_view.unlink()
     ok(b.sync())
     other = remote / "devices" / device_id(b) / f"{epoch}-{int(seq) + 7:012d}-{_base}-{when}.delta"
-    shutil.copy(delta, other)  # under another device: the device id differs
-    age([other])
-    res = a.sync()
-    assert res.code == 4 and other.name in res.err, res.err
+    assert_planted_copy_refused(delta, other, a)  # under another device: the device id differs
 
 
 def test_a_deleted_newest_delta_is_a_rollback(tmp_path):
