@@ -27,7 +27,7 @@ from otpbridge.core.model import Account, Kind, dedupe, pair_renames
 from otpbridge.core.secrets import Secret
 from otpbridge.plugins import keepass_fields as kf
 from otpbridge.plugins import keepass_kdbx as kdbx
-from otpbridge.stores.base import ReadResult, Store, WriteReport
+from otpbridge.stores.base import ReadResult, Store, WriteReport, keep_counter
 
 _ZERO_UUID = bytes(16)
 
@@ -435,7 +435,7 @@ class _Writer:
         for acc in upserts:
             hits = self.by_identity.get(acc.identity)
             if hits:
-                self._update(acc, hits)
+                self._update(keep_counter(hits[0][1].account, acc), hits)
             else:
                 self._add(acc)
         return self.report

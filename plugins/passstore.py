@@ -31,7 +31,7 @@ from otpbridge.plugins import pass_entry as pe
 from otpbridge.plugins.pass_cache import MISSING, EntryCache, Stamp, stamp_of
 from otpbridge.plugins.pass_git import commit_changes
 from otpbridge.plugins.pass_gpg import Gpg, GpgError
-from otpbridge.stores.base import ReadResult, Store, WriteReport
+from otpbridge.stores.base import ReadResult, Store, WriteReport, keep_counter
 
 _SKIP_DIRS = {".git", ".extensions"}
 # First byte of a public-key-encrypted message: a PKESK packet (tag 1), old or new format.
@@ -306,6 +306,7 @@ class PassStore(Store):
                 continue
             entry = by_id.get(acc.identity)
             if entry is not None:
+                acc = keep_counter(entry.account, acc)
                 if _same_in_store(entry.account, acc) and not entry.repaired:
                     report.unchanged += 1
                     continue

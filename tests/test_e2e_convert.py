@@ -205,3 +205,27 @@ def test_merging_the_same_accounts_again_changes_nothing(tmp_path, target):
     again = open_store(dest, Context(environ=environ, info=lambda m: None, warn=lambda m: None)).apply(accounts)
     assert not again.added and not again.updated and not again.removed and again.unchanged == 4, target
     assert again.backup is None  # nothing rewritten
+
+
+@pytest.mark.parametrize("target", ["uris", "aegis", "keepass", "ente", "andotp", "2fas"])
+def test_merging_an_old_export_never_moves_a_hotp_counter_back(tmp_path, target):
+    """SPEC §6: codes below a store's counter were used. Merging an older export (a lower
+    counter) keeps the store's; a higher one is taken."""
+    from otpbridge.core.model import Account, Kind
+
+    env = {"E2E_PW": PW}
+    environ = dict(os.environ, **env)
+    dest = TARGETS[target].format(d=tmp_path)
+
+    def store():
+        return open_store(dest, Context(environ=environ, info=lambda m: None, warn=lambda m: None))
+
+    acc = Account(kind=Kind.HOTP, secret=b"hotp-secret-1", issuer="Acme", name="a", counter=19)
+    store().apply([acc])
+    report = store().apply([acc.replace(counter=3)])
+    assert not report.updated and report.unchanged == 1
+    (back,) = [a for a in store().read().accounts if a.issuer == "Acme"]
+    assert back.counter == 19
+    store().apply([acc.replace(counter=25)])
+    (back,) = [a for a in store().read().accounts if a.issuer == "Acme"]
+    assert back.counter == 25

@@ -577,3 +577,12 @@ def test_any_accounts_read_back_as_written(pass_dir, accounts):
     back = store.read().accounts
     assert sorted(a.identity for a in back) == sorted(a.identity for a in accounts)
     assert pass_dir.store().apply(accounts).unchanged == len(accounts)
+
+
+def test_merging_an_older_hotp_counter_keeps_the_stores(pass_dir):
+    store = pass_dir.store()
+    store.apply([hotp(19)])
+    report = pass_dir.store().apply([hotp(3)])
+    assert not report.updated and report.unchanged == 1
+    (back,) = pass_dir.store().read().accounts
+    assert back.counter == 19

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 
 from otpbridge.core.childenv import note_secret_env
 from otpbridge.core.errors import EntryError, UsageError
-from otpbridge.core.model import Account, dedupe, pair_renames
+from otpbridge.core.model import Account, Kind, dedupe, pair_renames
 from otpbridge.core.secrets import Secret, store_password
 
 _SNIFF_BYTES = 256 * 1024
@@ -297,6 +297,15 @@ def _reporting_read(read: Callable[[Store], ReadResult]) -> Callable[[Store], Re
     return reporting
 
 
+def keep_counter(held: Account | None, acc: Account) -> Account:
+    """``acc`` as written over ``held`` (the same account in the store): an HOTP counter
+    never goes back (SPEC §6). Codes below the store's counter were used; merging an old
+    export must not make them valid again, nor put the account behind its server."""
+    if held is not None and acc.kind is Kind.HOTP and held.kind is Kind.HOTP and held.counter > acc.counter:
+        return acc.replace(counter=held.counter)
+    return acc
+
+
 def merge_accounts(existing: Sequence[Account], upserts: Sequence[Account], removals: Sequence[Account],
                    *, drops: frozenset[str] = frozenset()) -> WriteReport:
     """What applying ``upserts``/``removals`` to ``existing`` changes, by identity (SPEC §3).
@@ -313,6 +322,7 @@ def merge_accounts(existing: Sequence[Account], upserts: Sequence[Account], remo
     fresh = []
     for acc in dedupe(list(upserts)):
         old = index.get(acc.identity)
+        acc = keep_counter(old, acc)
         if old is None:
             fresh.append(acc)
         elif old != (acc.replace(**{f: getattr(old, f) for f in drops}) if drops else acc):
