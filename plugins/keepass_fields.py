@@ -119,7 +119,9 @@ def _int(value: str | None, where: str, default: int) -> int:
     if value is None or not value.strip():
         return default
     text = value.strip()
-    if not text.isdigit() or len(text) > 12:
+    # 20 digits: an HOTP counter may be any 64-bit value (what this writer writes, and
+    # KeePass's own HOTP code reads as a ulong); the model bounds each field after this.
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
         raise FieldError(f"{where} is not a whole number")
     return int(text)
 

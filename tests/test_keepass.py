@@ -925,3 +925,19 @@ def test_cli_convert_uri_fixture_to_new_keepass_and_list_it(tmp_path, monkeypatc
     capsys.readouterr()
     (after,) = [a for a in kstore(db, ctx_with("cli-pw")).read().accounts if a.issuer == "Air Canada"]
     assert after == air.replace(counter=air.counter + 1, folder="")
+
+
+@pytest.mark.parametrize("counter", [10**12, 2**53 + 1, 2**64 - 1])
+def test_hmacotp_counters_of_any_64_bit_value_read_back(counter):
+    """What the writer writes, the reader reads: a counter of 13+ digits was refused on
+    read ('not a whole number'), so the next merge added the account again."""
+    a = acc(5, Kind.HOTP, counter=counter)
+    (slot,) = kf.read_slots({"HmacOtp-Secret-Base32": S[5], "HmacOtp-Counter": str(counter)}, title=a.issuer,
+                            username=a.name)
+    assert slot.account is not None and slot.account.counter == counter
+
+
+@pytest.mark.parametrize("text", ["²", "1" * 21, "-1", "0x10"])
+def test_odd_hmacotp_counters_are_entry_errors(text):
+    (slot,) = kf.read_slots({"HmacOtp-Secret-Base32": S[5], "HmacOtp-Counter": text}, title="T", username="u")
+    assert slot.account is None and "HmacOtp-Counter" in slot.error
