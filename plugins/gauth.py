@@ -336,6 +336,8 @@ def unrepresentable(acc: Account) -> str | None:
         return f"{acc.digits}-digit codes (Google Authenticator exports only 6 or 8)"
     if acc.kind is Kind.TOTP and acc.period != 30:
         return f"a {acc.period}-second period (Google Authenticator exports only 30 s)"
+    if acc.kind is Kind.HOTP and acc.counter >= 2**63:  # the migration format's counter is an int64
+        return "an HOTP counter of 2^63 or more (Google Authenticator's counter is a signed 64-bit number)"
     return None
 
 

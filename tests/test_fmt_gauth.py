@@ -275,13 +275,14 @@ def test_accounts_the_app_cannot_hold_are_skipped_not_corrupted(tmp_path):
         Account(kind=Kind.STEAM, secret=b"steamsteam", issuer="Steam", name="s"),
         Account(kind=Kind.TOTP, secret=b"sevensevn", issuer="Seven", name="7", digits=7),
         Account(kind=Kind.TOTP, secret=b"sixtysixty", issuer="Sixty", name="60", period=60),
+        Account(kind=Kind.HOTP, secret=b"bigcounter", issuer="Big", name="c", counter=2**63),  # an int64 field
     ]
     s = store(path)
     report = s.apply([ok, *bad])
     assert report.added == [ok]
     assert sorted(e.where for e in report.errors) == sorted(a.label for a in bad)
     reasons = " ".join(e.reason for e in report.errors)
-    assert "Steam" in reasons and "7-digit" in reasons and "60-second" in reasons
+    assert "Steam" in reasons and "7-digit" in reasons and "60-second" in reasons and "2^63" in reasons
     assert store(path).read().accounts == [ok]
     s2 = store(tmp_path / "direct.txt")
     s2.write_all([ok, *bad])
