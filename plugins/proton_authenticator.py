@@ -55,7 +55,7 @@ class ProtonAuthenticatorStore(Store):
     )
     loses = (
         "folders; HOTP accounts are skipped (listed): Proton Authenticator has none; "
-        "a Steam account's issuer becomes 'Steam'"
+        "a Steam account's issuer becomes 'Steam', one with a period other than 30 s is skipped (listed)"
     )
     drops = frozenset({"folder"})
     carries = {"HOTP": "lost", "Steam": "partly"}
@@ -149,8 +149,8 @@ class ProtonAuthenticatorStore(Store):
     def apply(
         self, upserts: Sequence[Account] = (), removals: Sequence[Account] = (), *, dry_run: bool = False
     ) -> WriteReport:
-        keep = [a for a in upserts if a.kind is not Kind.HOTP]
-        errors = [EntryError(a.label, "Proton Authenticator has no HOTP accounts") for a in upserts if a.kind is Kind.HOTP]
+        keep = [a for a in upserts if _unwritable(a) is None]
+        errors = [EntryError(a.label, why) for a in upserts if (why := _unwritable(a)) is not None]
         report = super().apply(keep, removals, dry_run=dry_run)
         report.errors.extend(errors)
         return report
@@ -159,8 +159,8 @@ class ProtonAuthenticatorStore(Store):
         """The plain export object for ``accounts`` (HOTP skipped with a warning)."""
         entries, used = [], set()
         for acc in accounts:
-            if acc.kind is Kind.HOTP:
-                self.ctx.warn(f"{acc.label}: not written to {self.label}: Proton Authenticator has no HOTP accounts")
+            if (why := _unwritable(acc)) is not None:
+                self.ctx.warn(f"{acc.label}: not written to {self.label}: {why}")
                 continue
             entry_id = self._ids.get(acc.identity)
             if entry_id is None or entry_id in used:
@@ -185,6 +185,17 @@ class ProtonAuthenticatorStore(Store):
             return atomic_write(self.path, ac.dump_json(doc), mode=0o600)
         ac.warn_cleartext(self.ctx, self.label)
         return atomic_write(self.path, body, mode=0o600)
+
+
+def _unwritable(acc: Account) -> str | None:
+    """Why Proton Authenticator cannot hold ``acc`` unchanged, or None: a ``steam://``
+    entry has only a secret (Steam's 30 s, 5 characters), so another period would be
+    lost without a word."""
+    if acc.kind is Kind.HOTP:
+        return "Proton Authenticator has no HOTP accounts"
+    if acc.kind is Kind.STEAM and acc.period != 30:
+        return f"a Steam account with a {acc.period}-second period (Proton Authenticator's Steam entries are 30 s)"
+    return None
 
 
 def _steam_secret(text: str) -> bytes:

@@ -177,3 +177,15 @@ def test_random_json_in_entries_gives_entry_errors(tmp_path, value, index, key):
     path.write_text(json.dumps(doc))
     result = assert_clean_read(store(path), secrets=secrets_in(_PLAIN))
     assert result is not None and len(result.accounts) + len(result.errors) == 3
+
+
+def test_a_steam_account_with_another_period_is_skipped_not_changed(tmp_path):
+    """A steam:// entry holds only the secret (30 s): a 10 s 'Steam' account would come
+    back as 30 s without a word; it is skipped and named instead (exit 7 in convert)."""
+    steam10 = Account(kind=Kind.STEAM, secret=b"steam-ten-s", issuer="Steam", name="ten", period=10)
+    steam30 = Account(kind=Kind.STEAM, secret=b"steam-thirty", issuer="Steam", name="thirty")
+    s = store(tmp_path / "out.json")
+    report = s.apply([steam10, steam30])
+    assert [a.name for a in report.added] == ["thirty"]
+    assert [e.where for e in report.errors] == [steam10.label] and "10-second" in report.errors[0].reason
+    assert [(a.name, a.period) for a in store(tmp_path / "out.json").read().accounts] == [("thirty", 30)]
