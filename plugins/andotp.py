@@ -131,7 +131,9 @@ class AndOtpStore(Store):
                 f"{self.label}: not an andOTP backup, or an old-format one and the password is wrong",
                 hint="for an old-format backup add ?format=old and check the password",
             )
-        raise AuthenticationError(f"wrong password for {self.label}")
+        # AES-GCM cannot tell a wrong key from altered bytes: say both, as Stratum and Proton do.
+        raise AuthenticationError(f"wrong password for {self.label} (or the file was truncated or altered)",
+                                  hint="check the password; if it is right, the backup file is damaged")
 
     def write_all(self, accounts: Sequence[Account]) -> Path | None:
         ac.warn_cleartext(self.ctx, self.label)

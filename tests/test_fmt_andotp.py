@@ -90,6 +90,15 @@ def test_wrong_password_is_exit_3(name, wrong, options):
     F.assert_wrong_password(store(ANDOTP / name, wrong, **options).read)
 
 
+def test_a_truncated_backup_with_the_right_password_says_it_may_be_damaged(tmp_path):
+    """AES-GCM cannot tell a cut file from a wrong key: the message names both."""
+    cut = tmp_path / "cut.bin"
+    data = (ANDOTP / "andotp.encrypted.bin").read_bytes()
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    err = F.assert_wrong_password(store(cut, "testtest").read)
+    assert "truncated or altered" in str(err) and "damaged" in (err.hint or "")
+
+
 def test_garbage_is_a_format_error():
     with pytest.raises(FormatError) as err:
         store(ANDOTP / "garbage.json.aes", "123456").read()
