@@ -62,7 +62,7 @@ class AndOtpStore(Store):
     reads = "plain JSON, encrypted .json.aes (current PBKDF2 format and the old SHA-256 one; ?format=new|old)"
     writes = "plain JSON backups (andOTP's import reads them)"
     drops = frozenset({"note"})
-    loses = "notes; all but the first tag; thumbnails"
+    loses = "notes; all but the first tag; thumbnails; last used and usage counts (reset when the file is written)"
     options = ("format",)
     carries = {"folders": "partly"}
     source = "andOTP: ☰ → Backups → Backup (plain text or password-encrypted)"

@@ -293,7 +293,8 @@ class EnteStore(Store):
     title = "Ente Auth export"
     reads = "Ente Auth plain text exports (otpauth:// with codeDisplay) and encrypted exports (Argon2id + XChaCha20-Poly1305)"
     writes = "Ente Auth plain text export, or the encrypted export with ?encrypt=yes (import both in Ente Auth)"
-    loses = "all but the first Ente tag (folder); Yandex codes and codes in Ente's trash are skipped (listed)"
+    loses = ("all but the first Ente tag (folder); pinned, last used and tap count (reset when the file is "
+             "written); Yandex codes and codes in Ente's trash are skipped (listed)")
     options = ("encrypt",)
     carries = {"folders": "partly"}
     source = "Ente Auth: Settings → Data → Export codes (plain text or encrypted)"

@@ -63,7 +63,8 @@ class TwoFasStore(Store):
         "?encrypt=yes, or when the file was encrypted; else plain"
     )
     drops = frozenset({"note"})
-    loses = "notes; icons of new entries (kept for entries read from the same file)"
+    loses = ("notes; icons of new entries (kept for entries read from the same file); each entry's "
+             "'updated' time and label field (set anew when the file is written)")
     options = ("encrypt",)
     carries = {"icons": "partly"}
     source = "2FAS: Settings → 2FAS Backup → Export to file (with or without a password)"
