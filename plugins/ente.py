@@ -126,8 +126,9 @@ def parse_line(line: str) -> tuple[Account | None, str | None]:
     return account, None
 
 
-def parse_plain(text: str, unread: list[str] | None = None) -> ReadResult:
-    """The accounts of a plain export; lines that are skipped or broken go to ``unread`` too."""
+def parse_plain(text: str, unread: list[str] | None = None, displays: dict[str, dict] | None = None) -> ReadResult:
+    """The accounts of a plain export; lines that are skipped or broken go to ``unread`` too,
+    and each account's ``codeDisplay`` to ``displays`` (by identity: written back with it)."""
     result = ReadResult()
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -146,6 +147,8 @@ def parse_plain(text: str, unread: list[str] | None = None) -> ReadResult:
                 unread.append(line)
         else:
             result.accounts.append(account)
+            if displays is not None and (match := _CODE_DISPLAY.search(line)):
+                displays.setdefault(account.identity, _code_display(match.group(2)))
     return result
 
 
@@ -153,8 +156,12 @@ def _q(text: str) -> str:
     return quote(text, safe="")
 
 
-def format_line(account: Account) -> str:
-    """One account as Ente writes it (``otpauth://steam/`` for Steam, ``issuer=`` always present)."""
+def format_line(account: Account, kept: dict | None = None) -> str:
+    """One account as Ente writes it (``otpauth://steam/`` for Steam, ``issuer=`` always present).
+
+    ``kept``: the ``codeDisplay`` this account had in the file being rewritten. Its pinned
+    state, last use, tap count, further tags and keys we do not know stay; the folder (the
+    first tag) and the note are the account's."""
     kind = {Kind.TOTP: "totp", Kind.HOTP: "hotp", Kind.STEAM: "steam"}[account.kind]
     if account.issuer:
         label = f"{_q(account.issuer)}:{_q(account.name)}"
@@ -172,16 +179,19 @@ def format_line(account: Account) -> str:
     ]
     if account.kind is Kind.HOTP:
         params.append(f"counter={account.counter}")
-    display: dict[str, object] = {"pinned": False, "trashed": False, "lastUsedAt": 0, "tapCount": 0,
-                                  "tags": [account.folder] if account.folder else []}
+    display: dict[str, object] = {"pinned": False, "trashed": False, "lastUsedAt": 0, "tapCount": 0, **(kept or {})}
+    more = display.get("tags") if isinstance(display.get("tags"), list) else []
+    display["tags"] = [account.folder, *more[1:]] if account.folder else []  # tags[0] is read as the folder
+    display["trashed"] = False
+    display.pop("note", None)
     if account.note:
         display["note"] = account.note
     params.append("codeDisplay=" + _q(json.dumps(display, separators=(",", ":"), ensure_ascii=False)))
     return f"otpauth://{kind}/{label}?{'&'.join(params)}"
 
 
-def format_plain(accounts: Sequence[Account]) -> str:
-    return "".join(format_line(a) + "\n" for a in accounts)
+def format_plain(accounts: Sequence[Account], displays: dict[str, dict] | None = None) -> str:
+    return "".join(format_line(a, (displays or {}).get(a.identity)) + "\n" for a in accounts)
 
 
 # -- encrypted JSON -----------------------------------------------------------------------------
@@ -293,8 +303,8 @@ class EnteStore(Store):
     title = "Ente Auth export"
     reads = "Ente Auth plain text exports (otpauth:// with codeDisplay) and encrypted exports (Argon2id + XChaCha20-Poly1305)"
     writes = "Ente Auth plain text export, or the encrypted export with ?encrypt=yes (import both in Ente Auth)"
-    loses = ("all but the first Ente tag (folder); pinned, last used and tap count (reset when the file is "
-             "written); Yandex codes and codes in Ente's trash are skipped (listed)")
+    loses = ("all but the first Ente tag (folder) of a new entry (an entry read from the same file keeps its "
+             "tags, pinned state and usage); Yandex codes and codes in Ente's trash are skipped (listed)")
     options = ("encrypt",)
     carries = {"folders": "partly"}
     source = "Ente Auth: Settings → Data → Export codes (plain text or encrypted)"
@@ -304,6 +314,7 @@ class EnteStore(Store):
     def __init__(self, spec, ctx) -> None:
         super().__init__(spec, ctx)
         self._unread: list[str] = []
+        self._displays: dict[str, dict] = {}  # codeDisplay of each account read, by identity
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -334,8 +345,8 @@ class EnteStore(Store):
                 text = open_encrypted(doc, self._password())
             except (FormatError, AuthenticationError) as exc:
                 raise type(exc)(f"{self.label}: {exc}", hint=exc.hint) from None
-        self._unread = []
-        return parse_plain(text, self._unread)
+        self._unread, self._displays = [], {}
+        return parse_plain(text, self._unread, self._displays)
 
     def _encrypt(self) -> bool:
         choice = self.spec.options.get("encrypt")
@@ -352,7 +363,7 @@ class EnteStore(Store):
         raise UsageError(f"?encrypt={choice!r} is not yes or no")
 
     def write_all(self, accounts: Sequence[Account]) -> Path | None:
-        plain = format_plain(accounts) + "".join(line + "\n" for line in self._unread)
+        plain = format_plain(accounts, self._displays) + "".join(line + "\n" for line in self._unread)
         if self._encrypt():
             password = self._password()
             if not password:

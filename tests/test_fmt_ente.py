@@ -357,3 +357,28 @@ def test_broken_code_display_does_not_cost_the_account(tmp_path):
     result = make(path).read()
     assert [(a.issuer, a.name, a.folder) for a in result.accounts] == [("A", "b", "")]
     assert result.errors == []
+
+
+def test_merging_keeps_each_entrys_pin_usage_and_further_tags(tmp_path):
+    """--merge into an Ente export: the entries already there keep their codeDisplay
+    (pinned, last use, taps, tags after the first, keys we do not know); the folder and
+    note are the account's. A new entry gets Ente's defaults."""
+    display = {"pinned": True, "lastUsedAt": 1700000000, "tapCount": 42, "tags": ["a", "b"], "iconSrc": "x"}
+    from urllib.parse import quote
+
+    path = tmp_path / "pin.txt"
+    path.write_text("otpauth://totp/Pin:me?secret=JBSWY3DPEHPK3PXP&issuer=Pin&codeDisplay="
+                    + quote(json.dumps(display)) + "\n", encoding="utf-8")
+    s = make(path)
+    (pin,) = s.read().accounts
+    assert pin.folder == "a"
+    new = Account(kind=Kind.TOTP, secret=b"new-secret", issuer="New", name="n")
+    make(path).apply([pin, new])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    shown = [json.loads(parse_qs(urlsplit(line).query)["codeDisplay"][0]) for line in lines]
+    assert shown[0] == {**display, "trashed": False}
+    assert shown[1]["pinned"] is False and shown[1]["tags"] == [] and shown[1]["tapCount"] == 0
+    # a folder changed here replaces the first tag only; no folder clears the tags
+    make(path).apply([pin.replace(folder="z")])
+    assert json.loads(parse_qs(urlsplit(path.read_text().splitlines()[0]).query)["codeDisplay"][0])["tags"] == ["z", "b"]
+    assert [a.folder for a in make(path).read().accounts if a.issuer == "Pin"] == ["z"]
