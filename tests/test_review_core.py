@@ -680,3 +680,41 @@ def test_no_secret_in_outputs_state_or_temp_files(tmp_path):
             with contextlib.suppress(OSError):
                 if p.is_file():
                     assert secret.encode() not in p.read_bytes() and acc.secret not in p.read_bytes(), p
+
+
+@pytest.mark.parametrize("edit", ["add", "delete"])
+def test_an_edit_made_while_a_sync_runs_is_sent_by_the_next_run(tmp_path, edit):
+    """The user edits the store while a sync uploads: the next run must not take the
+    no-change fast path over it (the fingerprint it compares is taken before the read)."""
+    from otpbridge.backends.local import LocalBackend
+    from otpbridge.engine.fastpath import sync
+    from tests.support.engine import Device, engine_session, remote_ids
+
+    remote = tmp_path / "remote"
+    a = Device(tmp_path / "a", str(remote), "a")
+    first, during = make_account("first"), make_account("during")
+    a.add(first)
+    if edit == "delete":
+        a.add(during)
+    ok(a.init())
+    ok(a.sync())
+    a.add(make_account("sent"))  # a change, so the run uploads
+
+    class EditWhileUploading(LocalBackend):
+        done = False
+
+        def write(self, name, data):
+            super().write(name, data)
+            if not self.done:
+                self.done = True
+                a.add(during) if edit == "add" else a.remove(during.secret_id)
+
+    s = engine_session(a, EditWhileUploading(str(remote)))
+    with s.backend:
+        sync(s)
+    res = ok(a.sync())
+    assert res.json()["fast_path"] is False, res.out
+    held = remote_ids(remote)
+    assert (during.secret_id in held) is (edit == "add"), res.out
+    assert (during.secret_id in a.accounts()) is (edit == "add")
+    assert ok(a.sync()).json()["fast_path"] is True

@@ -121,6 +121,9 @@ def sync_changes(
             hint="run 'otpbridge init REMOTE' in a fresh OTPBRIDGE_HOME to join again",
         )
     cache = load_store_cache(s, remote.key)
+    # Taken before the read: an edit made while this run works must not hide inside the
+    # fingerprint the fast path compares next time (it would never be sent).
+    read_fps = fingerprints(s.stores)
     local = read_stores(s, state, cache, remote.key)
     report.store_errors = list(local.errors)
     base = None if (state.base is None or remote.own_regressed) else state.base
@@ -285,9 +288,10 @@ def sync_changes(
     report.cleaned += cleanup_epochs(s, listing, remote)
     # Only now touch the local primary store.
     if mode == "sync" and s.stores:
+        before_write = s.stores[0].fingerprint()
         after = _apply_primary(s, state, local, merged, final, base, report, rid_of, dry_run=False)
     else:
-        after = None
+        before_write, after = None, None
     new_base: dict[str, BaseEntry] = {}
     source = after if after is not None else local_ids
     for rid, acc in source.items():
@@ -324,7 +328,7 @@ def sync_changes(
     state.device_accounts[s.device_id] = len(final)
     if s.device_name:
         state.device_names[s.device_id] = s.device_name
-    state.fingerprints = {k: v for k, v in fingerprints(s.stores).items() if v is not None}
+    state.fingerprints = _settled_fingerprints(s, read_fps, before_write)
     # A view we could not read must not count as seen: the fast path would skip it for good.
     unread = {ref.name for ref in remote.skipped}
     state.listing = [entry for entry in listing.signature() if entry[0] not in unread]
@@ -627,6 +631,25 @@ def _rename_label(rid: str, merged: dict[str, Record], remote: Remote) -> str:
     before = remote.records.get(rid)
     old = before.account.label if before is not None and before.account is not None else None
     return f"{old} → {new}" if old is not None and old != new else f"{new} (edited)"
+
+
+def _settled_fingerprints(s: Session, read_fps: dict[str, str | None], before_write: str | None) -> dict[str, str]:
+    """The store fingerprints the next run's fast path compares: a store's only if it is
+    what this run read (or, for the primary it wrote, what it read plus its own write).
+    A store edited while the run worked is left out, so the next run reads it and sends
+    the edit (docs/SYNC.md "One sync run", step 10)."""
+    out: dict[str, str] = {}
+    primary = s.stores[0].label if s.stores and before_write is not None else None
+    for label, now in fingerprints(s.stores).items():
+        was = read_fps.get(label)
+        if now is None or was is None:
+            continue
+        if label == primary:
+            if before_write == was:
+                out[label] = now  # changed by this run's own write only
+        elif now == was:
+            out[label] = now
+    return out
 
 
 def _guard_deletions(changes: Changes, state: SyncState, remote: dict[str, Record], allow: bool) -> None:
